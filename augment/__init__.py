@@ -1,0 +1,1 @@
+"""Data augmentation for distillation transfer sets (TinyBERT and Tang et al. methods)."""

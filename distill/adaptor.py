@@ -1,0 +1,83 @@
+"""The one adaptor: any supported model's forward pass -> a plain `Record` that losses read.
+
+BERT attention scores: transformers' default `sdpa` attention returns no attention maps, and the
+`eager` one returns post-softmax probabilities, while TinyBERT distils the pre-softmax scores. We
+register an attention function that computes exactly eager attention but hands back
+`query @ key^T * scaling` (before the mask and the softmax) as its attention output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.masking_utils import eager_mask
+
+SCORES_ATTENTION = "distill_scores"
+
+
+def _scores_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    weights = scores if attention_mask is None else scores + attention_mask
+    probs = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = nn.functional.dropout(probs, p=dropout, training=module.training)
+    out = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    return out, scores
+
+
+AttentionInterface.register(SCORES_ATTENTION, _scores_attention)
+AttentionMaskInterface.register(SCORES_ATTENTION, eager_mask)
+
+
+@dataclass
+class Record:
+    """What a model says about a batch. hidden_states[0] is the embedding output;
+    attention_scores[l] are layer l+1's pre-softmax scores, shape (batch, heads, query, key)."""
+
+    logits: torch.Tensor
+    attention_mask: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attention_scores: tuple[torch.Tensor, ...] | None = None
+
+    def detached(self) -> Record:
+        """A copy usable as a loss target outside inference mode."""
+
+        def c(x):
+            return None if x is None else tuple(t.clone() for t in x)
+
+        return replace(self, logits=self.logits.clone(), attention_mask=self.attention_mask.clone(),
+                       hidden_states=c(self.hidden_states), attention_scores=c(self.attention_scores))
+
+
+def set_attention(model: nn.Module, need_scores: bool) -> None:
+    """Scores need our eager-equivalent attention; otherwise the fused kernel is faster."""
+    wanted = SCORES_ATTENTION if need_scores else "sdpa"
+    if getattr(model.config, "_attn_implementation", None) != wanted:
+        model.set_attn_implementation(wanted)
+
+
+def forward_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool) -> Record:
+    """Run a Hugging Face sequence classifier and adapt its outputs.
+
+    The model's attention implementation must already be chosen with `set_attention`."""
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        token_type_ids=batch.get("token_type_ids"),
+        output_hidden_states=need_hidden,
+        output_attentions=need_attention,
+        return_dict=True,
+    )
+    attentions = out.attentions if need_attention else None
+    if need_attention and (not attentions or attentions[0] is None):
+        raise RuntimeError("the model returned no attention scores; was set_attention(model, True) called?")
+    return Record(
+        logits=out.logits,
+        attention_mask=batch["attention_mask"],
+        hidden_states=tuple(out.hidden_states) if need_hidden else None,
+        attention_scores=tuple(attentions) if need_attention else None,
+    )

@@ -1,0 +1,100 @@
+"""Tokenised examples, dynamic padding and length-grouped batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Dataset
+
+from distill.tasks import Example
+
+
+class EncodedDataset(Dataset):
+    """Examples tokenised once with the teacher's (fast) tokenizer, without padding."""
+
+    def __init__(self, examples: list[Example], tokenizer, max_length: int, regression: bool = False):
+        a = [ex.text_a for ex in examples]
+        b = [ex.text_b for ex in examples]
+        pair = any(x is not None for x in b)
+        enc = tokenizer(a, b if pair else None, truncation=True, max_length=max_length)
+        self.input_ids: list[list[int]] = enc["input_ids"]
+        self.token_type_ids: list[list[int]] = enc.get("token_type_ids") or [[0] * len(x) for x in self.input_ids]
+        dtype = torch.float32 if regression else torch.long
+        labels = [ex.label if ex.label is not None else (0.0 if regression else -100) for ex in examples]
+        self.labels = torch.tensor(labels, dtype=dtype)
+        self.pad_id = tokenizer.pad_token_id or 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.input_ids[i], "token_type_ids": self.token_type_ids[i],
+                "labels": self.labels[i], "index": i}
+
+
+class PadCollator:
+    """Pads a batch to its own longest sequence (not to max_length)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        types = torch.zeros((len(items), width), dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for r, it in enumerate(items):
+            n = len(it["input_ids"])
+            ids[r, :n] = torch.tensor(it["input_ids"])
+            types[r, :n] = torch.tensor(it["token_type_ids"])
+            mask[r, :n] = 1
+        return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask,
+                "labels": torch.stack([it["labels"] for it in items]),
+                "index": torch.tensor([it["index"] for it in items])}
+
+
+class LengthGroupedBatches:
+    """Shuffled batches of similar lengths, so that dynamic padding wastes little.
+
+    Indices are shuffled, cut into windows of `window` batches, each window sorted by length and
+    cut into batches, and the batches shuffled again. The order depends only on (seed, epoch), so a
+    resumed run sees the same batches. `grouped=False` gives plain shuffled batches."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, grouped: bool = True,
+                 shuffle: bool = True, window: int = 50):
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.grouped = grouped
+        self.shuffle = shuffle
+        self.window = window
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        if not self.shuffle:
+            order = sorted(range(n), key=lambda i: self.lengths[i]) if self.grouped else list(range(n))
+            return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(n, generator=g).tolist()
+        if self.grouped:
+            span = self.batch_size * self.window
+            order = [i for s in range(0, n, span) for i in sorted(order[s:s + span], key=lambda i: self.lengths[i])]
+        batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        if self.grouped:
+            perm = torch.randperm(len(batches), generator=g).tolist()
+            batches = [batches[p] for p in perm]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size

@@ -1,0 +1,104 @@
+"""The `distill` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _default_out(name: str, seed: int) -> Path:
+    return Path("runs") / name / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
+
+
+def _latest_unfinished(name: str) -> Path | None:
+    root = Path("runs") / name
+    if not root.is_dir():
+        return None
+    runs = sorted((p for p in root.iterdir() if (p / "run.json").exists() and not (p / "metrics.json").exists()),
+                  key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from distill.config import load_config
+    from distill.run import run_experiment
+
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else None
+    if args.resume and out is None:
+        out = _latest_unfinished(cfg.name)
+        if out is None:
+            print(f"distill: --resume: no unfinished run of {cfg.name!r} under runs/{cfg.name}; give --out",
+                  file=sys.stderr)
+            return 2
+    run_experiment(cfg, out or _default_out(cfg.name, cfg.seed), resume=args.resume)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from distill.config import dump_yaml, load_config
+
+    cfg = load_config(args.config, args.set)
+    print(dump_yaml(cfg), end="")
+    return 0
+
+
+def cmd_losses(args: argparse.Namespace) -> int:
+    from distill.losses import LOSSES
+
+    for name, info in sorted(LOSSES.items()):
+        params = ", ".join(f"{k}={v!r}" for k, v in info.params.items()) or "-"
+        doc = (info.fn.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:20s} params: {params:40s} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="distill", description="Distil fine-tuned BERT teachers into small students.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp):
+        sp.add_argument("config", help="experiment YAML file")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set stages.0.epochs=2 (repeatable)")
+
+    r = sub.add_parser("run", help="fine-tune the teacher (cached) and run every distillation stage")
+    with_config(r)
+    r.add_argument("--out", help="run folder (default runs/<name>/<time>-seed<seed>)")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="validate a config and print it resolved")
+    with_config(c)
+    c.set_defaults(func=cmd_check)
+
+    ls = sub.add_parser("losses", help="list the registered losses and their parameters")
+    ls.set_defaults(func=cmd_losses)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    from distill.config import ConfigError
+    from distill.layer_map import LayerMapError
+    from distill.loaders import DataError
+    from distill.losses import LossError
+    from distill.run import RunError
+    from distill.trainer import TrainingDiverged
+    from students.tinybert import StudentError
+    from teachers.load import CheckpointError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, LossError, LayerMapError, RunError, CheckpointError, StudentError,
+            TrainingDiverged) as e:
+        print(f"distill: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

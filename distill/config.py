@@ -1,0 +1,350 @@
+"""Experiment configs: YAML files validated into typed dataclasses.
+
+One file = one experiment. A file may `extends:` another (paths relative to the file); mappings merge
+key by key, lists and scalars replace. Command-line overrides (`--set stages.0.epochs=2`) are applied to
+the merged mapping before validation, so they are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the dotted key."""
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 3
+    lr: float = 2.0e-5
+    batch_size: int = 32
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    # Independent of the run's seed, so that a seed sweep of students shares one teacher.
+    seed: int = 0
+
+
+@dataclass
+class RandomBertConfig:
+    """Shape of a randomly initialised BERT (for smoke tests and speed measurements)."""
+
+    layers: int = 2
+    hidden: int = 64
+    heads: int = 4
+    ffn: int = 128
+
+
+@dataclass
+class TeacherConfig:
+    # A local folder, a hub name (bert-base-uncased), `packaged:all-minilm-l6-v2`, or `random`.
+    checkpoint: str = "packaged:all-minilm-l6-v2"
+    # Tokenizer source when it differs from the checkpoint (required for `random`).
+    tokenizer: str | None = None
+    random: RandomBertConfig | None = None
+    # None: the checkpoint is already fine-tuned on the task and is used as it is.
+    finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
+
+
+@dataclass
+class TaskConfig:
+    # GLUE task name (sst2, mnli, ...), `tweets`, or any name for `source: csv`.
+    name: str = "tweets"
+    source: Literal["packaged", "glue", "csv"] = "packaged"
+    path: str | None = None
+    # Generic CSV/TSV only.
+    train_file: str = "train.tsv"
+    dev_file: str = "dev.tsv"
+    test_file: str | None = None
+    text_columns: list[str] = field(default_factory=lambda: ["text"])
+    label_column: str = "label"
+    labels: list[str] | None = None
+    type: Literal["classification", "regression"] = "classification"
+    delimiter: str | None = None
+    # Subsampling (seeded by split_seed) and truncation, to size runs for the hardware.
+    max_length: int = 128
+    train_limit: int | None = None
+    dev_limit: int | None = None
+    test_limit: int | None = None
+    split_seed: int = 0
+
+
+@dataclass
+class StudentConfig:
+    kind: Literal["tinybert"] = "tinybert"
+    # Named shape (4l-312, 6l-768); explicit fields below override it.
+    preset: str | None = None
+    layers: int | None = None
+    hidden: int | None = None
+    heads: int | None = None
+    ffn: int | None = None
+    # `scratch`, `teacher` (copy embeddings and chosen teacher layers), or a checkpoint folder.
+    init: str = "scratch"
+    # Teacher layers (1-based) copied when init is `teacher`; default: the uniform layer map.
+    init_layers: list[int] | None = None
+
+
+LossSpec = Union[float, dict[str, Any]]
+
+
+@dataclass
+class StageConfig:
+    name: str
+    losses: dict[str, LossSpec]
+    epochs: int = 1
+    lr: float = 5.0e-5
+    batch_size: int = 32
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    layer_map: str | list[list[int]] = "uniform"
+    # Which epoch's weights the stage keeps: the best dev metric, or the last epoch.
+    # Default: `metric` when a loss trains the logits, else `last`.
+    select: Literal["metric", "last"] | None = None
+    data: Literal["train"] = "train"
+
+
+@dataclass
+class TrainConfig:
+    precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    cpu: bool = False
+    eval_batch_size: int = 64
+    length_grouped: bool = True
+    log_every: int = 10
+    # Optimizer steps between mid-epoch checkpoints (0: only at epoch ends).
+    checkpoint_every: int = 0
+    num_workers: int = 0
+    # W_h / W_e when student and teacher widths differ: one each, one shared, or none (then an error).
+    projection: Literal["separate", "shared", "none"] = "separate"
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    task: TaskConfig
+    teacher: TeacherConfig
+    student: StudentConfig
+    stages: list[StageConfig]
+    seed: int = 42
+    train: TrainConfig = field(default_factory=TrainConfig)
+    description: str = ""
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str, src: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where, src)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{src}: `{where}` = {value!r}: expected {_type_name(tp)}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected one of {_type_name(tp)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected {_type_name(tp)}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{where}.{i}", src) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected a mapping")
+        _, vt = typing.get_args(tp)
+        return {str(k): _convert(v, vt, f"{where}.{k}", src) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, src)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected a string")
+        return value
+    raise TypeError(f"unsupported config type {tp!r}")
+
+
+def _build(cls: type, raw: Any, where: str, src: str) -> Any:
+    label = where or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: `{label}` must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"{src}: unknown key `{_join(where, unknown[0])}`; valid keys in `{label}`: "
+            + ", ".join(sorted(fields))
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        path = _join(where, name)
+        if name in raw:
+            kwargs[name] = _convert(raw[name], hints[name], path, src)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{src}: missing required key `{path}` ({_type_name(hints[name])})")
+    return cls(**kwargs)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+# ---------------------------------------------------------------- files, inheritance, overrides
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a config file and the chain of files it extends, merged (no validation)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise ConfigError(f"{path}: `extends` forms a cycle: {chain}")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: `extends` must be a path string, got {parent!r}")
+    base = load_raw(path.parent / parent, (*_seen, path))
+    return deep_merge(base, data)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply `a.b.0.c=value` in place; the value is parsed as YAML (numbers, lists, null...)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override `{assignment}`: expected KEY=VALUE, e.g. stages.0.epochs=2")
+    key, text = assignment.split("=", 1)
+    value = yaml.safe_load(text) if text != "" else ""
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override `{key}`: `{where}` is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise ConfigError(f"override `{key}`: `{'.'.join(parts[:i])}` is a value, not a mapping or list")
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    raw = load_raw(path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return from_dict(raw, src=str(path))
+
+
+def from_dict(raw: dict, src: str = "<config>") -> ExperimentConfig:
+    cfg = _build(ExperimentConfig, raw, "", src)
+    _check(cfg, src)
+    return cfg
+
+
+def _check(cfg: ExperimentConfig, src: str) -> None:
+    """Cross-field checks that types cannot express."""
+    from distill.losses import check_loss_spec
+
+    if not cfg.stages:
+        raise ConfigError(f"{src}: `stages` is empty; give at least one distillation stage")
+    for i, stage in enumerate(cfg.stages):
+        if not stage.losses:
+            raise ConfigError(f"{src}: `stages.{i}.losses` is empty")
+        for name, spec in stage.losses.items():
+            check_loss_spec(name, spec, f"{src}: `stages.{i}.losses.{name}`")
+        for key in ("epochs", "batch_size", "grad_accum"):
+            if getattr(stage, key) < 1:
+                raise ConfigError(f"{src}: `stages.{i}.{key}` = {getattr(stage, key)}: must be >= 1")
+    if cfg.teacher.checkpoint == "random" and (cfg.teacher.random is None or cfg.teacher.tokenizer is None):
+        raise ConfigError(f"{src}: `teacher.checkpoint: random` needs `teacher.random` and `teacher.tokenizer`")
+    if cfg.task.source in ("glue", "csv") and not cfg.task.path:
+        raise ConfigError(f"{src}: `task.path` is required for `task.source: {cfg.task.source}`")
+    if cfg.task.text_columns and not 1 <= len(cfg.task.text_columns) <= 2:
+        raise ConfigError(f"{src}: `task.text_columns` must name one or two columns")
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

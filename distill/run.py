@@ -1,0 +1,237 @@
+"""One experiment run, from config to a self-describing run folder.
+
+config -> task data -> teacher (fine-tuned once, cached) -> student -> stages -> evaluation -> artifacts
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch import nn
+
+from distill.adaptor import set_attention
+from distill.batching import EncodedDataset
+from distill.checkpoint import Checkpointer, Progress
+from distill.config import ConfigError, ExperimentConfig, dump_yaml
+from distill.io import atomic_dir, write_json, write_text
+from distill.layer_map import layer_map
+from distill.loaders import load_task
+from distill.losses import LossContext
+from distill.model_stats import count_parameters, encoder_flops_per_token
+from distill.objective import Objective
+from distill.provenance import device_info, git_state, library_versions
+from distill.trainer import DistillModule, evaluate, make_loader, train_stage
+from students import build_student
+from students.tinybert import student_shape
+from teachers.finetune import prepare_teacher
+from teachers.load import load_bert_config, load_tokenizer
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
+    precision = cfg.train.precision
+    if precision == "auto":
+        import torch
+
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not cfg.train.cpu \
+            else "no"
+    # Different stages train different parameters (the classifier, the projections): DDP must allow it.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision=precision, cpu=cfg.train.cpu, kwargs_handlers=[ddp])
+
+
+def _preflight(cfg: ExperimentConfig, vocab_size: int) -> tuple[int, int, int, int]:
+    """Catch impossible layer maps, losses and widths before any training: (student layers,
+    teacher layers, student width, teacher width)."""
+    if cfg.teacher.checkpoint == "random":
+        r = cfg.teacher.random
+        t_layers, t_hidden = r.layers, r.hidden
+        tc = None
+    else:
+        tc = load_bert_config(cfg.teacher.checkpoint)
+        t_layers, t_hidden = tc.num_hidden_layers, tc.hidden_size
+    if cfg.student.init in ("scratch", "teacher"):
+        from types import SimpleNamespace
+
+        ref = tc or SimpleNamespace(num_hidden_layers=t_layers, hidden_size=t_hidden,
+                                    num_attention_heads=cfg.teacher.random.heads,
+                                    intermediate_size=cfg.teacher.random.ffn)
+        shape = student_shape(cfg.student, ref)
+        s_layers, s_hidden = shape["layers"], shape["hidden"]
+    else:
+        sc = load_bert_config(cfg.student.init)
+        s_layers, s_hidden = sc.num_hidden_layers, sc.hidden_size
+    for i, stage in enumerate(cfg.stages):
+        where = f"stages.{i} ({stage.name})"
+        try:
+            layer_map(stage.layer_map, s_layers, t_layers)
+        except ValueError as e:
+            raise ConfigError(f"{where}.layer_map: {e}") from None
+        obj = Objective(stage.losses, f"{where}.losses")
+        if (obj.needs_hidden and s_hidden != t_hidden and cfg.train.projection == "none"):
+            raise ConfigError(f"{where}: hidden/embedding losses with student width {s_hidden} and teacher width "
+                              f"{t_hidden} need a projection, but train.projection is `none`")
+    return s_layers, t_layers, s_hidden, t_hidden
+
+
+def make_projections(mode: str, s_hidden: int, t_hidden: int, needed: bool) -> nn.ModuleDict:
+    if not needed or s_hidden == t_hidden or mode == "none":
+        return nn.ModuleDict()
+    if mode == "shared":
+        return nn.ModuleDict({"shared": nn.Linear(s_hidden, t_hidden)})
+    return nn.ModuleDict({"hidden": nn.Linear(s_hidden, t_hidden), "embedding": nn.Linear(s_hidden, t_hidden)})
+
+
+def _check_resume(cfg: ExperimentConfig, out: Path) -> None:
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    now = yaml.safe_load(dump_yaml(cfg))
+    if saved != now:
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise RunError(f"--resume: the config differs from the one {out} was started with (in {diff}); "
+                       "resume with the same config and overrides, or start a new run")
+
+
+def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False, on_step=None, log=print) -> dict:
+    out = Path(out)
+    if resume:
+        if not (out / "config.yaml").exists():
+            raise RunError(f"--resume: {out} is not a run folder (no config.yaml)")
+        _check_resume(cfg, out)
+    elif (out / "run.json").exists():
+        state = "finished" if (out / "metrics.json").exists() else "unfinished (use --resume to continue it)"
+        raise RunError(f"run folder {out} already holds a {state} run; choose another --out")
+    start = time.perf_counter()
+    accelerator = make_accelerator(cfg)
+    main = accelerator.is_main_process
+    say = log if main else (lambda *_: None)
+    set_seed(cfg.seed)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.yaml", dump_yaml(cfg))
+        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, "git": git_state(),
+                                      "libraries": library_versions(), **device_info(accelerator.device),
+                                      "processes": accelerator.num_processes,
+                                      "mixed_precision": accelerator.mixed_precision, "resumed": resume})
+
+    task = load_task(cfg.task)
+    tokenizer = load_tokenizer(cfg.teacher.tokenizer or cfg.teacher.checkpoint)
+    s_layers, t_layers, s_hidden, t_hidden = _preflight(cfg, len(tokenizer))
+    datasets = {split: EncodedDataset(exs, tokenizer, cfg.task.max_length, task.is_regression)
+                for split, exs in task.splits.items()}
+    say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
+    teacher, teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
+
+    set_seed(cfg.seed)
+    student = build_student(cfg.student, teacher, cfg.seed)
+    objectives = [Objective(st.losses, f"stages.{i}.losses") for i, st in enumerate(cfg.stages)]
+    needs_proj = any(o.needs_hidden for o in objectives)
+    module = DistillModule(student, make_projections(cfg.train.projection, s_hidden, t_hidden, needs_proj))
+    ckpt = Checkpointer(out / "checkpoints")
+    progress = Progress()
+    if resume and ckpt.exists():
+        progress = ckpt.load_progress()
+        module.load_state_dict(ckpt.load_model_state())
+        say(f"resuming at stage {progress.stage + 1}, epoch {progress.epoch + 1}, batch {progress.batches_done}")
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+    for i, (stage, objective) in enumerate(zip(cfg.stages, objectives, strict=True)):
+        if i < progress.stage:
+            continue
+        if progress.epoch == 0 and progress.batches_done == 0 and ckpt.best.exists():
+            ckpt.best.unlink()  # the previous stage's best is not this stage's
+        ctx = LossContext(layer_map(stage.layer_map, s_layers, t_layers), task.is_regression, module.projections)
+        say(f"stage {i + 1}/{len(cfg.stages)} {stage.name!r}: losses {dict(stage.losses)}, "
+            f"layer map {ctx.pairs}, {stage.epochs} epochs")
+        train_stage(accelerator, module, teacher, objective, ctx, stage, cfg.train, datasets["train"],
+                    datasets["dev"], task, cfg.seed, ckpt, progress, writer, on_step)
+        progress = Progress(stage=i + 1, history=progress.history)
+        if main:
+            ckpt.save(module.state_dict(), progress)
+        accelerator.wait_for_everyone()
+
+    set_attention(student, False)
+    results = {}
+    for split in ("dev", "test"):
+        if split in datasets:
+            loader, _ = make_loader(datasets[split], cfg.train.eval_batch_size, cfg.seed, False, cfg.train)
+            results[split] = evaluate(accelerator, module, accelerator.prepare(loader), task)
+    metrics = _summarise(cfg, task, teacher, student, teacher_info, results, progress.history,
+                         time.perf_counter() - start)
+    if main:
+        with atomic_dir(out / "student") as tmp:
+            student.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        write_json(out / "metrics.json", metrics)
+        _hparams(writer, cfg, metrics, task.main_metric)
+        writer.close()
+        say(summary_text(metrics, out))
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def _summarise(cfg, task, teacher, student, teacher_info, results, history, seconds) -> dict:
+    main = task.main_metric
+    flops_t = encoder_flops_per_token(teacher.config, cfg.task.max_length)
+    flops_s = encoder_flops_per_token(student.config, cfg.task.max_length)
+    t_dev = teacher_info.get("dev", {}).get(main)
+    s_dev = results.get("dev", {}).get(main)
+    return {
+        "name": cfg.name, "task": task.name, "main_metric": main,
+        "teacher": {"dev": teacher_info.get("dev"), "test": teacher_info.get("test"),
+                    "parameters": count_parameters(teacher), "layers": teacher.config.num_hidden_layers,
+                    "hidden": teacher.config.hidden_size, "encoder_flops_per_token": flops_t,
+                    "source": teacher_info.get("source"), "cache_key": teacher_info.get("key")},
+        "student": {**results, "parameters": count_parameters(student), "layers": student.config.num_hidden_layers,
+                    "hidden": student.config.hidden_size, "encoder_flops_per_token": flops_s},
+        "ratios": {"parameters": count_parameters(student) / count_parameters(teacher),
+                   "encoder_compute": flops_s / flops_t,
+                   "dev_score": (s_dev / t_dev) if (t_dev and s_dev is not None) else None},
+        "history": history,
+        "wall_seconds": round(seconds, 1),
+    }
+
+
+def _hparams(writer, cfg: ExperimentConfig, metrics: dict, main: str) -> None:
+    hp = {"student.layers": metrics["student"]["layers"], "student.hidden": metrics["student"]["hidden"],
+          "student.init": cfg.student.init, "seed": cfg.seed}
+    for i, st in enumerate(cfg.stages):
+        hp[f"stage{i}.{st.name}.losses"] = ",".join(st.losses)
+        hp[f"stage{i}.{st.name}.epochs"] = st.epochs
+        hp[f"stage{i}.{st.name}.lr"] = st.lr
+    final = {f"hparam/student_dev_{k}": v for k, v in (metrics["student"].get("dev") or {}).items()}
+    final.update({f"hparam/student_test_{k}": v for k, v in (metrics["student"].get("test") or {}).items()})
+    if metrics["ratios"]["dev_score"] is not None:
+        final["hparam/dev_share_of_teacher"] = metrics["ratios"]["dev_score"]
+    writer.add_hparams(hp, final, run_name=".")
+
+
+def summary_text(m: dict, out: Path) -> str:
+    main = m["main_metric"]
+
+    def fmt(d):
+        return ", ".join(f"{k} {v:.4f}" for k, v in (d or {}).items() if not k.startswith("loss/")) or "n/a"
+
+    t, s, r = m["teacher"], m["student"], m["ratios"]
+    share = f"{100 * r['dev_score']:.1f}%" if r["dev_score"] is not None else "n/a"
+    return "\n".join([
+        "",
+        f"== {m['name']} ({m['task']}), {m['wall_seconds']:.0f} s ==",
+        f"teacher  {t['layers']}L-{t['hidden']}  {t['parameters'] / 1e6:6.2f}M params   dev: {fmt(t['dev'])}",
+        f"         test: {fmt(t['test'])}",
+        f"student  {s['layers']}L-{s['hidden']}  {s['parameters'] / 1e6:6.2f}M params   dev: {fmt(s.get('dev'))}",
+        f"         test: {fmt(s.get('test'))}",
+        f"student/teacher: dev {main} {share}, parameters {100 * r['parameters']:.1f}%, "
+        f"encoder compute per token {100 * r['encoder_compute']:.1f}%",
+        f"run folder: {out}",
+        f"compare runs: tensorboard --logdir {out.parent}",
+    ])

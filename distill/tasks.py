@@ -1,0 +1,73 @@
+"""What a task is: its examples, its label set and its official metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text_a: str
+    text_b: str | None
+    label: int | float | None
+
+
+@dataclass(frozen=True)
+class GlueSpec:
+    """One GLUE task's file layout. Label order follows the official GLUE data / reference code."""
+
+    text_a: str | int
+    text_b: str | int | None
+    label: str | int
+    labels: tuple[str, ...] | None  # None: regression
+    metrics: tuple[str, ...]
+    header: bool = True
+    dev_file: str = "dev.tsv"
+
+
+GLUE: dict[str, GlueSpec] = {
+    "cola": GlueSpec(3, None, 1, ("0", "1"), ("mcc", "accuracy"), header=False),
+    "sst2": GlueSpec("sentence", None, "label", ("0", "1"), ("accuracy",)),
+    "mrpc": GlueSpec("#1 String", "#2 String", "Quality", ("0", "1"), ("f1", "accuracy")),
+    "qqp": GlueSpec("question1", "question2", "is_duplicate", ("0", "1"), ("f1", "accuracy")),
+    "stsb": GlueSpec("sentence1", "sentence2", "score", None, ("pearson", "spearman")),
+    # GLUE's own order; Hugging Face datasets uses (entailment, neutral, contradiction): mixing them
+    # up turns a good teacher into ~10% accuracy.
+    "mnli": GlueSpec(
+        "sentence1", "sentence2", "gold_label", ("contradiction", "entailment", "neutral"),
+        ("accuracy",), dev_file="dev_matched.tsv",
+    ),
+    "mnli-mm": GlueSpec(
+        "sentence1", "sentence2", "gold_label", ("contradiction", "entailment", "neutral"),
+        ("accuracy",), dev_file="dev_mismatched.tsv",
+    ),
+    "qnli": GlueSpec("question", "sentence", "label", ("entailment", "not_entailment"), ("accuracy",)),
+    "rte": GlueSpec("sentence1", "sentence2", "label", ("entailment", "not_entailment"), ("accuracy",)),
+    "wnli": GlueSpec("sentence1", "sentence2", "label", ("0", "1"), ("accuracy",)),
+}
+GLUE_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
+
+
+@dataclass
+class TaskData:
+    name: str
+    labels: list[str] | None  # None: regression
+    metrics: tuple[str, ...]  # the first is the one used to select checkpoints
+    splits: dict[str, list[Example]] = field(default_factory=dict)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+    @property
+    def is_pair(self) -> bool:
+        return any(ex.text_b is not None for ex in self.splits.get("train", []))
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0]

@@ -1,0 +1,220 @@
+"""The training loop, written once on `accelerate`: teacher fine-tuning and every distillation stage.
+
+One stage = an objective (weighted losses), data, epochs and an optimiser schedule. The loop runs the
+same on CPU, one GPU or several (accelerate shards the batches), checkpoints atomically, resumes from
+the last checkpoint mid-epoch, and stops on a non-finite loss keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from distill import metrics as task_metrics
+from distill.adaptor import Record, forward_record, set_attention
+from distill.batching import EncodedDataset, LengthGroupedBatches, PadCollator
+from distill.checkpoint import Checkpointer, Progress
+from distill.config import StageConfig, TrainConfig
+from distill.losses import LossContext
+from distill.objective import Objective
+from distill.tasks import TaskData
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class DistillModule(nn.Module):
+    """The trainable part of a run: the student and the run's projections (W_h, W_e).
+
+    Projections belong to the run, not to the student: they are checkpointed with it and left out
+    of the exported student."""
+
+    def __init__(self, student: nn.Module, projections: nn.ModuleDict | None = None):
+        super().__init__()
+        self.student = student
+        self.projections = projections if projections is not None else nn.ModuleDict()
+
+    def forward(self, batch: dict, need_hidden: bool = False, need_attention: bool = False) -> Record:
+        return forward_record(self.student, batch, need_hidden, need_attention)
+
+
+@dataclass
+class StageResult:
+    best: float | None
+    history: list[dict]
+
+
+def make_loader(ds: EncodedDataset, batch_size: int, seed: int, train: bool, cfg: TrainConfig):
+    sampler = LengthGroupedBatches(ds.lengths(), batch_size, seed, grouped=cfg.length_grouped, shuffle=train)
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=PadCollator(ds.pad_id), num_workers=cfg.num_workers)
+    return loader, sampler
+
+
+def teacher_record(teacher: nn.Module, batch: dict, objective: Objective) -> Record:
+    with torch.inference_mode():
+        rec = forward_record(teacher, batch, objective.needs_hidden, objective.needs_attention)
+    # Inference tensors cannot be saved for backward; a clone outside inference mode can.
+    return rec.detached()
+
+
+@torch.no_grad()
+def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: TaskData,
+             teacher: nn.Module | None = None, objective: Objective | None = None,
+             ctx: LossContext | None = None) -> dict[str, float]:
+    """Task metrics on a split and, when an objective with a teacher is given, its held-out terms."""
+    module.eval()
+    logits, golds, sums, batches = [], [], {}, 0
+    use_teacher = teacher is not None and objective is not None and objective.uses_teacher
+    for batch in loader:
+        rec = module(batch, use_teacher and objective.needs_hidden, use_teacher and objective.needs_attention)
+        if use_teacher:
+            t = teacher_record(teacher, batch, objective)
+            _, parts = objective(rec, t, batch, ctx)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            batches += 1
+        lg, gold = accelerator.gather_for_metrics((rec.logits.float(), batch["labels"]))
+        logits.append(lg.cpu().numpy())
+        golds.append(gold.cpu().numpy())
+    module.train()
+    out = task_metrics.compute(task.metrics, np.concatenate(logits), np.concatenate(golds), task.num_labels)
+    out.update({f"loss/{k}": v / max(batches, 1) for k, v in sums.items()})
+    return out
+
+
+def train_stage(
+    accelerator: Accelerator,
+    module: DistillModule,
+    teacher: nn.Module | None,
+    objective: Objective,
+    ctx: LossContext,
+    stage: StageConfig,
+    train_cfg: TrainConfig,
+    train_ds: EncodedDataset,
+    dev_ds: EncodedDataset,
+    task: TaskData,
+    seed: int,
+    ckpt: Checkpointer,
+    progress: Progress,
+    writer=None,
+    on_step: Callable[[int], None] | None = None,
+) -> StageResult:
+    """Train one stage from `progress` (a fresh stage or a resumed one) to its end."""
+    tag = stage.name
+    select = stage.select or ("metric" if objective.trains_logits else "last")
+    for m in [module.student] + ([teacher] if teacher is not None else []):
+        set_attention(m, objective.needs_attention)
+    train_dl, sampler = make_loader(train_ds, stage.batch_size, seed, True, train_cfg)
+    dev_dl, _ = make_loader(dev_ds, train_cfg.eval_batch_size, seed, False, train_cfg)
+    decay = [p for n, p in module.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in module.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": stage.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=stage.lr)
+    model, optimizer, train_dl, dev_dl = accelerator.prepare(module, optimizer, train_dl, dev_dl)
+    steps_per_epoch = max(1, len(train_dl) // stage.grad_accum)
+    total = steps_per_epoch * stage.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(stage.warmup * total), total)
+    if progress.epoch > 0 or progress.batches_done > 0:
+        ckpt.load_optimizer(optimizer, scheduler)
+        ckpt.restore_rng()
+    accelerator.gradient_accumulation_steps = stage.grad_accum
+    unwrapped = accelerator.unwrap_model(model)
+
+    def state():
+        return {k: v for k, v in accelerator.get_state_dict(model).items()}
+
+    bad = torch.zeros((), dtype=torch.bool, device=accelerator.device)
+    model.train()
+    for epoch in range(progress.epoch, stage.epochs):
+        sampler.set_epoch(epoch)
+        skip = progress.batches_done
+        batches = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
+        bar = tqdm(batches, total=len(train_dl), initial=skip, desc=f"{tag} {epoch + 1}/{stage.epochs}",
+                   disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True)
+        sums: dict[str, torch.Tensor] = {}
+        seen, t0 = 0, time.perf_counter()
+        for batch in bar:
+            with accelerator.accumulate(model):
+                rec = model(batch, objective.needs_hidden, objective.needs_attention)
+                with accelerator.autocast():
+                    t_rec = teacher_record(teacher, batch, objective) if objective.uses_teacher else None
+                loss, parts = objective(rec, t_rec, batch, ctx)
+                # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
+                bad |= ~torch.isfinite(loss.detach())
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and stage.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), stage.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            progress.batches_done += 1
+            seen += batch["input_ids"].shape[0]
+            for k, v in [("total", loss), *parts.items()]:
+                sums[k] = sums.get(k, 0.0) + v.detach()
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            progress.step += 1
+            if progress.step % train_cfg.log_every == 0:
+                _guard(bad, tag, epoch, progress, parts, ckpt)
+                n = train_cfg.log_every * stage.grad_accum
+                logs = {f"{tag}/train/{k}": float(v) / n for k, v in sums.items()}
+                logs[f"{tag}/lr"] = scheduler.get_last_lr()[0]
+                logs[f"{tag}/examples_per_s"] = seen * accelerator.num_processes / (time.perf_counter() - t0)
+                _log(writer, logs, progress.step)
+                bar.set_postfix(loss=f"{logs[f'{tag}/train/total']:.4f}")
+                sums, seen, t0 = {}, 0, time.perf_counter()
+            if train_cfg.checkpoint_every and progress.step % train_cfg.checkpoint_every == 0:
+                _guard(bad, tag, epoch, progress, parts, ckpt)
+                if accelerator.is_main_process:
+                    ckpt.save(state(), progress, optimizer, scheduler)
+                accelerator.wait_for_everyone()
+            if on_step is not None:
+                on_step(progress.step)
+        _guard(bad, tag, epoch, progress, {}, ckpt)
+        result = evaluate(accelerator, model, dev_dl, task, teacher, objective, ctx)
+        result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
+        progress.history.append(result)
+        _log(writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)
+        score = result[task.main_metric]
+        if accelerator.is_local_main_process:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in result.items() if isinstance(v, float))
+            tqdm.write(f"[{tag}] epoch {epoch + 1}/{stage.epochs}: dev {shown}")
+        if select == "metric" and (progress.best is None or score > progress.best):
+            progress.best = score
+            if accelerator.is_main_process:
+                ckpt.save_best(state())
+        progress.epoch, progress.batches_done = epoch + 1, 0
+        if accelerator.is_main_process:
+            ckpt.save(state(), progress, optimizer, scheduler)
+        accelerator.wait_for_everyone()
+    if select == "metric" and ckpt.best.exists():
+        unwrapped.load_state_dict(ckpt.load_model_state(best=True))
+    accelerator.free_memory()
+    return StageResult(progress.best, [h for h in progress.history if h.get("stage") == tag])
+
+
+def _guard(bad: torch.Tensor, tag: str, epoch: int, progress: Progress, parts: dict, ckpt: Checkpointer) -> None:
+    if bool(bad):
+        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+        raise TrainingDiverged(
+            f"stage {tag!r}, epoch {epoch + 1}, step {progress.step}: the loss became NaN or infinite "
+            f"(last terms: {terms or 'n/a'}). Stopped without saving; the last good checkpoint is "
+            f"{ckpt.last}. Lower the learning rate, check the data, or use fp32."
+        )
+
+
+def _log(writer, scalars: dict[str, float], step: int) -> None:
+    if writer is None:
+        return
+    for k, v in scalars.items():
+        writer.add_scalar(k, v, step)

@@ -1,0 +1,104 @@
+"""TinyBERT students: BERT-architecture encoders of any depth and width.
+
+The student is a plain `BertForSequenceClassification`, so the exported folder loads with
+`AutoModelForSequenceClassification` and the same adaptor reads teacher and student.
+
+Initialisation: `scratch` (random), `teacher` (embeddings and chosen teacher layers copied; widths must
+match), or a checkpoint folder (e.g. a General TinyBERT; its encoder weights are loaded, the classifier
+is new unless the folder has one for the same labels)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from distill.config import StudentConfig
+from distill.layer_map import layer_map
+from teachers.load import load_classifier
+
+PRESETS: dict[str, dict[str, int]] = {
+    # Jiao et al. 2020: TinyBERT-4 (14.5M parameters) and TinyBERT-6 (67M).
+    "4l-312": {"layers": 4, "hidden": 312, "heads": 12, "ffn": 1200},
+    "6l-768": {"layers": 6, "hidden": 768, "heads": 12, "ffn": 3072},
+}
+
+
+class StudentError(ValueError):
+    pass
+
+
+def student_shape(cfg: StudentConfig, teacher_config: BertConfig) -> dict[str, int]:
+    """Preset, overridden by explicit fields, with the teacher's shape filling what is left."""
+    if cfg.preset is not None and cfg.preset not in PRESETS:
+        raise StudentError(f"unknown TinyBERT preset {cfg.preset!r}; presets: {sorted(PRESETS)}")
+    shape = dict(PRESETS.get(cfg.preset, {}))
+    for key in ("layers", "hidden", "heads", "ffn"):
+        if getattr(cfg, key) is not None:
+            shape[key] = getattr(cfg, key)
+    defaults = {"layers": teacher_config.num_hidden_layers, "hidden": teacher_config.hidden_size,
+                "heads": teacher_config.num_attention_heads, "ffn": teacher_config.intermediate_size}
+    for key, value in defaults.items():
+        shape.setdefault(key, value)
+    if shape["hidden"] % shape["heads"]:
+        raise StudentError(f"student hidden size {shape['hidden']} is not a multiple of its {shape['heads']} heads")
+    return shape
+
+
+def build_tinybert(cfg: StudentConfig, teacher: BertForSequenceClassification, seed: int):
+    tc = teacher.config
+    if cfg.init not in ("scratch", "teacher"):
+        return _from_folder(cfg.init, tc)
+    shape = student_shape(cfg, tc)
+    config = BertConfig(
+        vocab_size=tc.vocab_size, hidden_size=shape["hidden"], num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"], intermediate_size=shape["ffn"],
+        max_position_embeddings=tc.max_position_embeddings, type_vocab_size=tc.type_vocab_size,
+        pad_token_id=tc.pad_token_id, hidden_act=tc.hidden_act, layer_norm_eps=tc.layer_norm_eps,
+        num_labels=tc.num_labels, id2label=dict(tc.id2label), label2id=dict(tc.label2id),
+        problem_type=tc.problem_type,
+    )
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(seed)
+    student = BertForSequenceClassification(config)
+    if cfg.init == "teacher":
+        layers = cfg.init_layers or [t for _, t in layer_map("uniform", shape["layers"], tc.num_hidden_layers)]
+        copy_teacher_layers(student, teacher, layers)
+    return student
+
+
+def copy_teacher_layers(student: BertForSequenceClassification, teacher: BertForSequenceClassification,
+                        layers: list[int]) -> None:
+    """Copy the embeddings, teacher layers `layers` (1-based, one per student layer), pooler and
+    classifier into the student. Needs equal widths and head counts."""
+    s, t = student.config, teacher.config
+    if (s.hidden_size, s.intermediate_size, s.num_attention_heads) != (
+            t.hidden_size, t.intermediate_size, t.num_attention_heads):
+        raise StudentError(
+            f"init: teacher needs the student's width to match the teacher's: student hidden/ffn/heads "
+            f"{s.hidden_size}/{s.intermediate_size}/{s.num_attention_heads}, teacher "
+            f"{t.hidden_size}/{t.intermediate_size}/{t.num_attention_heads}")
+    if len(layers) != s.num_hidden_layers:
+        raise StudentError(f"student.init_layers names {len(layers)} teacher layers for a student of "
+                           f"{s.num_hidden_layers} layers")
+    for layer in layers:
+        if not 1 <= layer <= t.num_hidden_layers:
+            raise StudentError(f"student.init_layers: teacher layer {layer} is outside 1..{t.num_hidden_layers}")
+    with torch.no_grad():
+        student.bert.embeddings.load_state_dict(teacher.bert.embeddings.state_dict())
+        for i, layer in enumerate(layers):
+            student.bert.encoder.layer[i].load_state_dict(teacher.bert.encoder.layer[layer - 1].state_dict())
+        if student.bert.pooler is not None and teacher.bert.pooler is not None:
+            student.bert.pooler.load_state_dict(teacher.bert.pooler.state_dict())
+        student.classifier.load_state_dict(teacher.classifier.state_dict())
+
+
+def _from_folder(folder: str, teacher_config: BertConfig):
+    labels = [teacher_config.id2label[i] for i in range(teacher_config.num_labels)]
+    student = load_classifier(folder, None if teacher_config.problem_type == "regression" else labels)
+    if student.config.vocab_size != teacher_config.vocab_size:
+        raise StudentError(f"student checkpoint {folder} has a vocabulary of {student.config.vocab_size}, the "
+                           f"teacher {teacher_config.vocab_size}: they must share the tokenizer")
+    student.config = copy.deepcopy(student.config)
+    return student

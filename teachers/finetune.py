@@ -1,0 +1,132 @@
+"""Fine-tune a teacher on the task once and reuse it.
+
+The fine-tuned teacher is cached under `<cache>/teachers/<key>/`, where the key digests everything
+that decides its weights (checkpoint, tokenizer, fine-tuning settings and seed, task data, max length).
+A later run with the same settings loads it instead of training again; an interrupted fine-tune resumes
+from `<key>.work/`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from transformers import BertForSequenceClassification
+
+from distill.batching import EncodedDataset
+from distill.checkpoint import Checkpointer, Progress
+from distill.config import ExperimentConfig, StageConfig
+from distill.io import atomic_dir, read_json, write_json
+from distill.loaders import fingerprint
+from distill.losses import LossContext
+from distill.objective import Objective
+from distill.tasks import TaskData
+from distill.trainer import DistillModule, evaluate, make_loader, train_stage
+from teachers.load import load_classifier, random_bert, resolve
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DISTILLERY_CACHE", Path.home() / ".cache" / "distillery")).expanduser()
+
+
+def _checkpoint_identity(source: str) -> dict:
+    where = resolve(source) if source != "random" else source
+    path = Path(where)
+    if not path.is_dir():
+        return {"hub": source}
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+    return {"folder": str(path.resolve()),
+            "files": [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]}
+
+
+def teacher_key(cfg: ExperimentConfig, task: TaskData) -> str:
+    t = cfg.teacher
+    ident = {
+        "checkpoint": _checkpoint_identity(t.checkpoint),
+        "tokenizer": t.tokenizer,
+        "random": asdict(t.random) if t.random else None,
+        "finetune": asdict(t.finetune) if t.finetune else None,
+        "task": [task.name, task.labels, fingerprint(task.splits["train"]), fingerprint(task.splits["dev"])],
+        "max_length": cfg.task.max_length,
+        "length_grouped": cfg.train.length_grouped,
+        "precision": cfg.train.precision,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _hard_loss(task: TaskData) -> dict:
+    return {"hard_mse": 1.0} if task.is_regression else {"hard_ce": 1.0}
+
+
+def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: dict[str, EncodedDataset],
+                    accelerator: Accelerator, log=print) -> tuple[nn.Module, dict]:
+    """The fine-tuned teacher (eval mode, on the accelerator's device) and its metrics record."""
+    t = cfg.teacher
+    if t.finetune is None:
+        model = load_classifier(t.checkpoint, task.labels, require_head=True)
+        info = {"source": t.checkpoint, "finetuned_here": False}
+        info.update(_evaluate_splits(accelerator, model, task, datasets, cfg))
+        return _ready(model, accelerator), info
+
+    key = teacher_key(cfg, task)
+    folder = cache_root() / "teachers" / key
+    if (folder / "teacher.json").exists():
+        log(f"teacher: reusing the fine-tuned teacher cached at {folder}")
+        model = BertForSequenceClassification.from_pretrained(folder, attn_implementation="sdpa")
+        return _ready(model, accelerator), read_json(folder / "teacher.json")
+
+    log(f"teacher: fine-tuning {t.checkpoint} on {task.name} (cache: {folder})")
+    set_seed(t.finetune.seed)
+    if t.checkpoint == "random":
+        model = random_bert(t.random, tokenizer, task.labels, t.finetune.seed)
+    else:
+        model = load_classifier(t.checkpoint, task.labels)
+    work = Checkpointer(folder.parent / f"{key}.work")
+    module = DistillModule(model)
+    progress = Progress()
+    if work.exists():
+        progress = work.load_progress()
+        module.load_state_dict(work.load_model_state())
+        log(f"teacher: resuming fine-tuning at epoch {progress.epoch + 1}, batch {progress.batches_done}")
+    ft = t.finetune
+    stage = StageConfig(name="teacher", losses=_hard_loss(task), epochs=ft.epochs, lr=ft.lr,
+                        batch_size=ft.batch_size, warmup=ft.warmup, weight_decay=ft.weight_decay, select="metric")
+    start = time.perf_counter()
+    train_stage(accelerator, module, None, Objective(stage.losses), LossContext([], task.is_regression), stage,
+                cfg.train, datasets["train"], datasets["dev"], task, ft.seed, work, progress)
+    info = {"source": t.checkpoint, "finetuned_here": True, "key": key, "finetune": asdict(ft),
+            "history": progress.history, "train_seconds": round(time.perf_counter() - start, 1)}
+    info.update(_evaluate_splits(accelerator, model, task, datasets, cfg))
+    if accelerator.is_main_process:
+        with atomic_dir(folder) as tmp:
+            model.config._attn_implementation = "sdpa"
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "teacher.json", info)
+        shutil.rmtree(work.folder, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return _ready(model, accelerator), info
+
+
+def _ready(model: nn.Module, accelerator: Accelerator) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(accelerator.device)
+
+
+def _evaluate_splits(accelerator, model, task: TaskData, datasets: dict[str, EncodedDataset], cfg) -> dict:
+    module = DistillModule(model).to(accelerator.device)
+    out = {}
+    for split in ("dev", "test"):
+        if split in datasets:
+            loader, _ = make_loader(datasets[split], cfg.train.eval_batch_size, 0, False, cfg.train)
+            out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task)
+    return out
