@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    import transformers
+
+    # Its per-load weight reports are noise here: distillery says what it initialises itself.
+    transformers.logging.set_verbosity_error()
     from distill.config import ConfigError
     from distill.layer_map import LayerMapError
     from distill.loaders import DataError

@@ -92,7 +92,7 @@ class StudentConfig:
     init_layers: list[int] | None = None
 
 
-LossSpec = Union[float, dict[str, Any]]
+LossSpec = float | dict[str, Any]
 
 
 @dataclass

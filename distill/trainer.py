@@ -7,6 +7,7 @@ the last checkpoint mid-epoch, and stops on a non-finite loss keeping the last g
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def train_stage(
     ckpt: Checkpointer,
     progress: Progress,
     writer=None,
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[str, int], None] | None = None,
 ) -> StageResult:
     """Train one stage from `progress` (a fresh stage or a resumed one) to its end."""
     tag = stage.name
@@ -140,7 +141,8 @@ def train_stage(
         skip = progress.batches_done
         batches = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
         bar = tqdm(batches, total=len(train_dl), initial=skip, desc=f"{tag} {epoch + 1}/{stage.epochs}",
-                   disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True)
+                   disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30)
         sums: dict[str, torch.Tensor] = {}
         seen, t0 = 0, time.perf_counter()
         for batch in bar:
@@ -179,7 +181,7 @@ def train_stage(
                     ckpt.save(state(), progress, optimizer, scheduler)
                 accelerator.wait_for_everyone()
             if on_step is not None:
-                on_step(progress.step)
+                on_step(tag, progress.step)
         _guard(bad, tag, epoch, progress, {}, ckpt)
         result = evaluate(accelerator, model, dev_dl, task, teacher, objective, ctx)
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
@@ -205,7 +207,7 @@ def train_stage(
 
 def _guard(bad: torch.Tensor, tag: str, epoch: int, progress: Progress, parts: dict, ckpt: Checkpointer) -> None:
     if bool(bad):
-        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
         raise TrainingDiverged(
             f"stage {tag!r}, epoch {epoch + 1}, step {progress.step}: the loss became NaN or infinite "
             f"(last terms: {terms or 'n/a'}). Stopped without saving; the last good checkpoint is "

