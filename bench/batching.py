@@ -13,6 +13,7 @@ import argparse
 import time
 
 import torch
+import transformers
 
 from distill.adaptor import forward_record, set_attention
 from distill.batching import EncodedDataset, LengthGroupedBatches, PadCollator
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    transformers.logging.set_verbosity_error()
     device = torch.device(args.device)
     task = load_task(TaskConfig(train_limit=args.examples))
     tok = load_tokenizer(TEACHER)

@@ -92,6 +92,51 @@ class StudentConfig:
     init_layers: list[int] | None = None
 
 
+@dataclass
+class TinyBertAugmentConfig:
+    """Jiao et al. 2020, Algorithm 1 (defaults from the paper: K = 15, p_t = 0.4)."""
+
+    candidates: int = 15
+    p_replace: float = 0.4
+    # Any BertForMaskedLM folder or hub name; `adapted:<encoder>` MLM-fine-tunes an encoder once (cached).
+    masked_lm: str = "adapted:packaged:all-minilm-l6-v2"
+    # `single`: [CLS] masked sentence [SEP]; `pair`: [CLS] masked [SEP] original [SEP] (the reference code).
+    mlm_input: Literal["single", "pair"] = "single"
+    vectors: str = "packaged:glove-6b-50d"
+    vectors_limit: int | None = None
+    allow_pickle: bool = False
+    skip_stopwords: bool = True
+    batch_size: int = 128
+    max_length: int = 128
+
+
+@dataclass
+class TangAugmentConfig:
+    """Tang et al. 2019: masking, POS-guided replacement, n-gram sampling."""
+
+    p_mask: float = 0.1
+    p_pos: float = 0.1
+    p_ng: float = 0.25
+    max_ngram: int = 5
+    # `spacy:packaged` (en_core_web_sm from PyPI), `spacy:<name or path>`, or `nltk`.
+    tagger: str = "spacy:packaged"
+    # For sentence pairs, each copy synthesises one of these, chosen uniformly.
+    pair_modes: list[Literal["first", "second", "both"]] = field(default_factory=lambda: ["first", "second", "both"])
+
+
+@dataclass
+class AugmentConfig:
+    method: Literal["tinybert", "tang"] = "tinybert"
+    # N (TinyBERT) or n_iter (Tang): augmented copies per training example, before de-duplication.
+    copies: int = 20
+    # None: the experiment's seed.
+    seed: int | None = None
+    # Source examples per part file: the unit of sharding and of resuming.
+    chunk_size: int = 256
+    tinybert: TinyBertAugmentConfig = field(default_factory=TinyBertAugmentConfig)
+    tang: TangAugmentConfig = field(default_factory=TangAugmentConfig)
+
+
 LossSpec = float | dict[str, Any]
 
 
@@ -110,7 +155,8 @@ class StageConfig:
     # Which epoch's weights the stage keeps: the best dev metric, or the last epoch.
     # Default: `metric` when a loss trains the logits, else `last`.
     select: Literal["metric", "last"] | None = None
-    data: Literal["train"] = "train"
+    # `augmented`: the training set plus its augmented copies (built once per `augment:` settings, cached).
+    data: Literal["train", "augmented"] = "train"
 
 
 @dataclass
@@ -136,6 +182,7 @@ class ExperimentConfig:
     stages: list[StageConfig]
     seed: int = 42
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     description: str = ""
 
 
@@ -338,6 +385,18 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
         raise ConfigError(f"{src}: `teacher.checkpoint: random` needs `teacher.random` and `teacher.tokenizer`")
     if cfg.task.source in ("glue", "csv") and not cfg.task.path:
         raise ConfigError(f"{src}: `task.path` is required for `task.source: {cfg.task.source}`")
+    a = cfg.augment
+    for key, value in (("augment.tinybert.p_replace", a.tinybert.p_replace), ("augment.tang.p_mask", a.tang.p_mask),
+                       ("augment.tang.p_pos", a.tang.p_pos), ("augment.tang.p_ng", a.tang.p_ng)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{src}: `{key}` = {value}: expected a probability in [0, 1]")
+    if a.tang.p_mask + a.tang.p_pos > 1.0:
+        raise ConfigError(f"{src}: `augment.tang.p_mask` + `augment.tang.p_pos` exceeds 1")
+    for key in ("copies", "chunk_size"):
+        if getattr(a, key) < 1:
+            raise ConfigError(f"{src}: `augment.{key}` must be >= 1")
+    if a.tinybert.candidates < 1 or a.tang.max_ngram < 1:
+        raise ConfigError(f"{src}: `augment.tinybert.candidates` and `augment.tang.max_ngram` must be >= 1")
     if cfg.task.text_columns and not 1 <= len(cfg.task.text_columns) <= 2:
         raise ConfigError(f"{src}: `task.text_columns` must name one or two columns")
 

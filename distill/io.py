@@ -16,6 +16,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def cache_root() -> Path:
+    """Where fine-tuned teachers, adapted masked LMs and augmented sets are cached ($DISTILLERY_CACHE)."""
+    return Path(os.environ.get("DISTILLERY_CACHE", Path.home() / ".cache" / "distillery")).expanduser()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""

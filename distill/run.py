@@ -13,7 +13,6 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from torch import nn
 
-from distill.adaptor import set_attention
 from distill.batching import EncodedDataset
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ConfigError, ExperimentConfig, dump_yaml
@@ -24,7 +23,7 @@ from distill.losses import LossContext
 from distill.model_stats import count_parameters, encoder_flops_per_token
 from distill.objective import Objective
 from distill.provenance import device_info, git_state, library_versions
-from distill.trainer import DistillModule, evaluate, make_loader, train_stage
+from distill.trainer import DistillModule, evaluate_splits, train_stage
 from students import build_student
 from students.tinybert import student_shape
 from teachers.finetune import prepare_teacher
@@ -159,12 +158,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
             ckpt.save(module.state_dict(), progress)
         accelerator.wait_for_everyone()
 
-    set_attention(student, False)
-    results = {}
-    for split in ("dev", "test"):
-        if split in datasets:
-            loader, _ = make_loader(datasets[split], cfg.train.eval_batch_size, cfg.seed, False, cfg.train)
-            results[split] = evaluate(accelerator, module, accelerator.prepare(loader), task)
+    results = evaluate_splits(accelerator, student, task, datasets, cfg.train)
     metrics = _summarise(cfg, task, teacher, student, teacher_info, results, progress.history,
                          time.perf_counter() - start)
     if main:

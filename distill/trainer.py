@@ -93,6 +93,19 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
     return out
 
 
+def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
+                    datasets: dict[str, EncodedDataset], cfg: TrainConfig) -> dict[str, dict[str, float]]:
+    """Task metrics of a classifier on the dev and (where there is one) test split."""
+    set_attention(model, False)
+    module = DistillModule(model).to(accelerator.device)
+    out = {}
+    for split in ("dev", "test"):
+        if split in datasets:
+            loader, _ = make_loader(datasets[split], cfg.eval_batch_size, 0, False, cfg)
+            out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task)
+    return out
+
+
 def train_stage(
     accelerator: Accelerator,
     module: DistillModule,
@@ -173,7 +186,7 @@ def train_stage(
                 logs[f"{tag}/lr"] = scheduler.get_last_lr()[0]
                 logs[f"{tag}/examples_per_s"] = seen * accelerator.num_processes / (time.perf_counter() - t0)
                 _log(writer, logs, progress.step)
-                bar.set_postfix(loss=f"{logs[f'{tag}/train/total']:.4f}")
+                bar.set_postfix(loss=f"{logs[f'{tag}/train/total']:.4f}", refresh=False)
                 sums, seen, t0 = {}, 0, time.perf_counter()
             if train_cfg.checkpoint_every and progress.step % train_cfg.checkpoint_every == 0:
                 _guard(bad, tag, epoch, progress, parts, ckpt)

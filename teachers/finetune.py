@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict
@@ -23,17 +22,13 @@ from transformers import BertForSequenceClassification
 from distill.batching import EncodedDataset
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ExperimentConfig, StageConfig
-from distill.io import atomic_dir, read_json, write_json
+from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.loaders import fingerprint
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.tasks import TaskData
-from distill.trainer import DistillModule, evaluate, make_loader, train_stage
+from distill.trainer import DistillModule, evaluate_splits, train_stage
 from teachers.load import load_classifier, random_bert, resolve
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("DISTILLERY_CACHE", Path.home() / ".cache" / "distillery")).expanduser()
 
 
 def _checkpoint_identity(source: str) -> dict:
@@ -72,7 +67,7 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     if t.finetune is None:
         model = load_classifier(t.checkpoint, task.labels, require_head=True)
         info = {"source": t.checkpoint, "finetuned_here": False}
-        info.update(_evaluate_splits(accelerator, model, task, datasets, cfg))
+        info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
         return _ready(model, accelerator), info
 
     key = teacher_key(cfg, task)
@@ -103,7 +98,7 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
                 cfg.train, datasets["train"], datasets["dev"], task, ft.seed, work, progress)
     info = {"source": t.checkpoint, "finetuned_here": True, "key": key, "finetune": asdict(ft),
             "history": progress.history, "train_seconds": round(time.perf_counter() - start, 1)}
-    info.update(_evaluate_splits(accelerator, model, task, datasets, cfg))
+    info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
     if accelerator.is_main_process:
         with atomic_dir(folder) as tmp:
             model.config._attn_implementation = "sdpa"
@@ -120,13 +115,3 @@ def _ready(model: nn.Module, accelerator: Accelerator) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(accelerator.device)
-
-
-def _evaluate_splits(accelerator, model, task: TaskData, datasets: dict[str, EncodedDataset], cfg) -> dict:
-    module = DistillModule(model).to(accelerator.device)
-    out = {}
-    for split in ("dev", "test"):
-        if split in datasets:
-            loader, _ = make_loader(datasets[split], cfg.train.eval_batch_size, 0, False, cfg.train)
-            out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task)
-    return out

@@ -156,3 +156,11 @@ def test_cli_reports_config_errors_with_exit_code_2(capsys):
     assert "valid keys in `student`" in capsys.readouterr().err
     assert main(["check", str(SMOKE), "--set", "stages.1.epochs=5"]) == 0
     assert "epochs: 5" in capsys.readouterr().out
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    metrics = run_experiment(load_config(SMOKE, ["stages.1.grad_accum=2", "stages.1.batch_size=16"]),
+                             tmp_path / "accum", log=lambda *_: None)
+    prediction = [h for h in metrics["history"] if h["stage"] == "prediction"]
+    # 256 examples / 16 per batch = 16 batches per epoch = 8 optimizer steps per epoch.
+    assert [h["step"] for h in prediction] == [8, 16]

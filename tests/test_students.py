@@ -64,3 +64,21 @@ def test_scratch_init_is_seeded_and_init_from_folder(tmp_path):
     c = build_student(StudentConfig(init=str(tmp_path / "general")), t, seed=0)
     torch.testing.assert_close(ffn_out(c, 0), ffn_out(a, 0))
     assert c.config.num_hidden_layers == 1
+
+
+def test_quickstart_student_needs_at_most_half_the_teacher_compute():
+    from distill.config import load_config
+    from distill.model_stats import encoder_flops_per_token
+    from teachers.load import load_bert_config
+
+    from .conftest import ROOT
+
+    cfg = load_config(ROOT / "experiments" / "quickstart.yaml")
+    tc = load_bert_config(cfg.teacher.checkpoint)
+    shape = student_shape(cfg.student, tc)
+    sc = tiny_bert_config(num_hidden_layers=shape["layers"], hidden_size=shape["hidden"],
+                          num_attention_heads=shape["heads"], intermediate_size=shape["ffn"])
+    ratio = encoder_flops_per_token(sc, cfg.task.max_length) / encoder_flops_per_token(tc, cfg.task.max_length)
+    assert ratio <= 0.5
+    # by hand for one layer of width 384, FFN 1536 at length 64: 2 * (4*384^2 + 2*384*1536 + 2*64*384)
+    assert encoder_flops_per_token(tc, 64) == 6 * 2 * (4 * 384**2 + 2 * 384 * 1536 + 2 * 64 * 384)
