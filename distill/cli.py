@@ -38,6 +38,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_augment(args: argparse.Namespace) -> int:
+    import shutil
+
+    from augment.runner import build_augmented, stats
+    from distill.config import load_config
+    from distill.io import atomic_path
+    from distill.loaders import load_task
+
+    cfg = load_config(args.config, args.set)
+    task = load_task(cfg.task)
+    if args.num_shards is not None:
+        if args.shard_index is None:
+            print("distill: --num-shards needs --shard-index", file=sys.stderr)
+            return 2
+        path = build_augmented(cfg, task, args.num_shards, args.shard_index)
+    else:
+        from accelerate import PartialState
+
+        state = PartialState()  # under `accelerate launch`: one shard per process, the main one merges
+        path = build_augmented(cfg, task, state.num_processes, state.process_index)
+        state.wait_for_everyone()
+        if path is None and state.is_main_process:
+            path = build_augmented(cfg, task, 1, 0)
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            return 0
+    if path is None:
+        print(f"shard {args.shard_index} of {args.num_shards} done; once every shard has run, shard 0 (or a "
+              "run without --num-shards) merges the parts")
+        return 0
+    s = stats(path)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            shutil.copyfile(path, tmp)
+        path = args.out
+    print(f"{path}: {s['original']} originals, {s['augmented']} augmented, {s['dropped_duplicates']} duplicates "
+          "dropped")
+    return 0
+
+
+def cmd_adapt_mlm(args: argparse.Namespace) -> int:
+    from augment.mlm import adapt_encoder, default_corpus
+
+    texts, heldout = default_corpus(), default_corpus("dev")
+    if args.corpus:
+        heldout = None
+        texts = [line.strip() for f in args.corpus for line in open(f, encoding="utf-8") if line.strip()]
+    adapt_encoder(args.encoder, texts, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                  max_length=args.max_length, seed=args.seed, heldout=heldout)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from distill.config import dump_yaml, load_config
 
@@ -71,6 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     r.set_defaults(func=cmd_run)
 
+    a = sub.add_parser("augment", help="write the augmented training set of a config's task (cached)")
+    with_config(a)
+    a.add_argument("--out", help="also copy the set to this JSONL file")
+    a.add_argument("--num-shards", type=int, help="split the work into this many shards (default: the "
+                   "processes of `accelerate launch`, else 1)")
+    a.add_argument("--shard-index", type=int, help="which shard this process builds (0-based)")
+    a.set_defaults(func=cmd_augment)
+
+    m = sub.add_parser("adapt-mlm", help="give an encoder an MLM head and fine-tune it as a masked LM")
+    m.add_argument("--encoder", default="packaged:all-minilm-l6-v2")
+    m.add_argument("--corpus", nargs="*", help="plain-text files, one sentence per line (default: the "
+                   "packaged tweets' training split)")
+    m.add_argument("--out", required=True, help="folder for the BertForMaskedLM")
+    m.add_argument("--steps", type=int, default=500)
+    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--lr", type=float, default=1e-4)
+    m.add_argument("--max-length", type=int, default=64)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=cmd_adapt_mlm)
+
     c = sub.add_parser("check", help="validate a config and print it resolved")
     with_config(c)
     c.set_defaults(func=cmd_check)
@@ -87,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Its per-load weight reports are noise here: distillery says what it initialises itself.
     transformers.logging.set_verbosity_error()
+    from augment.pos import TaggerError
+    from augment.vectors import VectorsError
     from distill.config import ConfigError
     from distill.layer_map import LayerMapError
     from distill.loaders import DataError
@@ -99,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DataError, LossError, LayerMapError, RunError, CheckpointError, StudentError,
-            TrainingDiverged) as e:
+            TrainingDiverged, VectorsError, TaggerError) as e:
         print(f"distill: error: {e}", file=sys.stderr)
         return 2
 

@@ -80,6 +80,21 @@ def _preflight(cfg: ExperimentConfig, vocab_size: int) -> tuple[int, int, int, i
     return s_layers, t_layers, s_hidden, t_hidden
 
 
+def augmented_examples(cfg: ExperimentConfig, task, accelerator: Accelerator, say) -> list:
+    """The augmented training set (built once per settings, cached): each process builds its shard."""
+    from augment.runner import augmented_path, build_augmented, read_augmented
+
+    path = build_augmented(cfg, task, accelerator.num_processes, accelerator.process_index, say)
+    accelerator.wait_for_everyone()
+    if path is None and accelerator.is_main_process:  # other shards finished last: merge now
+        path = build_augmented(cfg, task, 1, 0, say)
+    accelerator.wait_for_everyone()
+    path = path or augmented_path(cfg, task)
+    examples = read_augmented(path)
+    say(f"augmented training set: {len(examples)} examples from {path}")
+    return examples
+
+
 def make_projections(mode: str, s_hidden: int, t_hidden: int, needed: bool) -> nn.ModuleDict:
     if not needed or s_hidden == t_hidden or mode == "none":
         return nn.ModuleDict()
@@ -124,6 +139,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     s_layers, t_layers, s_hidden, t_hidden = _preflight(cfg, len(tokenizer))
     datasets = {split: EncodedDataset(exs, tokenizer, cfg.task.max_length, task.is_regression)
                 for split, exs in task.splits.items()}
+    if any(st.data == "augmented" for st in cfg.stages):
+        datasets["augmented"] = EncodedDataset(augmented_examples(cfg, task, accelerator, say), tokenizer,
+                                               cfg.task.max_length, task.is_regression)
     say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
     teacher, teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
 
@@ -151,7 +169,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         ctx = LossContext(layer_map(stage.layer_map, s_layers, t_layers), task.is_regression, module.projections)
         say(f"stage {i + 1}/{len(cfg.stages)} {stage.name!r}: losses {dict(stage.losses)}, "
             f"layer map {ctx.pairs}, {stage.epochs} epochs")
-        train_stage(accelerator, module, teacher, objective, ctx, stage, cfg.train, datasets["train"],
+        train_stage(accelerator, module, teacher, objective, ctx, stage, cfg.train, datasets[stage.data],
                     datasets["dev"], task, cfg.seed, ckpt, progress, writer, on_step)
         progress = Progress(stage=i + 1, history=progress.history)
         if main:

