@@ -392,3 +392,20 @@ def test_adapt_encoder_writes_a_usable_masked_lm(tmp_path, tokenizer):
     adapted = dict(model.bert.encoder.named_parameters())
     before = dict(enc.encoder.named_parameters())
     assert any(not torch.equal(adapted[k], before[k]) for k in before)  # it was trained
+
+
+def test_cli_augment_writes_the_set_and_shards(tmp_path, capsys):
+    from distill.cli import main
+
+    over = ["--set", "task.train_limit=30", "--set", "augment.method=tang", "--set", "augment.copies=2",
+            "--set", "augment.chunk_size=10"]
+    assert main(["augment", str(SMOKE), *over, "--num-shards", "3", "--shard-index", "2"]) == 0
+    assert "shard 2 of 3 done" in capsys.readouterr().out
+    out = tmp_path / "aug.jsonl"
+    assert main(["augment", str(SMOKE), *over, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(r["method"] == "original" for r in rows) == 30 and f"{out}: 30 originals" in printed
+    assert main(["augment", str(SMOKE), "--set", "augment.copies=3", "--set", "task.train_limit=30", "--set",
+                 "augment.method=tang", "--set", "augment.tang.tagger=spacy:/no/such/model"]) == 2
+    assert "is not installed" in capsys.readouterr().err
