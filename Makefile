@@ -37,6 +37,7 @@ lint: install
 bench: install
 	$(PY) bench/batching.py
 	$(PY) bench/augmentation.py
+	$(PY) bench/bilstm_speed.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

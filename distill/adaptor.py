@@ -55,6 +55,8 @@ class Record:
 
 def set_attention(model: nn.Module, need_scores: bool) -> None:
     """Scores need our eager-equivalent attention; otherwise the fused kernel is faster."""
+    if not hasattr(model, "set_attn_implementation"):
+        return  # not a transformers model (e.g. the BiLSTM)
     wanted = SCORES_ATTENTION if need_scores else "sdpa"
     if getattr(model.config, "_attn_implementation", None) != wanted:
         model.set_attn_implementation(wanted)

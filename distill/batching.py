@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset
 
+from distill.loaders import fingerprint
 from distill.tasks import Example
 
 
@@ -24,6 +25,18 @@ class EncodedDataset(Dataset):
         labels = [ex.label if ex.label is not None else (0.0 if regression else -100) for ex in examples]
         self.labels = torch.tensor(labels, dtype=dtype)
         self.pad_id = tokenizer.pad_token_id or 0
+        self.examples = examples
+        self.identity = f"{fingerprint(examples)}:{tokenizer.name_or_path}:{len(tokenizer)}:{max_length}"
+        self.student_a: list[list[int]] | None = None
+        self.student_b: list[list[int]] | None = None
+        # Teacher logits for every example (from the teacher-output cache), when a stage needs only those.
+        self.teacher_logits: torch.Tensor | None = None
+
+    def attach_student(self, encode) -> None:
+        """Also encode the texts for a student with its own vocabulary (e.g. the BiLSTM's words)."""
+        self.student_a = [encode(ex.text_a) for ex in self.examples]
+        if any(ex.text_b is not None for ex in self.examples):
+            self.student_b = [encode(ex.text_b or "") for ex in self.examples]
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -32,8 +45,13 @@ class EncodedDataset(Dataset):
         return [len(x) for x in self.input_ids]
 
     def __getitem__(self, i: int) -> dict:
-        return {"input_ids": self.input_ids[i], "token_type_ids": self.token_type_ids[i],
+        item = {"input_ids": self.input_ids[i], "token_type_ids": self.token_type_ids[i],
                 "labels": self.labels[i], "index": i}
+        if self.student_a is not None:
+            item["student_ids"] = self.student_a[i]
+        if self.student_b is not None:
+            item["student_ids_b"] = self.student_b[i]
+        return item
 
 
 class PadCollator:
@@ -43,18 +61,24 @@ class PadCollator:
         self.pad_id = pad_id
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(it["input_ids"]) for it in items)
-        ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
-        types = torch.zeros((len(items), width), dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        for r, it in enumerate(items):
-            n = len(it["input_ids"])
-            ids[r, :n] = torch.tensor(it["input_ids"])
-            types[r, :n] = torch.tensor(it["token_type_ids"])
-            mask[r, :n] = 1
-        return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask,
-                "labels": torch.stack([it["labels"] for it in items]),
-                "index": torch.tensor([it["index"] for it in items])}
+        ids, lengths = pad_ids([it["input_ids"] for it in items], self.pad_id)
+        types, _ = pad_ids([it["token_type_ids"] for it in items])
+        mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+        batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask,
+                 "labels": torch.stack([it["labels"] for it in items]),
+                 "index": torch.tensor([it["index"] for it in items])}
+        for key in ("student_ids", "student_ids_b"):
+            if key in items[0]:
+                batch[key], batch[key.replace("ids", "lengths")] = pad_ids([it[key] for it in items])
+        return batch
+
+
+def pad_ids(seqs: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded id matrix and the lengths."""
+    out = torch.full((len(seqs), max(len(x) for x in seqs)), pad, dtype=torch.long)
+    for r, x in enumerate(seqs):
+        out[r, :len(x)] = torch.tensor(x)
+    return out, torch.tensor([len(x) for x in seqs])
 
 
 class LengthGroupedBatches:

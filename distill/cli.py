@@ -23,9 +23,23 @@ def _latest_unfinished(name: str) -> Path | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from distill.config import load_config
+    from distill.config import load_config, load_raw
     from distill.run import run_experiment
+    from distill.variants import comparison, expand
 
+    raw = load_raw(args.config)
+    if raw.get("variants") or raw.get("seeds"):
+        plans = expand(args.config, args.set, args.out)
+        for p in plans:
+            if (p.out / "metrics.json").exists():
+                print(f"{p.variant} seed {p.seed}: finished earlier, {p.out}")
+                continue
+            resume = (p.out / "run.json").exists()
+            print(f"== variant {p.variant!r}, seed {p.seed} -> {p.out}" + (" (resuming)" if resume else ""))
+            run_experiment(p.config, p.out, resume=resume)
+        print("\n" + comparison(plans))
+        print(f"compare runs: tensorboard --logdir {plans[0].out.parent.parent}")
+        return 0
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else None
     if args.resume and out is None:

@@ -79,7 +79,7 @@ class TaskConfig:
 
 @dataclass
 class StudentConfig:
-    kind: Literal["tinybert"] = "tinybert"
+    kind: Literal["tinybert", "bilstm"] = "tinybert"
     # Named shape (4l-312, 6l-768); explicit fields below override it.
     preset: str | None = None
     layers: int | None = None
@@ -90,6 +90,13 @@ class StudentConfig:
     init: str = "scratch"
     # Teacher layers (1-based) copied when init is `teacher`; default: the uniform layer map.
     init_layers: list[int] | None = None
+    # BiLSTM only (`hidden` is the LSTM width, 150 by default): word vectors, FC width, OOV policy.
+    vectors: str = "packaged:glove-6b-50d"
+    vectors_limit: int | None = None
+    fc: int = 200
+    freeze_embeddings: bool = False
+    min_count: int = 2
+    max_vocab: int | None = None
 
 
 @dataclass
@@ -157,6 +164,9 @@ class StageConfig:
     select: Literal["metric", "last"] | None = None
     # `augmented`: the training set plus its augmented copies (built once per `augment:` settings, cached).
     data: Literal["train", "augmented"] = "train"
+    # Adadelta is Tang et al.'s choice for the BiLSTM (use lr 1.0 with it).
+    optimizer: Literal["adamw", "adadelta"] = "adamw"
+    schedule: Literal["linear", "constant"] = "linear"
 
 
 @dataclass
@@ -184,6 +194,10 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     description: str = ""
+    # Named variants of this experiment (each a list of KEY=VALUE overrides) and the seeds to run each
+    # with: `distill run` runs every (variant, seed) as its own run folder and prints them side by side.
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- validation

@@ -16,7 +16,7 @@ from torch import nn
 from distill.batching import EncodedDataset
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ConfigError, ExperimentConfig, dump_yaml
-from distill.io import atomic_dir, write_json, write_text
+from distill.io import write_json, write_text
 from distill.layer_map import layer_map
 from distill.loaders import load_task
 from distill.losses import LossContext
@@ -24,10 +24,11 @@ from distill.model_stats import count_parameters, encoder_flops_per_token
 from distill.objective import Objective
 from distill.provenance import device_info, git_state, library_versions
 from distill.trainer import DistillModule, evaluate_splits, train_stage
-from students import build_student
+from students import build_student, describe, export_student
 from students.tinybert import student_shape
 from teachers.finetune import prepare_teacher
 from teachers.load import load_bert_config, load_tokenizer
+from teachers.logits import cached_logits
 
 
 class RunError(RuntimeError):
@@ -56,6 +57,13 @@ def _preflight(cfg: ExperimentConfig, vocab_size: int) -> tuple[int, int, int, i
     else:
         tc = load_bert_config(cfg.teacher.checkpoint)
         t_layers, t_hidden = tc.num_hidden_layers, tc.hidden_size
+    if cfg.student.kind == "bilstm":
+        for i, stage in enumerate(cfg.stages):
+            obj = Objective(stage.losses, f"stages.{i}.losses")
+            if obj.needs_hidden or obj.needs_attention:
+                raise ConfigError(f"stages.{i} ({stage.name}): a BiLSTM student has no hidden states or attention "
+                                  f"to distil; use logit losses (logits_mse, soft_cross_entropy, kl_div, hard_ce)")
+        return 1, t_layers, 0, t_hidden
     if cfg.student.init in ("scratch", "teacher"):
         from types import SimpleNamespace
 
@@ -146,8 +154,20 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     teacher, teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
 
     set_seed(cfg.seed)
-    student = build_student(cfg.student, teacher, cfg.seed)
+    texts = [t for split in ("train", "augmented") if split in datasets
+             for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
+    student = build_student(cfg.student, teacher, cfg.seed, texts, task.is_pair)
+    if hasattr(student, "vocab"):
+        for ds in datasets.values():
+            ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
+        say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
+            f"pre-trained vectors")
     objectives = [Objective(st.losses, f"stages.{i}.losses") for i, st in enumerate(cfg.stages)]
+    for stage, objective in zip(cfg.stages, objectives, strict=True):
+        if objective.uses_teacher and not (objective.needs_hidden or objective.needs_attention):
+            for ds in (datasets[stage.data], datasets["dev"]):
+                if ds.teacher_logits is None:
+                    ds.teacher_logits = cached_logits(teacher, teacher_info["key"], ds, accelerator, cfg.train, say)
     needs_proj = any(o.needs_hidden for o in objectives)
     module = DistillModule(student, make_projections(cfg.train.projection, s_hidden, t_hidden, needs_proj))
     ckpt = Checkpointer(out / "checkpoints")
@@ -166,7 +186,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
             continue
         if progress.epoch == 0 and progress.batches_done == 0 and ckpt.best.exists():
             ckpt.best.unlink()  # the previous stage's best is not this stage's
-        ctx = LossContext(layer_map(stage.layer_map, s_layers, t_layers), task.is_regression, module.projections)
+        pairs = layer_map(stage.layer_map, s_layers, t_layers) if (objective.needs_hidden or
+                                                                   objective.needs_attention) else []
+        ctx = LossContext(pairs, task.is_regression, module.projections)
         say(f"stage {i + 1}/{len(cfg.stages)} {stage.name!r}: losses {dict(stage.losses)}, "
             f"layer map {ctx.pairs}, {stage.epochs} epochs")
         train_stage(accelerator, module, teacher, objective, ctx, stage, cfg.train, datasets[stage.data],
@@ -180,9 +202,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     metrics = _summarise(cfg, task, teacher, student, teacher_info, results, progress.history,
                          time.perf_counter() - start)
     if main:
-        with atomic_dir(out / "student") as tmp:
-            student.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
+        export_student(student, out / "student", tokenizer)
         write_json(out / "metrics.json", metrics)
         _hparams(writer, cfg, metrics, task.main_metric)
         writer.close()
@@ -193,8 +213,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
 
 def _summarise(cfg, task, teacher, student, teacher_info, results, history, seconds) -> dict:
     main = task.main_metric
+    shape = describe(student)
     flops_t = encoder_flops_per_token(teacher.config, cfg.task.max_length)
-    flops_s = encoder_flops_per_token(student.config, cfg.task.max_length)
+    flops_s = encoder_flops_per_token(student.config, cfg.task.max_length) if shape["kind"] == "bert" else None
     t_dev = teacher_info.get("dev", {}).get(main)
     s_dev = results.get("dev", {}).get(main)
     return {
@@ -203,10 +224,10 @@ def _summarise(cfg, task, teacher, student, teacher_info, results, history, seco
                     "parameters": count_parameters(teacher), "layers": teacher.config.num_hidden_layers,
                     "hidden": teacher.config.hidden_size, "encoder_flops_per_token": flops_t,
                     "source": teacher_info.get("source"), "cache_key": teacher_info.get("key")},
-        "student": {**results, "parameters": count_parameters(student), "layers": student.config.num_hidden_layers,
-                    "hidden": student.config.hidden_size, "encoder_flops_per_token": flops_s},
+        "student": {**results, "parameters": count_parameters(student), **shape,
+                    "encoder_flops_per_token": flops_s},
         "ratios": {"parameters": count_parameters(student) / count_parameters(teacher),
-                   "encoder_compute": flops_s / flops_t,
+                   "encoder_compute": flops_s / flops_t if flops_s is not None else None,
                    "dev_score": (s_dev / t_dev) if (t_dev and s_dev is not None) else None},
         "history": history,
         "wall_seconds": round(seconds, 1),
@@ -215,7 +236,7 @@ def _summarise(cfg, task, teacher, student, teacher_info, results, history, seco
 
 def _hparams(writer, cfg: ExperimentConfig, metrics: dict, main: str) -> None:
     hp = {"student.layers": metrics["student"]["layers"], "student.hidden": metrics["student"]["hidden"],
-          "student.init": cfg.student.init, "seed": cfg.seed}
+          "student.kind": cfg.student.kind, "student.init": cfg.student.init, "seed": cfg.seed}
     for i, st in enumerate(cfg.stages):
         hp[f"stage{i}.{st.name}.losses"] = ",".join(st.losses)
         hp[f"stage{i}.{st.name}.epochs"] = st.epochs
@@ -235,15 +256,17 @@ def summary_text(m: dict, out: Path) -> str:
 
     t, s, r = m["teacher"], m["student"], m["ratios"]
     share = f"{100 * r['dev_score']:.1f}%" if r["dev_score"] is not None else "n/a"
+    compute = (f", encoder compute per token {100 * r['encoder_compute']:.1f}%"
+               if r["encoder_compute"] is not None else "")
+    s_shape = f"{s['layers']}L-{s['hidden']}" if s["kind"] == "bert" else f"BiLSTM-{s['hidden']}"
     return "\n".join([
         "",
         f"== {m['name']} ({m['task']}), {m['wall_seconds']:.0f} s ==",
         f"teacher  {t['layers']}L-{t['hidden']}  {t['parameters'] / 1e6:6.2f}M params   dev: {fmt(t['dev'])}",
         f"         test: {fmt(t['test'])}",
-        f"student  {s['layers']}L-{s['hidden']}  {s['parameters'] / 1e6:6.2f}M params   dev: {fmt(s.get('dev'))}",
+        f"student  {s_shape}  {s['parameters'] / 1e6:6.2f}M params   dev: {fmt(s.get('dev'))}",
         f"         test: {fmt(s.get('test'))}",
-        f"student/teacher: dev {main} {share}, parameters {100 * r['parameters']:.1f}%, "
-        f"encoder compute per token {100 * r['encoder_compute']:.1f}%",
+        f"student/teacher: dev {main} {share}, parameters {100 * r['parameters']:.1f}%{compute}",
         f"run folder: {out}",
         f"compare runs: tensorboard --logdir {out.parent}",
     ])

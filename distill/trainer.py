@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
 from distill import metrics as task_metrics
 from distill.adaptor import Record, forward_record, set_attention
@@ -46,7 +46,14 @@ class DistillModule(nn.Module):
         self.projections = projections if projections is not None else nn.ModuleDict()
 
     def forward(self, batch: dict, need_hidden: bool = False, need_attention: bool = False) -> Record:
+        if hasattr(self.student, "record"):  # a student with its own adaptor (the BiLSTM)
+            return self.student.record(batch)
         return forward_record(self.student, batch, need_hidden, need_attention)
+
+    def clip_parameters(self) -> list[nn.Parameter]:
+        params = self.student.clip_parameters() if hasattr(self.student, "clip_parameters") else \
+            list(self.student.parameters())
+        return params + list(self.projections.parameters())
 
 
 @dataclass
@@ -61,7 +68,13 @@ def make_loader(ds: EncodedDataset, batch_size: int, seed: int, train: bool, cfg
     return loader, sampler
 
 
-def teacher_record(teacher: nn.Module, batch: dict, objective: Objective) -> Record:
+def teacher_record(teacher: nn.Module, batch: dict, objective: Objective,
+                   cached: torch.Tensor | None = None) -> Record:
+    """The teacher's record for a batch: from the teacher-output cache when the objective reads only
+    logits and a cache is given, else from a forward pass under inference mode."""
+    if cached is not None and not (objective.needs_hidden or objective.needs_attention):
+        index = batch["index"].to(cached.device)
+        return Record(logits=cached[index].to(batch["input_ids"].device), attention_mask=batch["attention_mask"])
     with torch.inference_mode():
         rec = forward_record(teacher, batch, objective.needs_hidden, objective.needs_attention)
     # Inference tensors cannot be saved for backward; a clone outside inference mode can.
@@ -71,7 +84,7 @@ def teacher_record(teacher: nn.Module, batch: dict, objective: Objective) -> Rec
 @torch.no_grad()
 def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: TaskData,
              teacher: nn.Module | None = None, objective: Objective | None = None,
-             ctx: LossContext | None = None) -> dict[str, float]:
+             ctx: LossContext | None = None, cached: torch.Tensor | None = None) -> dict[str, float]:
     """Task metrics on a split and, when an objective with a teacher is given, its held-out terms."""
     module.eval()
     logits, golds, sums, batches = [], [], {}, 0
@@ -79,7 +92,7 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
     for batch in loader:
         rec = module(batch, use_teacher and objective.needs_hidden, use_teacher and objective.needs_attention)
         if use_teacher:
-            t = teacher_record(teacher, batch, objective)
+            t = teacher_record(teacher, batch, objective, cached)
             _, parts = objective(rec, t, batch, ctx)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -130,14 +143,17 @@ def train_stage(
         set_attention(m, objective.needs_attention)
     train_dl, sampler = make_loader(train_ds, stage.batch_size, seed, True, train_cfg)
     dev_dl, _ = make_loader(dev_ds, train_cfg.eval_batch_size, seed, False, train_cfg)
-    decay = [p for n, p in module.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in module.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": stage.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=stage.lr)
+    trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for _, p in trainable if p.ndim > 1], "weight_decay": stage.weight_decay},
+              {"params": [p for _, p in trainable if p.ndim <= 1], "weight_decay": 0.0}]
+    opt_class = torch.optim.AdamW if stage.optimizer == "adamw" else torch.optim.Adadelta
+    optimizer = opt_class(groups, lr=stage.lr)
+    clip = module.clip_parameters()
     model, optimizer, train_dl, dev_dl = accelerator.prepare(module, optimizer, train_dl, dev_dl)
     steps_per_epoch = max(1, len(train_dl) // stage.grad_accum)
     total = steps_per_epoch * stage.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(stage.warmup * total), total)
+    scheduler = (get_linear_schedule_with_warmup(optimizer, int(stage.warmup * total), total)
+                 if stage.schedule == "linear" else get_constant_schedule(optimizer))
     if progress.epoch > 0 or progress.batches_done > 0:
         ckpt.load_optimizer(optimizer, scheduler)
         ckpt.restore_rng()
@@ -162,13 +178,14 @@ def train_stage(
             with accelerator.accumulate(model):
                 rec = model(batch, objective.needs_hidden, objective.needs_attention)
                 with accelerator.autocast():
-                    t_rec = teacher_record(teacher, batch, objective) if objective.uses_teacher else None
+                    t_rec = (teacher_record(teacher, batch, objective, train_ds.teacher_logits)
+                             if objective.uses_teacher else None)
                 loss, parts = objective(rec, t_rec, batch, ctx)
                 # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
                 bad |= ~torch.isfinite(loss.detach())
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and stage.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), stage.max_grad_norm)
+                    accelerator.clip_grad_norm_(clip, stage.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             progress.batches_done += 1
@@ -196,7 +213,7 @@ def train_stage(
             if on_step is not None:
                 on_step(tag, progress.step)
         _guard(bad, tag, epoch, progress, {}, ckpt)
-        result = evaluate(accelerator, model, dev_dl, task, teacher, objective, ctx)
+        result = evaluate(accelerator, model, dev_dl, task, teacher, objective, ctx, dev_ds.teacher_logits)
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
         progress.history.append(result)
         _log(writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)

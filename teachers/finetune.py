@@ -66,7 +66,8 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     t = cfg.teacher
     if t.finetune is None:
         model = load_classifier(t.checkpoint, task.labels, require_head=True)
-        info = {"source": t.checkpoint, "finetuned_here": False}
+        ident = json.dumps({"checkpoint": _checkpoint_identity(t.checkpoint), "labels": task.labels}, sort_keys=True)
+        info = {"source": t.checkpoint, "finetuned_here": False, "key": hashlib.sha256(ident.encode()).hexdigest()[:16]}
         info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
         return _ready(model, accelerator), info
 

@@ -1,0 +1,163 @@
+"""Tang et al. 2019's BiLSTM student: pre-trained word vectors, one bidirectional LSTM layer, the
+concatenated final forward and backward states -> FC (ReLU) -> logits. Sentence pairs: a siamese
+encoder (shared weights) with features [h1, h2, h1*h2, |h1-h2|].
+
+Vocabulary and OOV policy: words are lower-cased `split_words` tokens of the training (and augmented)
+text. A word enters the vocabulary if the vectors know it, or if it occurs at least `min_count` times
+(then its vector is random, scaled like the pre-trained ones). Everything else maps to [UNK]. [PAD] is 0;
+[MASK] (Tang et al.'s masking token) has its own learned vector.
+
+The exported folder (`model.safetensors`, `config.json`, `vocab.json`) loads with `load_bilstm`, without
+the training code."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from augment.words import split_words
+from distill.adaptor import Record
+from distill.batching import pad_ids
+from distill.io import atomic_dir, load_tensors, save_tensors, write_json
+
+PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-cased words; a literal [MASK] (from Tang et al.'s augmentation) stays one token."""
+    out: list[str] = []
+    for k, piece in enumerate(text.split(MASK)):
+        if k:
+            out.append(MASK)
+        out.extend(w.lower() for w in split_words(piece))
+    return out
+
+
+class WordVocab:
+    def __init__(self, words: list[str]):
+        self.itos = [PAD, UNK, MASK] + [w for w in words if w not in (PAD, UNK, MASK)]
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str, max_length: int | None = None) -> list[int]:
+        ids = [self.stoi.get(w, 1) for w in words_of(text)][:max_length]
+        return ids or [1]  # an empty text reads as one [UNK]
+
+    @classmethod
+    def build(cls, texts: list[str], known: set[str], min_count: int, max_size: int | None = None) -> WordVocab:
+        counts = Counter(w for t in texts for w in words_of(t))
+        keep = [w for w, c in counts.most_common() if w in known or c >= min_count]
+        return cls(keep[:max_size] if max_size else keep)
+
+
+@dataclass
+class BiLSTMConfig:
+    vocab_size: int
+    embedding_dim: int
+    hidden: int = 150
+    fc: int = 200
+    num_labels: int = 2
+    pair: bool = False
+    labels: list[str] | None = None
+
+
+class BiLSTMClassifier(nn.Module):
+    def __init__(self, config: BiLSTMConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
+        self.lstm = nn.LSTM(config.embedding_dim, config.hidden, batch_first=True, bidirectional=True)
+        features = 2 * config.hidden * (4 if config.pair else 1)
+        self.head = nn.Sequential(nn.Linear(features, config.fc), nn.ReLU(), nn.Linear(config.fc, config.num_labels))
+
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Final forward state (at each sequence's own last word) and final backward state, concatenated;
+        padding never enters the recurrence."""
+        packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
+        return torch.cat([h[0], h[1]], dim=-1)
+
+    def forward(self, ids, lengths, ids_b=None, lengths_b=None) -> torch.Tensor:
+        h = self.encode(ids, lengths)
+        if self.config.pair:
+            h2 = self.encode(ids_b, lengths_b)
+            h = torch.cat([h, h2, h * h2, (h - h2).abs()], dim=-1)
+        return self.head(h)
+
+    def record(self, batch: dict) -> Record:
+        logits = self(batch["student_ids"], batch["student_lengths"], batch.get("student_ids_b"),
+                      batch.get("student_lengths_b"))
+        return Record(logits=logits, attention_mask=batch["attention_mask"])
+
+    def clip_parameters(self):
+        """Tang et al. clip gradients of everything but the embedding table."""
+        return [p for n, p in self.named_parameters() if not n.startswith("embedding")]
+
+
+def build_bilstm(cfg, teacher, seed: int, texts: list[str] | None = None, pair: bool = False):
+    """A BiLSTM for the teacher's label set, its embedding table from `cfg.vectors`."""
+    from augment.vectors import load_vectors
+
+    if not texts:
+        raise ValueError("a BiLSTM student needs the training texts to build its vocabulary")
+    kv = load_vectors(cfg.vectors, cfg.vectors_limit)
+    vocab = WordVocab.build(texts, set(kv.key_to_index), cfg.min_count, cfg.max_vocab)
+    tc = teacher.config
+    labels = [tc.id2label[i] for i in range(tc.num_labels)]
+    config = BiLSTMConfig(len(vocab), kv.vector_size, cfg.hidden or 150, cfg.fc, tc.num_labels, pair, labels)
+    torch.manual_seed(seed)
+    model = BiLSTMClassifier(config)
+    std = float(kv.vectors.std())
+    with torch.no_grad():
+        weight = torch.randn(len(vocab), kv.vector_size) * std
+        rows = [(i, kv.key_to_index[w]) for i, w in enumerate(vocab.itos) if w in kv.key_to_index]
+        found = len(rows)
+        if rows:
+            ours, theirs = zip(*rows, strict=True)
+            weight[list(ours)] = torch.tensor(np.asarray(kv.vectors)[list(theirs)])
+        weight[0] = 0.0
+        model.embedding.weight.copy_(weight)
+    model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
+    model.vocab = vocab
+    model.coverage = {"vocab": len(vocab), "pretrained": found}
+    return model
+
+
+def save_bilstm(model: BiLSTMClassifier, folder: str | Path) -> None:
+    with atomic_dir(folder) as tmp:
+        save_tensors(tmp / "model.safetensors", model.state_dict())
+        write_json(tmp / "config.json", {"model_type": "distillery-bilstm", **asdict(model.config)})
+        write_json(tmp / "vocab.json", model.vocab.itos)
+
+
+def load_bilstm(folder: str | Path) -> BiLSTMClassifier:
+    """An exported BiLSTM student with its vocabulary (`model.vocab`), in eval mode."""
+    folder = Path(folder)
+    raw = json.loads((folder / "config.json").read_text())
+    raw.pop("model_type", None)
+    model = BiLSTMClassifier(BiLSTMConfig(**raw))
+    model.load_state_dict(load_tensors(folder / "model.safetensors"))
+    itos = json.loads((folder / "vocab.json").read_text())
+    model.vocab = WordVocab(itos[3:])
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: BiLSTMClassifier, texts: list[str], texts_b: list[str] | None = None) -> torch.Tensor:
+    """Class probabilities (or scores, for regression) for raw texts."""
+    def batch(ts):
+        return pad_ids([model.vocab.encode(t) for t in ts])
+
+    a, la = batch(texts)
+    b, lb = batch(texts_b) if texts_b is not None else (None, None)
+    logits = model(a, la, b, lb)
+    return logits if model.config.num_labels == 1 else logits.softmax(-1)

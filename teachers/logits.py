@@ -1,0 +1,61 @@
+"""Teacher-output cache: the teacher's logits over a transfer set, computed once.
+
+Stages whose losses read only the teacher's logits (prediction-layer distillation, Tang et al.'s logit
+MSE) take them from here instead of running the teacher every epoch. The file
+`<cache>/logits/<key>.safetensors` is keyed by the teacher's identity and the encoded data (examples,
+tokenizer, max length), shared by every student and seed, rebuilt when either changes, and written by
+temp-file-then-rename, so a reader never sees a half-written file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from distill.adaptor import set_attention
+from distill.batching import EncodedDataset
+from distill.config import TrainConfig
+from distill.io import cache_root, load_tensors, save_tensors
+
+
+def logits_path(teacher_id: str, ds: EncodedDataset) -> Path:
+    key = hashlib.sha256(f"{teacher_id}|{ds.identity}".encode()).hexdigest()[:20]
+    return cache_root() / "logits" / f"{key}.safetensors"
+
+
+@torch.inference_mode()
+def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerator, cfg: TrainConfig) -> torch.Tensor:
+    """Teacher logits for every example of `ds`, in dataset order, batched under inference mode."""
+    from distill.trainer import make_loader
+
+    set_attention(teacher, False)
+    loader, _ = make_loader(ds, cfg.eval_batch_size, 0, False, cfg)
+    loader = accelerator.prepare(loader)
+    out = torch.zeros(len(ds), teacher.config.num_labels)
+    for batch in tqdm(loader, desc="teacher logits", leave=False, disable=not accelerator.is_local_main_process):
+        with accelerator.autocast():
+            logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             token_type_ids=batch["token_type_ids"]).logits
+        logits, index = accelerator.gather_for_metrics((logits.float(), batch["index"]))
+        out[index.cpu()] = logits.cpu()
+    return out
+
+
+def cached_logits(teacher: nn.Module, teacher_id: str, ds: EncodedDataset, accelerator: Accelerator,
+                  cfg: TrainConfig, log=print) -> torch.Tensor:
+    path = logits_path(teacher_id, ds)
+    if path.exists():
+        logits = load_tensors(path)["logits"]
+        if logits.shape[0] == len(ds):
+            log(f"teacher logits: reusing {path}")
+            return logits
+    log(f"teacher logits: computing {len(ds)} examples once -> {path}")
+    logits = compute_logits(teacher, ds, accelerator, cfg)
+    if accelerator.is_main_process:
+        save_tensors(path, {"logits": logits}, metadata={"teacher": teacher_id, "data": ds.identity})
+    accelerator.wait_for_everyone()
+    return logits
