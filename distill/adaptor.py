@@ -38,7 +38,7 @@ class Record:
     """What a model says about a batch. hidden_states[0] is the embedding output;
     attention_scores[l] are layer l+1's pre-softmax scores, shape (batch, heads, query, key)."""
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     attention_mask: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attention_scores: tuple[torch.Tensor, ...] | None = None
@@ -49,7 +49,8 @@ class Record:
         def c(x):
             return None if x is None else tuple(t.clone() for t in x)
 
-        return replace(self, logits=self.logits.clone(), attention_mask=self.attention_mask.clone(),
+        return replace(self, logits=None if self.logits is None else self.logits.clone(),
+                       attention_mask=self.attention_mask.clone(),
                        hidden_states=c(self.hidden_states), attention_scores=c(self.attention_scores))
 
 
@@ -62,14 +63,43 @@ def set_attention(model: nn.Module, need_scores: bool) -> None:
         model.set_attn_implementation(wanted)
 
 
+def mlm_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Vocabulary logits of a BERT or DistilBERT masked LM for the given hidden vectors."""
+    if hasattr(model, "cls"):
+        return model.cls(hidden)
+    x = model.vocab_layer_norm(model.activation(model.vocab_transform(hidden)))
+    return model.vocab_projector(x)
+
+
+def _language_model_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool) -> Record:
+    """A masked LM or bare encoder on corpus text. Logits only at the masked positions (batch["mlm_labels"]
+    != -100), in row-major order, so teacher and student rows line up; none without masking or a head."""
+    base = getattr(model, "bert", None) or getattr(model, "distilbert", None) or model
+    types = {"token_type_ids": batch.get("token_type_ids")} if getattr(base.config, "type_vocab_size", 0) else {}
+    out = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **types,
+               output_hidden_states=True, output_attentions=need_attention, return_dict=True)
+    logits = None
+    labels = batch.get("mlm_labels")
+    if labels is not None and base is not model:
+        logits = mlm_head(model, out.last_hidden_state[labels != -100])
+    return Record(logits=logits, attention_mask=batch["attention_mask"],
+                  hidden_states=tuple(out.hidden_states),
+                  attention_scores=tuple(out.attentions) if need_attention else None)
+
+
 def forward_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool) -> Record:
-    """Run a Hugging Face sequence classifier and adapt its outputs.
+    """Run a Hugging Face sequence classifier (or, on corpus text, a masked LM or encoder) and adapt
+    its outputs.
 
     The model's attention implementation must already be chosen with `set_attention`."""
+    if not hasattr(model, "classifier"):
+        return _language_model_record(model, batch, need_hidden, need_attention)
+    # DistilBERT has no token types.
+    types = {"token_type_ids": batch.get("token_type_ids")} if getattr(model.config, "type_vocab_size", 0) else {}
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
-        token_type_ids=batch.get("token_type_ids"),
+        **types,
         output_hidden_states=need_hidden,
         output_attentions=need_attention,
         return_dict=True,

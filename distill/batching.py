@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset
 
 from distill.loaders import fingerprint
+from distill.mlm_masking import mask_tokens
 from distill.tasks import Example
 
 
@@ -54,11 +56,28 @@ class EncodedDataset(Dataset):
         return item
 
 
-class PadCollator:
-    """Pads a batch to its own longest sequence (not to max_length)."""
+@dataclass(frozen=True)
+class MlmMasking:
+    """BERT masking applied by the collator; each batch's masks come from a generator seeded by the run
+    seed and the batch's example indices, so a resumed run masks exactly as an uninterrupted one."""
 
-    def __init__(self, pad_id: int):
+    mask_id: int
+    vocab_size: int
+    special_ids: tuple[int, ...]
+    seed: int
+
+    def __call__(self, ids: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(hash((self.seed, *index.tolist())) % (2**63))
+        special = torch.isin(ids, torch.tensor(self.special_ids))
+        return mask_tokens(ids, special, self.mask_id, self.vocab_size, gen)
+
+
+class PadCollator:
+    """Pads a batch to its own longest sequence (not to max_length); optionally masks it for MLM."""
+
+    def __init__(self, pad_id: int, mlm: MlmMasking | None = None):
         self.pad_id = pad_id
+        self.mlm = mlm
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         ids, lengths = pad_ids([it["input_ids"] for it in items], self.pad_id)
@@ -70,6 +89,8 @@ class PadCollator:
         for key in ("student_ids", "student_ids_b"):
             if key in items[0]:
                 batch[key], batch[key.replace("ids", "lengths")] = pad_ids([it[key] for it in items])
+        if self.mlm is not None:
+            batch["input_ids"], batch["mlm_labels"] = self.mlm(ids, batch["index"])
         return batch
 
 

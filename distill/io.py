@@ -53,8 +53,15 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
+    out, seen = {}, set()
+    for k, v in tensors.items():
+        v = v.detach().contiguous().cpu()
+        # Tied weights (a masked LM's decoder and word embeddings) share storage, which safetensors refuses.
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), v.shape)
+        out[k] = v.clone() if key in seen else v
+        seen.add(key)
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        save_file(out, str(tmp), metadata=metadata)
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:

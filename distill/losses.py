@@ -107,7 +107,7 @@ def attention_mse(s: Record, t: Record, batch: dict, ctx: LossContext, *, heads:
     requires equal counts."""
     m = s.attention_mask.float()
     valid = m[:, None, :, None] * m[:, None, None, :]
-    total = s.logits.new_zeros((), dtype=torch.float32)
+    total = s.attention_mask.new_zeros((), dtype=torch.float32)
     for i, j in ctx.pairs:
         a_s, a_t = s.attention_scores[i - 1].float(), t.attention_scores[j - 1].float()
         if heads not in ("auto", "mean", "match"):
@@ -125,7 +125,7 @@ def attention_mse(s: Record, t: Record, batch: dict, ctx: LossContext, *, heads:
 def hidden_mse(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Tensor:
     """MSE(H_S W_h, H_T) for each mapped transformer layer, over non-padded tokens."""
     mask = s.attention_mask[..., None]
-    total = s.logits.new_zeros((), dtype=torch.float32)
+    total = s.attention_mask.new_zeros((), dtype=torch.float32)
     for i, j in ctx.pairs:
         h_t = t.hidden_states[j].float()
         h_s = ctx.project("hidden", s.hidden_states[i], h_t.shape[-1]).float()
@@ -193,3 +193,21 @@ def hard_mse(s: Record, t: Record | None, batch: dict, ctx: LossContext) -> torc
     if not ctx.regression:
         raise LossError("hard_mse is for regression tasks; for classification use hard_ce")
     return F.mse_loss(s.logits.float().squeeze(-1), batch["labels"].float())
+
+
+@register_loss("mlm", uses_teacher=False, trains_logits=False)
+def mlm(s: Record, t: Record | None, batch: dict, ctx: LossContext) -> torch.Tensor:
+    """Masked-LM cross-entropy of the student at the masked positions (needs `mlm_masking: true`)."""
+    labels = batch.get("mlm_labels")
+    if labels is None or s.logits is None:
+        raise LossError("mlm needs a stage with `mlm_masking: true` and a student with an MLM head")
+    return F.cross_entropy(s.logits.float(), labels[labels != -100])
+
+
+@register_loss("cosine_hidden", needs=("hidden",))
+def cosine_hidden(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Tensor:
+    """DistilBERT's cosine loss: mean over non-padded tokens of 1 - cos(h_S, h_T), last hidden states."""
+    h_t = t.hidden_states[-1].float()
+    h_s = ctx.project("hidden", s.hidden_states[-1], h_t.shape[-1]).float()
+    valid = s.attention_mask.bool()
+    return (1 - F.cosine_similarity(h_s[valid], h_t[valid], dim=-1)).mean()

@@ -13,5 +13,6 @@ def encoder_flops_per_token(config, seq_len: int) -> int:
     """Multiply-adds x 2 per token in the transformer layers (embeddings and classifier excluded):
     Q, K, V and output projections (4 h^2), the feed-forward block (2 h f), and the attention
     products QK^T and AV (2 L h) for a sequence of length L."""
-    h, f, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    f = getattr(config, "intermediate_size", None) or config.hidden_dim  # DistilBERT calls it hidden_dim
+    h, n = config.hidden_size, config.num_hidden_layers
     return 2 * n * (4 * h * h + 2 * h * f + 2 * seq_len * h)

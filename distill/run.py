@@ -64,7 +64,9 @@ def _preflight(cfg: ExperimentConfig, vocab_size: int) -> tuple[int, int, int, i
                 raise ConfigError(f"stages.{i} ({stage.name}): a BiLSTM student has no hidden states or attention "
                                   f"to distil; use logit losses (logits_mse, soft_cross_entropy, kl_div, hard_ce)")
         return 1, t_layers, 0, t_hidden
-    if cfg.student.init in ("scratch", "teacher"):
+    if cfg.student.kind == "distilbert" and cfg.student.init in ("scratch", "teacher"):
+        s_layers, s_hidden = cfg.student.layers or max(1, t_layers // 2), t_hidden
+    elif cfg.student.init in ("scratch", "teacher"):
         from types import SimpleNamespace
 
         ref = tc or SimpleNamespace(num_hidden_layers=t_layers, hidden_size=t_hidden,
@@ -73,7 +75,11 @@ def _preflight(cfg: ExperimentConfig, vocab_size: int) -> tuple[int, int, int, i
         shape = student_shape(cfg.student, ref)
         s_layers, s_hidden = shape["layers"], shape["hidden"]
     else:
-        sc = load_bert_config(cfg.student.init)
+        from transformers import AutoConfig
+
+        from teachers.load import resolve
+
+        sc = AutoConfig.from_pretrained(resolve(cfg.student.init))
         s_layers, s_hidden = sc.num_hidden_layers, sc.hidden_size
     for i, stage in enumerate(cfg.stages):
         where = f"stages.{i} ({stage.name})"
@@ -120,6 +126,11 @@ def _check_resume(cfg: ExperimentConfig, out: Path) -> None:
                        "resume with the same config and overrides, or start a new run")
 
 
+def is_general(cfg: ExperimentConfig) -> bool:
+    """General distillation: every stage trains on the unlabelled corpus (no task, no fine-tuning)."""
+    return all(st.data == "corpus" for st in cfg.stages)
+
+
 def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False, on_step=None, log=print) -> dict:
     out = Path(out)
     if resume:
@@ -129,6 +140,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     elif (out / "run.json").exists():
         state = "finished" if (out / "metrics.json").exists() else "unfinished (use --resume to continue it)"
         raise RunError(f"run folder {out} already holds a {state} run; choose another --out")
+    if any(st.data == "corpus" for st in cfg.stages) and not is_general(cfg):
+        raise ConfigError("stages mix `data: corpus` with task data; run general distillation as its own "
+                          "experiment and name its student folder as the task config's `student.init`")
     start = time.perf_counter()
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
@@ -141,33 +155,16 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
                                       "libraries": library_versions(), **device_info(accelerator.device),
                                       "processes": accelerator.num_processes,
                                       "mixed_precision": accelerator.mixed_precision, "resumed": resume})
-
-    task = load_task(cfg.task)
     tokenizer = load_tokenizer(cfg.teacher.tokenizer or cfg.teacher.checkpoint)
     s_layers, t_layers, s_hidden, t_hidden = _preflight(cfg, len(tokenizer))
-    datasets = {split: EncodedDataset(exs, tokenizer, cfg.task.max_length, task.is_regression)
-                for split, exs in task.splits.items()}
-    if any(st.data == "augmented" for st in cfg.stages):
-        datasets["augmented"] = EncodedDataset(augmented_examples(cfg, task, accelerator, say), tokenizer,
-                                               cfg.task.max_length, task.is_regression)
-    say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
-    teacher, teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
-
-    set_seed(cfg.seed)
-    texts = [t for split in ("train", "augmented") if split in datasets
-             for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
-    student = build_student(cfg.student, teacher, cfg.seed, texts, task.is_pair)
-    if hasattr(student, "vocab"):
-        for ds in datasets.values():
-            ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
-        say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
-            f"pre-trained vectors")
     objectives = [Objective(st.losses, f"stages.{i}.losses") for i, st in enumerate(cfg.stages)]
-    for stage, objective in zip(cfg.stages, objectives, strict=True):
-        if objective.uses_teacher and not (objective.needs_hidden or objective.needs_attention):
-            for ds in (datasets[stage.data], datasets["dev"]):
-                if ds.teacher_logits is None:
-                    ds.teacher_logits = cached_logits(teacher, teacher_info["key"], ds, accelerator, cfg.train, say)
+    if is_general(cfg):
+        from distill.general import setup_general
+
+        task = None
+        teacher, student, datasets, teacher_info = setup_general(cfg, tokenizer, objectives, accelerator, say)
+    else:
+        task, teacher, student, datasets, teacher_info = _setup_task(cfg, tokenizer, objectives, accelerator, say)
     needs_proj = any(o.needs_hidden for o in objectives)
     module = DistillModule(student, make_projections(cfg.train.projection, s_hidden, t_hidden, needs_proj))
     ckpt = Checkpointer(out / "checkpoints")
@@ -181,34 +178,86 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"))
+    before = None
+    if task is None:
+        from distill.general import heldout_losses
+
+        before = heldout_losses(accelerator, cfg, module, teacher, objectives, datasets, s_layers, t_layers,
+                                out / "heldout_before.json")
     for i, (stage, objective) in enumerate(zip(cfg.stages, objectives, strict=True)):
         if i < progress.stage:
             continue
         if progress.epoch == 0 and progress.batches_done == 0 and ckpt.best.exists():
             ckpt.best.unlink()  # the previous stage's best is not this stage's
-        pairs = layer_map(stage.layer_map, s_layers, t_layers) if (objective.needs_hidden or
-                                                                   objective.needs_attention) else []
-        ctx = LossContext(pairs, task.is_regression, module.projections)
+        ctx = stage_context(stage, objective, s_layers, t_layers, task, module)
         say(f"stage {i + 1}/{len(cfg.stages)} {stage.name!r}: losses {dict(stage.losses)}, "
             f"layer map {ctx.pairs}, {stage.epochs} epochs")
         train_stage(accelerator, module, teacher, objective, ctx, stage, cfg.train, datasets[stage.data],
-                    datasets["dev"], task, cfg.seed, ckpt, progress, writer, on_step)
+                    datasets["dev"], task, cfg.seed, ckpt, progress, writer, on_step,
+                    mlm_masking(stage, tokenizer, cfg.seed))
         progress = Progress(stage=i + 1, history=progress.history)
         if main:
             ckpt.save(module.state_dict(), progress)
         accelerator.wait_for_everyone()
 
-    results = evaluate_splits(accelerator, student, task, datasets, cfg.train)
-    metrics = _summarise(cfg, task, teacher, student, teacher_info, results, progress.history,
-                         time.perf_counter() - start)
+    if task is None:
+        from distill.general import summarise_general
+
+        after = heldout_losses(accelerator, cfg, module, teacher, objectives, datasets, s_layers, t_layers)
+        metrics = summarise_general(cfg, teacher, student, before, after, progress.history, datasets,
+                                    time.perf_counter() - start)
+    else:
+        results = evaluate_splits(accelerator, student, task, datasets, cfg.train)
+        metrics = _summarise(cfg, task, teacher, student, teacher_info, results, progress.history,
+                             time.perf_counter() - start)
     if main:
         export_student(student, out / "student", tokenizer)
         write_json(out / "metrics.json", metrics)
-        _hparams(writer, cfg, metrics, task.main_metric)
+        _hparams(writer, cfg, metrics)
         writer.close()
         say(summary_text(metrics, out))
     accelerator.wait_for_everyone()
     return metrics
+
+
+def stage_context(stage, objective: Objective, s_layers: int, t_layers: int, task, module) -> LossContext:
+    pairs = layer_map(stage.layer_map, s_layers, t_layers) if (objective.needs_hidden or
+                                                               objective.needs_attention) else []
+    return LossContext(pairs, task is not None and task.is_regression, module.projections)
+
+
+def mlm_masking(stage, tokenizer, seed: int):
+    if not stage.mlm_masking:
+        return None
+    from distill.batching import MlmMasking
+
+    return MlmMasking(tokenizer.mask_token_id, len(tokenizer), tuple(sorted(set(tokenizer.all_special_ids))), seed)
+
+
+def _setup_task(cfg: ExperimentConfig, tokenizer, objectives: list[Objective], accelerator, say):
+    task = load_task(cfg.task)
+    datasets = {split: EncodedDataset(exs, tokenizer, cfg.task.max_length, task.is_regression)
+                for split, exs in task.splits.items()}
+    if any(st.data == "augmented" for st in cfg.stages):
+        datasets["augmented"] = EncodedDataset(augmented_examples(cfg, task, accelerator, say), tokenizer,
+                                               cfg.task.max_length, task.is_regression)
+    say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
+    teacher, teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
+    set_seed(cfg.seed)
+    texts = [t for split in ("train", "augmented") if split in datasets
+             for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
+    student = build_student(cfg.student, teacher, cfg.seed, texts, task.is_pair)
+    if hasattr(student, "vocab"):
+        for ds in datasets.values():
+            ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
+        say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
+            f"pre-trained vectors")
+    for stage, objective in zip(cfg.stages, objectives, strict=True):
+        if objective.uses_teacher and not (objective.needs_hidden or objective.needs_attention):
+            for ds in (datasets[stage.data], datasets["dev"]):
+                if ds.teacher_logits is None:
+                    ds.teacher_logits = cached_logits(teacher, teacher_info["key"], ds, accelerator, cfg.train, say)
+    return task, teacher, student, datasets, teacher_info
 
 
 def _summarise(cfg, task, teacher, student, teacher_info, results, history, seconds) -> dict:
@@ -234,7 +283,7 @@ def _summarise(cfg, task, teacher, student, teacher_info, results, history, seco
     }
 
 
-def _hparams(writer, cfg: ExperimentConfig, metrics: dict, main: str) -> None:
+def _hparams(writer, cfg: ExperimentConfig, metrics: dict) -> None:
     hp = {"student.layers": metrics["student"]["layers"], "student.hidden": metrics["student"]["hidden"],
           "student.kind": cfg.student.kind, "student.init": cfg.student.init, "seed": cfg.seed}
     for i, st in enumerate(cfg.stages):
@@ -245,10 +294,16 @@ def _hparams(writer, cfg: ExperimentConfig, metrics: dict, main: str) -> None:
     final.update({f"hparam/student_test_{k}": v for k, v in (metrics["student"].get("test") or {}).items()})
     if metrics["ratios"]["dev_score"] is not None:
         final["hparam/dev_share_of_teacher"] = metrics["ratios"]["dev_score"]
+    for stage, terms in (metrics.get("heldout_after") or {}).items():
+        final.update({f"hparam/heldout_{stage}_{k.replace('loss/', '')}": v for k, v in terms.items()})
     writer.add_hparams(hp, final, run_name=".")
 
 
 def summary_text(m: dict, out: Path) -> str:
+    if m.get("general"):
+        from distill.general import general_summary_text
+
+        return general_summary_text(m, out)
     main = m["main_metric"]
 
     def fmt(d):

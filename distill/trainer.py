@@ -22,7 +22,7 @@ from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
 from distill import metrics as task_metrics
 from distill.adaptor import Record, forward_record, set_attention
-from distill.batching import EncodedDataset, LengthGroupedBatches, PadCollator
+from distill.batching import EncodedDataset, LengthGroupedBatches, MlmMasking, PadCollator
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import StageConfig, TrainConfig
 from distill.losses import LossContext
@@ -62,9 +62,11 @@ class StageResult:
     history: list[dict]
 
 
-def make_loader(ds: EncodedDataset, batch_size: int, seed: int, train: bool, cfg: TrainConfig):
+def make_loader(ds: EncodedDataset, batch_size: int, seed: int, train: bool, cfg: TrainConfig,
+                mlm: MlmMasking | None = None):
     sampler = LengthGroupedBatches(ds.lengths(), batch_size, seed, grouped=cfg.length_grouped, shuffle=train)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=PadCollator(ds.pad_id), num_workers=cfg.num_workers)
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=PadCollator(ds.pad_id, mlm),
+                        num_workers=cfg.num_workers)
     return loader, sampler
 
 
@@ -85,23 +87,26 @@ def teacher_record(teacher: nn.Module, batch: dict, objective: Objective,
 def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: TaskData,
              teacher: nn.Module | None = None, objective: Objective | None = None,
              ctx: LossContext | None = None, cached: torch.Tensor | None = None) -> dict[str, float]:
-    """Task metrics on a split and, when an objective with a teacher is given, its held-out terms."""
+    """Task metrics on a split (none when `task` is None: corpus text) and, when an objective is given,
+    its held-out terms (all of them when there is no task, else those that use the teacher)."""
     module.eval()
     logits, golds, sums, batches = [], [], {}, 0
-    use_teacher = teacher is not None and objective is not None and objective.uses_teacher
+    use_objective = objective is not None and (objective.uses_teacher or task is None)
     for batch in loader:
-        rec = module(batch, use_teacher and objective.needs_hidden, use_teacher and objective.needs_attention)
-        if use_teacher:
-            t = teacher_record(teacher, batch, objective, cached)
+        rec = module(batch, use_objective and objective.needs_hidden, use_objective and objective.needs_attention)
+        if use_objective:
+            t = teacher_record(teacher, batch, objective, cached) if objective.uses_teacher else None
             _, parts = objective(rec, t, batch, ctx)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             batches += 1
-        lg, gold = accelerator.gather_for_metrics((rec.logits.float(), batch["labels"]))
-        logits.append(lg.cpu().numpy())
-        golds.append(gold.cpu().numpy())
+        if task is not None:
+            lg, gold = accelerator.gather_for_metrics((rec.logits.float(), batch["labels"]))
+            logits.append(lg.cpu().numpy())
+            golds.append(gold.cpu().numpy())
     module.train()
-    out = task_metrics.compute(task.metrics, np.concatenate(logits), np.concatenate(golds), task.num_labels)
+    out = {} if task is None else task_metrics.compute(task.metrics, np.concatenate(logits), np.concatenate(golds),
+                                                       task.num_labels)
     out.update({f"loss/{k}": v / max(batches, 1) for k, v in sums.items()})
     return out
 
@@ -129,20 +134,22 @@ def train_stage(
     train_cfg: TrainConfig,
     train_ds: EncodedDataset,
     dev_ds: EncodedDataset,
-    task: TaskData,
+    task: TaskData | None,
     seed: int,
     ckpt: Checkpointer,
     progress: Progress,
     writer=None,
     on_step: Callable[[str, int], None] | None = None,
+    mlm: MlmMasking | None = None,
 ) -> StageResult:
-    """Train one stage from `progress` (a fresh stage or a resumed one) to its end."""
+    """Train one stage from `progress` (a fresh stage or a resumed one) to its end. `task` None: corpus
+    text (general distillation), evaluated by held-out losses only, keeping the last epoch."""
     tag = stage.name
-    select = stage.select or ("metric" if objective.trains_logits else "last")
+    select = "last" if task is None else stage.select or ("metric" if objective.trains_logits else "last")
     for m in [module.student] + ([teacher] if teacher is not None else []):
         set_attention(m, objective.needs_attention)
-    train_dl, sampler = make_loader(train_ds, stage.batch_size, seed, True, train_cfg)
-    dev_dl, _ = make_loader(dev_ds, train_cfg.eval_batch_size, seed, False, train_cfg)
+    train_dl, sampler = make_loader(train_ds, stage.batch_size, seed, True, train_cfg, mlm)
+    dev_dl, _ = make_loader(dev_ds, train_cfg.eval_batch_size, seed, False, train_cfg, mlm)
     trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     groups = [{"params": [p for _, p in trainable if p.ndim > 1], "weight_decay": stage.weight_decay},
               {"params": [p for _, p in trainable if p.ndim <= 1], "weight_decay": 0.0}]
@@ -217,7 +224,7 @@ def train_stage(
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
         progress.history.append(result)
         _log(writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)
-        score = result[task.main_metric]
+        score = result[task.main_metric] if task is not None else None
         if accelerator.is_local_main_process:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in result.items() if isinstance(v, float))
             tqdm.write(f"[{tag}] epoch {epoch + 1}/{stage.epochs}: dev {shown}")

@@ -8,9 +8,10 @@ from torch import nn
 
 from distill.config import StudentConfig
 from students.bilstm import BiLSTMClassifier, build_bilstm, save_bilstm
+from students.distilbert import build_distilbert
 from students.tinybert import build_tinybert
 
-KINDS = ("tinybert", "bilstm")
+KINDS = ("tinybert", "distilbert", "bilstm")
 
 
 def build_student(cfg: StudentConfig, teacher: nn.Module, seed: int, texts: list[str] | None = None,
@@ -18,6 +19,8 @@ def build_student(cfg: StudentConfig, teacher: nn.Module, seed: int, texts: list
     """The student for `cfg.kind`. `texts` (training and augmented text) give a BiLSTM its vocabulary."""
     if cfg.kind == "tinybert":
         return build_tinybert(cfg, teacher, seed)
+    if cfg.kind == "distilbert":
+        return build_distilbert(cfg, teacher, seed)
     if cfg.kind == "bilstm":
         return build_bilstm(cfg, teacher, seed, texts, pair)
     raise ValueError(f"unknown student kind {cfg.kind!r}; known: {list(KINDS)}")

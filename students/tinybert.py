@@ -89,9 +89,10 @@ def copy_teacher_layers(student: BertForSequenceClassification, teacher: BertFor
         student.bert.embeddings.load_state_dict(teacher.bert.embeddings.state_dict())
         for i, layer in enumerate(layers):
             student.bert.encoder.layer[i].load_state_dict(teacher.bert.encoder.layer[layer - 1].state_dict())
-        if student.bert.pooler is not None and teacher.bert.pooler is not None:
+        if getattr(student.bert, "pooler", None) is not None and getattr(teacher.bert, "pooler", None) is not None:
             student.bert.pooler.load_state_dict(teacher.bert.pooler.state_dict())
-        student.classifier.load_state_dict(teacher.classifier.state_dict())
+        if hasattr(student, "classifier") and hasattr(teacher, "classifier"):
+            student.classifier.load_state_dict(teacher.classifier.state_dict())
 
 
 def _from_folder(folder: str, teacher_config: BertConfig):

@@ -23,6 +23,10 @@ class CheckpointError(ValueError):
 
 def resolve(source: str) -> str:
     """A checkpoint name as transformers should see it: a folder path or a hub name."""
+    if source.startswith("adapted:"):  # an encoder given an MLM head by augment.mlm (built once, cached)
+        from augment.mlm import resolve_masked_lm
+
+        return resolve(resolve_masked_lm(source))
     if source.startswith("packaged:"):
         name = source.split(":", 1)[1]
         if name not in PACKAGED:

