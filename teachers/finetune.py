@@ -12,7 +12,6 @@ import json
 import shutil
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -22,29 +21,20 @@ from transformers import BertForSequenceClassification
 from distill.batching import EncodedDataset
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ExperimentConfig, StageConfig
+from distill.identity import source_identity
 from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.loaders import fingerprint
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.tasks import TaskData
 from distill.trainer import DistillModule, evaluate_splits, train_stage
-from teachers.load import load_classifier, random_bert, resolve
-
-
-def _checkpoint_identity(source: str) -> dict:
-    where = resolve(source) if source != "random" else source
-    path = Path(where)
-    if not path.is_dir():
-        return {"hub": source}
-    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
-    return {"folder": str(path.resolve()),
-            "files": [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]}
+from teachers.load import load_classifier, random_bert
 
 
 def teacher_key(cfg: ExperimentConfig, task: TaskData) -> str:
     t = cfg.teacher
     ident = {
-        "checkpoint": _checkpoint_identity(t.checkpoint),
+        "checkpoint": source_identity(t.checkpoint),
         "tokenizer": t.tokenizer,
         "random": asdict(t.random) if t.random else None,
         "finetune": asdict(t.finetune) if t.finetune else None,
@@ -66,7 +56,7 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     t = cfg.teacher
     if t.finetune is None:
         model = load_classifier(t.checkpoint, task.labels, require_head=True)
-        ident = json.dumps({"checkpoint": _checkpoint_identity(t.checkpoint), "labels": task.labels}, sort_keys=True)
+        ident = json.dumps({"checkpoint": source_identity(t.checkpoint), "labels": task.labels}, sort_keys=True)
         info = {"source": t.checkpoint, "finetuned_here": False, "key": hashlib.sha256(ident.encode()).hexdigest()[:16]}
         info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
         return _ready(model, accelerator), info

@@ -133,3 +133,25 @@ def test_general_refuses_a_fine_tuning_teacher_and_mixed_stages(pretrained_teach
         run_experiment(cfg, tmp_path / "x", log=lambda *_: None)
     with pytest.raises(ConfigError, match="mix"):
         run_experiment(load_config(SMOKE, ["stages.0.data=corpus"]), tmp_path / "y", log=lambda *_: None)
+
+
+def test_bad_corpus_sources_are_clear_errors(tmp_path, tokenizer, monkeypatch):
+    import importlib.util
+
+    from distill.loaders import DataError
+
+    monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="corpus file not found"):
+        pack_corpus(CorpusConfig(sources=[str(tmp_path / "nope.txt")]), tokenizer, log=lambda *_: None)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine line\n\xff\xfe broken\n")
+    with pytest.raises(DataError, match=r"bad.txt:2: bytes that are not UTF-8"):
+        pack_corpus(CorpusConfig(sources=[str(bad)]), tokenizer, log=lambda *_: None)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match="no text"):
+        pack_corpus(CorpusConfig(sources=[str(empty)]), tokenizer, log=lambda *_: None)
+    assert not list((tmp_path / "cache").rglob("meta.json"))  # nothing half-built is left as a corpus
+    if importlib.util.find_spec("datasets") is None:
+        with pytest.raises(DataError, match="pip install datasets"):
+            pack_corpus(CorpusConfig(sources=["hf:wikitext/wikitext-2-raw-v1:train"]), tokenizer, log=lambda *_: None)
