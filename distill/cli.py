@@ -22,24 +22,105 @@ def _latest_unfinished(name: str) -> Path | None:
     return runs[-1] if runs else None
 
 
+def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list[str], seeds: str | None,
+           num_shards: int | None, shard_index: int | None) -> int:
+    from distill.config import ConfigError
+    from distill.report import ReportError, build, to_markdown
+    from distill.sweep import expand, parse_grid, reference_variant, run_plans, shard, write_plan
+
+    if out and len(configs) > 1:
+        raise ConfigError("--out names one experiment's folder; give one config with it")
+    if (num_shards is None) != (shard_index is None):
+        raise ConfigError("--num-shards and --shard-index go together")
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: expected integers separated by commas, e.g. 1,2,3") from None
+    failed = []
+    for config in configs:
+        plans = expand(config, overrides, out, parse_grid(grid), seed_list)
+        root = plans[0].root
+        write_plan(root, config, plans, reference_variant(config, plans))
+        mine = shard(plans, num_shards or 1, shard_index or 0)
+        print(f"{config}: {len(plans)} runs under {root}" + (f", shard {shard_index} of {num_shards}: {len(mine)}"
+                                                              if num_shards else ""))
+        failed += run_plans(mine)
+        if all(p.state == "finished" for p in plans):
+            try:
+                print("\n" + to_markdown(build(root)))
+            except ReportError as e:
+                print(f"(no table: {e})")
+        else:
+            print(f"{sum(p.state == 'finished' for p in plans)}/{len(plans)} runs of {root} finished; "
+                  f"`distill report {root}` lists the rest")
+        print(f"compare runs: tensorboard --logdir {root}")
+    if failed:
+        print("failed: " + ", ".join(f"{p.variant} seed {p.seed}" for p in failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    return _sweep(args.configs, args.set, args.out, args.grid, args.seeds, args.num_shards, args.shard_index)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from distill.report import write_report
+
+    rep, paths = write_report(args.root, args.out, args.reference, plots=not args.no_plots)
+    print(Path(paths[args.format]).read_text(), end="")
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from distill.benchmark import render, run_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    rows = run_bench(names, args.device, args.seq_len, args.batch, args.budget, args.int8, args.compile,
+                     args.student, args.accuracy_limit, log=lambda m: print(m, file=sys.stderr))
+    text = render(rows, args.seq_len, args.batch, args.device)
+    print(text)
+    if args.out:
+        from distill.io import write_text
+
+        write_text(args.out, text + "\n")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from distill.predict import PredictError, load_predictor, read_inputs
+
+    if bool(args.text) == bool(args.file):
+        raise PredictError("give the input as --text \"...\" (repeatable) or --file F, one of the two")
+    if args.text_b and len(args.text_b) != len(args.text):
+        raise PredictError(f"{len(args.text)} --text but {len(args.text_b)} --text-b; give one second sentence "
+                           "per text")
+    texts, texts_b = read_inputs(args.file) if args.file else (args.text, args.text_b or None)
+    pred = load_predictor(args.model, args.max_length)
+    for i, result in enumerate(pred.predict(texts, texts_b, args.batch_size)):
+        shown = texts[i] if texts_b is None else f"{texts[i]} ||| {texts_b[i]}"
+        if args.json:
+            print(json.dumps({"text": texts[i], **({"text_b": texts_b[i]} if texts_b else {}), **result}))
+        elif "score" in result:
+            print(f"{result['score']:.4f}\t{shown}")
+        else:
+            print(f"{result['label']}\t{result['probability']:.4f}\t{shown}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from distill.config import load_config, load_raw
     from distill.run import run_experiment
-    from distill.variants import comparison, expand
 
     raw = load_raw(args.config)
-    if raw.get("variants") or raw.get("seeds"):
-        plans = expand(args.config, args.set, args.out)
-        for p in plans:
-            if (p.out / "metrics.json").exists():
-                print(f"{p.variant} seed {p.seed}: finished earlier, {p.out}")
-                continue
-            resume = (p.out / "run.json").exists()
-            print(f"== variant {p.variant!r}, seed {p.seed} -> {p.out}" + (" (resuming)" if resume else ""))
-            run_experiment(p.config, p.out, resume=resume)
-        print("\n" + comparison(plans))
-        print(f"compare runs: tensorboard --logdir {plans[0].out.parent.parent}")
-        return 0
+    if raw.get("variants") or raw.get("seeds") or (raw.get("sweep") or {}).get("grid"):
+        return _sweep([args.config], args.set, args.out, [], None, None, None)
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else None
     if args.resume and out is None:
@@ -157,6 +238,55 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_adapt_mlm)
 
+    sw = sub.add_parser("sweep", help="run every variant x grid point x seed of configs, one folder each; skips "
+                        "finished runs and resumes unfinished ones")
+    sw.add_argument("configs", nargs="+", help="experiment YAML files, run in order (e.g. a general-distillation "
+                    "sweep, then the task sweep that uses its students through `{variant}`)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                    help="sweep a config key over values (repeatable; combinations multiply)")
+    sw.add_argument("--seeds", help="comma-separated seeds (replaces the config's `seeds`)")
+    sw.add_argument("--out", help="experiment folder (default runs/<name>)")
+    sw.add_argument("--num-shards", type=int, help="split the runs round-robin over this many processes")
+    sw.add_argument("--shard-index", type=int, help="which share this process runs (0-based)")
+    sw.set_defaults(func=cmd_sweep)
+
+    rp = sub.add_parser("report", help="ablation table (md/csv/latex) and plots from an experiment's run folders")
+    rp.add_argument("root", help="runs/<experiment>")
+    rp.add_argument("--format", choices=["md", "csv", "latex"], default="md", help="what to print (all are written)")
+    rp.add_argument("--out", help="folder for table.md/.csv/.tex and the PNG plots (default <root>/report)")
+    rp.add_argument("--reference", help="variant the changes are measured against (default: the sweep's "
+                    "`sweep.reference`, else its first variant)")
+    rp.add_argument("--no-plots", action="store_true")
+    rp.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("bench", help="parameters, size, FLOPs, latency and throughput of the teacher and students, "
+                       "as ratios to the first model")
+    b.add_argument("--models", default="bert-large,bert-base,tinybert6,distilbert,tinybert4,bilstm",
+                   help="comma-separated shapes (random weights), the first is the reference; known: "
+                   "bert-large, bert-base, tinybert6, distilbert, tinybert4, bilstm")
+    b.add_argument("--student", help="also a trained student: a run folder (adds its dev metrics) or a student folder")
+    b.add_argument("--device", default="cpu", help="cpu or cuda")
+    b.add_argument("--seq-len", type=int, default=128)
+    b.add_argument("--batch", type=int, default=32, help="batch size of the throughput measurement")
+    b.add_argument("--budget", type=float, default=3.0, help="seconds spent timing each measurement (after warm-up)")
+    b.add_argument("--threads", type=int, help="torch CPU threads")
+    b.add_argument("--int8", action="store_true", help="add dynamically quantised int8 variants (CPU)")
+    b.add_argument("--compile", action="store_true", help="add torch.compile variants")
+    b.add_argument("--accuracy-limit", type=int, help="dev examples used for the student's metrics (default all)")
+    b.add_argument("--out", help="also write the table to this file")
+    b.set_defaults(func=cmd_bench)
+
+    pr = sub.add_parser("predict", help="labels and probabilities from an exported student")
+    pr.add_argument("model", help="a run folder or an exported student folder")
+    pr.add_argument("--text", action="append", default=[], help="a text to classify (repeatable)")
+    pr.add_argument("--text-b", action="append", default=[], help="second sentences of pairs, one per --text")
+    pr.add_argument("--file", help="one text per line; `first<TAB>second` for sentence pairs")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line with every probability")
+    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--max-length", type=int, default=128)
+    pr.set_defaults(func=cmd_predict)
+
     c = sub.add_parser("check", help="validate a config and print it resolved")
     with_config(c)
     c.set_defaults(func=cmd_check)
@@ -175,10 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()
     from augment.pos import TaggerError
     from augment.vectors import VectorsError
+    from distill.benchmark import BenchError
     from distill.config import ConfigError
     from distill.layer_map import LayerMapError
     from distill.loaders import DataError
     from distill.losses import LossError
+    from distill.predict import PredictError
+    from distill.report import ReportError
     from distill.run import RunError
     from distill.trainer import TrainingDiverged
     from students.tinybert import StudentError
@@ -187,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DataError, LossError, LayerMapError, RunError, CheckpointError, StudentError,
-            TrainingDiverged, VectorsError, TaggerError) as e:
+            TrainingDiverged, VectorsError, TaggerError, ReportError,
+            BenchError, PredictError) as e:
         print(f"distill: error: {e}", file=sys.stderr)
         return 2
 

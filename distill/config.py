@@ -203,6 +203,14 @@ class TrainConfig:
 
 
 @dataclass
+class SweepConfig:
+    # A grid of dotted config keys -> values; every combination (times every variant and seed) is one run.
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    # The variant the ablation table measures changes against (default: the first variant).
+    reference: str | None = None
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     teacher: TeacherConfig
@@ -219,6 +227,7 @@ class ExperimentConfig:
     # with: `distill run` runs every (variant, seed) as its own run folder and prints them side by side.
     variants: dict[str, list[str]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 # ---------------------------------------------------------------- validation
@@ -365,7 +374,11 @@ def apply_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"override `{assignment}`: expected KEY=VALUE, e.g. stages.0.epochs=2")
     key, text = assignment.split("=", 1)
-    value = yaml.safe_load(text) if text != "" else ""
+    set_value(raw, key, yaml.safe_load(text) if text != "" else "")
+
+
+def set_value(raw: dict, key: str, value: Any) -> None:
+    """Set the dotted `key` (list indices as numbers) of a raw config to `value`."""
     parts = key.strip().split(".")
     node: Any = raw
     for i, part in enumerate(parts):
@@ -432,6 +445,12 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
             raise ConfigError(f"{src}: `augment.{key}` must be >= 1")
     if a.tinybert.candidates < 1 or a.tang.max_ngram < 1:
         raise ConfigError(f"{src}: `augment.tinybert.candidates` and `augment.tang.max_ngram` must be >= 1")
+    if cfg.sweep.reference is not None and cfg.variants and cfg.sweep.reference not in cfg.variants:
+        raise ConfigError(f"{src}: `sweep.reference` = {cfg.sweep.reference!r}: expected one of the variants "
+                          f"{list(cfg.variants)}")
+    for key, values in cfg.sweep.grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{src}: `sweep.grid.{key}`: expected a non-empty list of values")
     if cfg.task.text_columns and not 1 <= len(cfg.task.text_columns) <= 2:
         raise ConfigError(f"{src}: `task.text_columns` must name one or two columns")
 

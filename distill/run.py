@@ -131,8 +131,12 @@ def is_general(cfg: ExperimentConfig) -> bool:
     return all(st.data == "corpus" for st in cfg.stages)
 
 
-def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False, on_step=None, log=print) -> dict:
+def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False, on_step=None, log=print,
+                   labels: dict | None = None) -> dict:
+    """Run `cfg` into the folder `out`. `labels` (a sweep's variant name and grid point) go into run.json and
+    the TensorBoard hparams so that reports and TensorBoard can tell runs apart."""
     out = Path(out)
+    labels = labels or {}
     if resume:
         if not (out / "config.yaml").exists():
             raise RunError(f"--resume: {out} is not a run folder (no config.yaml)")
@@ -151,7 +155,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", dump_yaml(cfg))
-        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, "git": git_state(),
+        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, **labels, "git": git_state(),
                                       "libraries": library_versions(), **device_info(accelerator.device),
                                       "processes": accelerator.num_processes,
                                       "mixed_precision": accelerator.mixed_precision, "resumed": resume})
@@ -207,13 +211,17 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         metrics = summarise_general(cfg, teacher, student, before, after, progress.history, datasets,
                                     time.perf_counter() - start)
     else:
+        t0 = time.perf_counter()
         results = evaluate_splits(accelerator, student, task, datasets, cfg.train)
+        # Inference speed on the run's own device and eval batch size: the report's "speed" column.
+        speed = sum(len(datasets[s]) for s in results) / (time.perf_counter() - t0)
         metrics = _summarise(cfg, task, teacher, student, teacher_info, results, progress.history,
                              time.perf_counter() - start)
+        metrics["student"]["eval_examples_per_s"] = round(speed, 1)
     if main:
         export_student(student, out / "student", tokenizer)
         write_json(out / "metrics.json", metrics)
-        _hparams(writer, cfg, metrics)
+        _hparams(writer, cfg, metrics, labels)
         writer.close()
         say(summary_text(metrics, out))
     accelerator.wait_for_everyone()
@@ -283,8 +291,9 @@ def _summarise(cfg, task, teacher, student, teacher_info, results, history, seco
     }
 
 
-def _hparams(writer, cfg: ExperimentConfig, metrics: dict) -> None:
-    hp = {"student.layers": metrics["student"]["layers"], "student.hidden": metrics["student"]["hidden"],
+def _hparams(writer, cfg: ExperimentConfig, metrics: dict, labels: dict) -> None:
+    hp = {**{k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in labels.items()},
+          "student.layers": metrics["student"]["layers"], "student.hidden": metrics["student"]["hidden"],
           "student.kind": cfg.student.kind, "student.init": cfg.student.init, "seed": cfg.seed}
     for i, st in enumerate(cfg.stages):
         hp[f"stage{i}.{st.name}.losses"] = ",".join(st.losses)

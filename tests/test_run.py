@@ -164,3 +164,40 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     prediction = [h for h in metrics["history"] if h["stage"] == "prediction"]
     # 256 examples / 16 per batch = 16 batches per epoch = 8 optimizer steps per epoch.
     assert [h["step"] for h in prediction] == [8, 16]
+
+
+def test_predict_gives_the_models_labels_and_probabilities(finished, tmp_path, capsys):
+    out, _, _ = finished
+    texts = ["the flight was late again", "thanks for the upgrade"]
+    model = AutoModelForSequenceClassification.from_pretrained(out / "student").eval()
+    tok = AutoTokenizer.from_pretrained(out / "student")
+    with torch.no_grad():
+        probs = model(**tok(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
+    assert main(["predict", str(out), "--text", texts[0], "--text", texts[1], "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == texts
+    for row, p in zip(rows, probs, strict=True):
+        assert row["label"] == model.config.id2label[int(p.argmax())]
+        expected = dict(zip(["negative", "neutral", "positive"], p.tolist(), strict=True))
+        assert row["probabilities"] == pytest.approx(expected, abs=1e-5)
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    f = tmp_path / "in.txt"
+    f.write_text(texts[0] + "\n\n" + texts[1] + "\n")
+    assert main(["predict", str(out / "student"), "--file", str(f)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [r["label"] for r in rows]
+    f.write_text("a\tb\nc\n")
+    assert main(["predict", str(out), "--file", str(f)]) == 2
+    assert f"{f}:2: mixes single texts and tab-separated pairs" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "--text", "x"]) == 2
+    assert "not an exported student" in capsys.readouterr().err
+
+
+def test_bench_student_accuracy_matches_the_runs_own_evaluation(finished):
+    from distill.benchmark import run_bench
+
+    out, metrics, _ = finished
+    rows = run_bench([], seq_len=16, batch=4, budget_s=0.0, int8=True, student=str(out), log=lambda *_: None)
+    assert [r.name.split()[-1] for r in rows] == [str(out / "student"), "int8"]
+    assert rows[0].accuracy == pytest.approx(metrics["student"]["dev"], abs=1e-6)
+    assert set(rows[1].accuracy) == {"macro_f1", "accuracy"} and rows[1].disk_bytes < rows[0].disk_bytes

@@ -1,0 +1,233 @@
+"""`distill bench`: size and speed of the teacher and the students, measured in one run and printed as ratios
+to the teacher. Speed needs no trained weights, so BERT-large and BERT-base shapes are measured with random
+weights; a trained student (`--student RUN`) adds its int8 / compiled variants' accuracy cost on its dev split.
+
+Per model: parameters, size on disk (safetensors), FLOPs per example, latency at batch 1 (median) and
+throughput at batch 32, both at a fixed sequence length (128 by default, every position a real token)."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.model_stats import classifier_flops, count_parameters
+
+VOCAB = 30522
+# name -> (kind, layers, hidden, heads, ffn). BERT shapes from Devlin et al.; TinyBERT from Jiao et al.;
+# DistilBERT from Sanh et al.; the BiLSTM from Tang et al. (300-d vectors, hidden 150 per direction, FC 200).
+SHAPES: dict[str, tuple[str, int, int, int, int]] = {
+    "bert-large": ("bert", 24, 1024, 16, 4096),
+    "bert-base": ("bert", 12, 768, 12, 3072),
+    "tinybert6": ("bert", 6, 768, 12, 3072),
+    "distilbert": ("distilbert", 6, 768, 12, 3072),
+    "tinybert4": ("bert", 4, 312, 12, 1200),
+    "bilstm": ("bilstm", 1, 150, 0, 200),
+}
+
+
+class BenchError(ValueError):
+    pass
+
+
+def build_shape(name: str, num_labels: int = 2, vocab: int = VOCAB) -> nn.Module:
+    """A randomly initialised sequence classifier of a named shape."""
+    if name not in SHAPES:
+        raise BenchError(f"unknown model {name!r}; known: {', '.join(SHAPES)} (or give --student RUN)")
+    kind, layers, hidden, heads, ffn = SHAPES[name]
+    if kind == "bilstm":
+        from students.bilstm import BiLSTMClassifier, BiLSTMConfig
+
+        return BiLSTMClassifier(BiLSTMConfig(vocab, 300, hidden, ffn, num_labels))
+    if kind == "distilbert":
+        from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+        return DistilBertForSequenceClassification(DistilBertConfig(
+            vocab_size=vocab, n_layers=layers, dim=hidden, n_heads=heads, hidden_dim=ffn, num_labels=num_labels))
+    from transformers import BertConfig, BertForSequenceClassification
+
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=vocab, num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+        intermediate_size=ffn, num_labels=num_labels, attn_implementation="sdpa"))
+
+
+def batch_inputs(model: nn.Module, batch: int, seq_len: int, device: str,
+                 run: nn.Module | None = None) -> Callable[[], torch.Tensor]:
+    """A closure running one forward pass of `run` (default `model`) on a random full-length batch."""
+    run = run if run is not None else model
+    g = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    ids = torch.randint(5, vocab, (batch, seq_len), generator=g).to(device)
+    if hasattr(model, "lstm"):
+        lengths = torch.full((batch,), seq_len, dtype=torch.long)
+        return lambda: run(ids, lengths)
+    mask = torch.ones_like(ids)
+    return lambda: run(input_ids=ids, attention_mask=mask).logits
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_calls(fn: Callable[[], object], device: str, budget_s: float, min_calls: int = 3) -> list[float]:
+    """Seconds per call after one warm-up call, repeated until `budget_s` is spent (at least `min_calls`)."""
+    fn()
+    _sync(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < budget_s:
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def disk_bytes(model: nn.Module) -> int:
+    """Size of the model's weights as one safetensors file (tied weights stored once)."""
+    from distill.io import save_tensors
+
+    state = model.state_dict()
+    if not all(isinstance(v, torch.Tensor) and not v.is_quantized for v in state.values()):
+        return _weight_bytes(state)  # quantised packed weights have no safetensors form: count their bytes
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "model.safetensors"
+        save_tensors(path, state)
+        return path.stat().st_size
+
+
+def _weight_bytes(x: object) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    if isinstance(x, dict):
+        return sum(_weight_bytes(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return sum(_weight_bytes(v) for v in x)
+    if isinstance(x, torch.ScriptObject) and hasattr(x, "__getstate__"):
+        return _weight_bytes(x.__getstate__())
+    return 0
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantisation of the linear (and LSTM) layers, for CPU inference."""
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices; the API still works in this torch
+        return quantize_dynamic(copy.deepcopy(model), {nn.Linear, nn.LSTM}, dtype=torch.qint8)
+
+
+@dataclass
+class Row:
+    name: str
+    parameters: int
+    disk_bytes: int
+    flops: int
+    latency_ms: float
+    throughput: float
+    accuracy: dict | None = None
+
+
+@torch.inference_mode()
+def measure(name: str, model: nn.Module, device: str, seq_len: int, batch: int, budget_s: float,
+            base: nn.Module | None = None, log=print) -> Row:
+    """Time `model`; parameters and FLOPs are those of `base` (the float model an int8 or compiled variant
+    was made from), the size on disk is the variant's own."""
+    base = base if base is not None else model
+    model = model.eval()
+    log(f"  {name}: latency at batch 1 ...")
+    lat = time_calls(batch_inputs(base, 1, seq_len, device, model), device, budget_s)
+    log(f"  {name}: throughput at batch {batch} ...")
+    thr = time_calls(batch_inputs(base, batch, seq_len, device, model), device, budget_s, min_calls=2)
+    size = disk_bytes(getattr(model, "_orig_mod", model))
+    return Row(name, count_parameters(base), size, classifier_flops(base, seq_len), 1000 * statistics.median(lat),
+               batch / statistics.median(thr))
+
+
+def variants(name: str, model: nn.Module, int8: bool, compile_: bool, device: str) -> list[tuple[str, nn.Module]]:
+    """The model and, on request, its int8 and compiled forms, each as (label, module)."""
+    out = [(name, model)]
+    if int8:
+        if device != "cpu":
+            raise BenchError("--int8 is dynamic quantisation for CPU inference; use --device cpu")
+        out.append((f"{name} int8", quantize_int8(model)))
+    if compile_:
+        out.append((f"{name} compiled", torch.compile(model)))
+    return out
+
+
+def student_accuracy(run: Path, models: list[tuple[str, nn.Module]], limit: int | None,
+                     device: str = "cpu") -> dict[str, dict]:
+    """Dev metrics of a trained student and its int8 / compiled variants, from the run's own config and data."""
+    from distill.config import load_config
+    from distill.loaders import load_task
+    from distill.metrics import compute
+    from distill.predict import load_predictor
+
+    cfg_path = run / "config.yaml"
+    if not cfg_path.exists():
+        raise BenchError(f"{run}: accuracy needs a run folder (with config.yaml); got a bare student folder")
+    cfg = load_config(cfg_path)
+    task = load_task(cfg.task)
+    dev = task.splits["dev"][:limit]
+    pred = load_predictor(run, cfg.task.max_length)
+    pred.device = device
+    gold = torch.tensor([ex.label for ex in dev])
+    out = {}
+    for name, model in models:
+        pred.model = model
+        logits = pred.logits([ex.text_a for ex in dev], [ex.text_b for ex in dev] if task.is_pair else None)
+        out[name] = compute(task.metrics, logits.numpy(), gold.numpy(), task.num_labels)
+    return out
+
+
+def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: int = 32, budget_s: float = 3.0,
+              int8: bool = False, compile_: bool = False, student: str | None = None,
+              accuracy_limit: int | None = None, log=print) -> list[Row]:
+    """Measure every model (the first is the teacher the ratios refer to) and its optional variants."""
+    torch.manual_seed(0)
+    rows = []
+    for name in names:
+        model = build_shape(name).to(device)
+        for label, m in variants(name, model, int8, compile_, device):
+            rows.append(measure(label, m, device, seq_len, batch, budget_s, model, log))
+    if student:
+        from distill.predict import load_predictor, student_folder
+
+        run = Path(student)
+        pred = load_predictor(run)
+        base_name = f"student {student_folder(run)}"
+        models = variants(base_name, pred.model.to(device), int8, compile_, device)
+        for label, m in models:
+            rows.append(measure(label, m, device, seq_len, batch, budget_s, pred.model, log))
+        if (run / "config.yaml").exists():
+            acc = student_accuracy(run, models, accuracy_limit, device)
+            for r in rows:
+                r.accuracy = acc.get(r.name, r.accuracy)
+    return rows
+
+
+def render(rows: list[Row], seq_len: int, batch: int, device: str) -> str:
+    t = rows[0]
+    head = ["model", "params", "size MB", "GFLOPs/ex", "latency b1 ms", f"b{batch} ex/s", "smaller x", "fewer FLOPs x",
+            "faster b1 x", f"throughput b{batch} x", "dev metrics"]
+    lines = [f"sequence length {seq_len}, device {device}, torch threads {torch.get_num_threads()}; ratios against "
+             f"{t.name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        acc = ", ".join(f"{k} {v:.4f}" for k, v in (r.accuracy or {}).items()) or "-"
+        lines.append("| " + " | ".join([
+            r.name, f"{r.parameters / 1e6:.2f}M", f"{r.disk_bytes / 2**20:.1f}", f"{r.flops / 1e9:.2f}",
+            f"{r.latency_ms:.2f}", f"{r.throughput:.1f}", f"{t.parameters / r.parameters:.1f}",
+            f"{t.flops / r.flops:.1f}", f"{t.latency_ms / r.latency_ms:.1f}", f"{r.throughput / t.throughput:.1f}",
+            acc]) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Labels and probabilities from any exported student (a run folder or its `student/` folder): BERT-family
+students as Hugging Face folders, BiLSTM students as safetensors + vocabulary. No training code needed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class PredictError(ValueError):
+    pass
+
+
+@dataclass
+class Predictor:
+    model: nn.Module
+    labels: list[str] | None  # None: a regression head (scores, not probabilities)
+    tokenizer: object | None = None  # None for the BiLSTM (it carries its own word vocabulary)
+    max_length: int = 128
+    device: str = "cpu"
+
+    @property
+    def is_bilstm(self) -> bool:
+        return self.tokenizer is None
+
+    @torch.inference_mode()
+    def logits(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> torch.Tensor:
+        from distill.batching import pad_ids
+
+        out = []
+        for i in range(0, len(texts), batch_size):
+            a = texts[i:i + batch_size]
+            b = texts_b[i:i + batch_size] if texts_b is not None else None
+            if self.is_bilstm:
+                ids_a, len_a = pad_ids([self.model.vocab.encode(t, self.max_length) for t in a])
+                ids_b, len_b = pad_ids([self.model.vocab.encode(t, self.max_length) for t in b]) if b else (None, None)
+                out.append(self.model(ids_a.to(self.device), len_a, ids_b.to(self.device) if b else None, len_b))
+            else:
+                enc = self.tokenizer(a, b, padding=True, truncation=True, max_length=self.max_length,
+                                     return_tensors="pt")
+                # A DistilBERT student keeps BERT's tokenizer but takes no token types.
+                accepted = self._inputs()
+                out.append(self.model(**{k: v.to(self.device) for k, v in enc.items() if k in accepted}).logits)
+        return torch.cat(out).float().cpu() if out else torch.empty(0)
+
+    def _inputs(self) -> set[str]:
+        import inspect
+
+        # torch.compile wraps the model in a module whose forward takes *args, **kwargs.
+        return set(inspect.signature(getattr(self.model, "_orig_mod", self.model).forward).parameters)
+
+    def predict(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> list[dict]:
+        """One dict per text: the label and every label's probability (or the score, for regression)."""
+        logits = self.logits(texts, texts_b, batch_size)
+        if self.labels is None:
+            return [{"score": float(z[0])} for z in logits]
+        probs = logits.softmax(-1)
+        return [{"label": self.labels[int(p.argmax())], "probability": float(p.max()),
+                 "probabilities": {lab: round(float(x), 6) for lab, x in zip(self.labels, p, strict=True)}}
+                for p in probs]
+
+
+def student_folder(path: str | Path) -> Path:
+    path = Path(path)
+    if (path / "student" / "config.json").exists():
+        return path / "student"
+    if not (path / "config.json").exists():
+        raise PredictError(f"{path}: not an exported student (no config.json, no student/config.json); expected "
+                           "a run folder (runs/<experiment>/...) or its student/ folder")
+    return path
+
+
+def load_predictor(path: str | Path, max_length: int = 128) -> Predictor:
+    folder = student_folder(path)
+    raw = json.loads((folder / "config.json").read_text())
+    if raw.get("model_type") == "distillery-bilstm":
+        from students.bilstm import load_bilstm
+
+        model = load_bilstm(folder)
+        labels = list(model.config.labels) if model.config.labels else (
+            None if model.config.num_labels == 1 else [str(i) for i in range(model.config.num_labels)])
+        return Predictor(model, labels, None, max_length)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise PredictError(f"{folder}: cannot load the student as a sequence classifier: {e}") from None
+    c = model.config
+    regression = c.problem_type == "regression" or c.num_labels == 1
+    labels = None if regression else [c.id2label[i] for i in range(c.num_labels)]
+    return Predictor(model, labels, tokenizer, max_length)
+
+
+def read_inputs(path: str | Path) -> tuple[list[str], list[str] | None]:
+    """One example per line; a tab splits a sentence pair. Every line must have the same shape."""
+    texts, texts_b, line_nos = [], [], []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise PredictError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise PredictError(f"{path}: cannot read ({e.strerror})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) > 2:
+            raise PredictError(f"{path}:{n}: {len(parts)} tab-separated fields; expected a text or a pair")
+        texts.append(parts[0])
+        line_nos.append(n)
+        texts_b.append(parts[1] if len(parts) == 2 else None)
+    if not texts:
+        raise PredictError(f"{path}: no text lines")
+    pairs = [b is not None for b in texts_b]
+    if any(pairs) and not all(pairs):
+        raise PredictError(f"{path}:{line_nos[pairs.index(not pairs[0])]}: mixes single texts and tab-separated pairs")
+    return texts, (texts_b if all(pairs) else None)

@@ -1,0 +1,147 @@
+"""`distill report` on hand-made run folders: known metrics -> known table, including mean/std, the change
+against the reference, a missing run, a failed run and an unfinished one."""
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from distill.cli import main
+from distill.report import ReportError, build, to_csv, to_latex, to_markdown, write_report
+
+TEACHER = {"dev": {"macro_f1": 0.9, "accuracy": 0.95}, "test": {"macro_f1": 0.88, "accuracy": 0.9},
+           "parameters": 100_000_000}
+
+
+def finished_run(folder, variant, seed, f1_dev, f1_test, params=10_000_000, speed=200.0, tb=None):
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"name": "exp", "seed": seed, "variant": variant}))
+    (folder / "metrics.json").write_text(json.dumps({
+        "name": "exp", "main_metric": "macro_f1", "teacher": TEACHER,
+        "student": {"dev": {"macro_f1": f1_dev, "accuracy": f1_dev + 0.01, "loss/kl_div": 0.3},
+                    "test": {"macro_f1": f1_test, "accuracy": f1_test + 0.01},
+                    "parameters": params, "eval_examples_per_s": speed},
+        "ratios": {"encoder_compute": 0.25}}))
+    if tb:
+        from torch.utils.tensorboard import SummaryWriter
+
+        w = SummaryWriter(str(folder / "tb"))
+        for step, (loss, f1) in enumerate(tb, 1):
+            w.add_scalar("prediction/train/total", loss, step)
+            w.add_scalar("prediction/dev/macro_f1", f1, step)
+        w.close()
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    root = tmp_path / "exp"
+    finished_run(root / "full/seed1", "full", 1, 0.80, 0.70, tb=[(1.0, 0.5), (0.5, 0.8)])
+    finished_run(root / "full/seed2", "full", 2, 0.90, 0.74, tb=[(0.8, 0.6), (0.4, 0.9)])
+    finished_run(root / "no-att/seed1", "no-att", 1, 0.60, 0.50, speed=100.0)
+    (root / "broken/seed1").mkdir(parents=True)
+    (root / "broken/seed1/run.json").write_text(json.dumps({"seed": 1, "variant": "broken"}))
+    (root / "broken/seed1/failed.json").write_text(json.dumps({"error": "RuntimeError: out of memory"}))
+    (root / "slow/seed1").mkdir(parents=True)
+    (root / "slow/seed1/run.json").write_text(json.dumps({"seed": 1, "variant": "slow"}))
+    plan = {"config": "x.yaml", "reference": "full", "runs": [
+        {"variant": v, "seed": s, "settings": {}, "folder": f"{v}/seed{s}"}
+        for v, s in [("full", 1), ("full", 2), ("no-att", 1), ("no-att", 2), ("broken", 1), ("slow", 1)]]}
+    (root / "sweep.json").write_text(json.dumps(plan))
+    return root
+
+
+def test_means_stds_deltas_and_counts_by_hand(experiment):
+    rep = build(experiment)
+    assert [r.name for r in rep.rows] == ["full", "no-att", "broken", "slow"]  # the sweep's order
+    assert rep.reference == "full" and rep.main == ["dev macro_f1", "test macro_f1"]
+    assert "dev loss/kl_div" not in rep.columns
+    md = to_markdown(rep)
+    lines = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    # full: dev 0.80, 0.90 -> mean 0.85, sample std sqrt(2 * 0.05^2 / 1) = 0.0707; test 0.70, 0.74 -> 0.72, 0.0283
+    assert "| full | 2/2 | 0.8500 ± 0.0707 | ref | 0.8600 ± 0.0707 | 0.7200 ± 0.0283 | ref |" in lines["full"]
+    # no-att: one of two seeds finished; Δ = 0.60 - 0.85 and 0.50 - 0.72
+    assert "| no-att | 1/2 | 0.6000 | -0.2500 | 0.6100 | 0.5000 | -0.2200 |" in lines["no-att"]
+    assert lines["no-att"].endswith("| 10.00M | 25.0% | 100 |")
+    assert "| teacher | - | 0.9000 |  | 0.9500 | 0.8800 |  | 0.9000 | 100.00M | 100% | - |" in md
+    assert "| broken | 0/1 | n/a | n/a |" in lines["broken"]
+    notes = md.split("Not in the means")[1]
+    assert "no-att seed 2: never started" in notes
+    assert "broken seed 1: failed: RuntimeError: out of memory" in notes
+    assert "slow seed 1: unfinished" in notes
+
+
+def test_csv_and_latex_carry_the_same_numbers(experiment):
+    rep = build(experiment)
+    rows = list(csv.DictReader(io.StringIO(to_csv(rep))))
+    full = next(r for r in rows if r["model"] == "full")
+    assert math.isclose(float(full["dev macro_f1 mean"]), 0.85)
+    assert math.isclose(float(full["dev macro_f1 std"]), math.sqrt(0.005), rel_tol=1e-5)
+    no_att = next(r for r in rows if r["model"] == "no-att")
+    assert no_att["dev macro_f1 std"] == "" and no_att["finished"] == "1" and no_att["planned"] == "2"
+    assert math.isclose(float(no_att["delta dev macro_f1"]), -0.25)
+    assert next(r for r in rows if r["model"] == "teacher")["parameters"] == "100000000"
+    tex = to_latex(rep)
+    assert r"0.8500 $\pm$ 0.0707" in tex and r"$\Delta$ dev macro\_f1" in tex and r"\toprule" in tex
+    assert "% not in the means: no-att seed 2: never started" in tex
+
+
+def test_reference_can_be_chosen_and_must_exist(experiment):
+    rep = build(experiment, reference="no-att")
+    assert "| full | 2/2 | 0.8500 ± 0.0707 | +0.2500 |" in to_markdown(rep)
+    with pytest.raises(ReportError, match="reference variant 'nope' is not among the runs"):
+        build(experiment, reference="nope")
+
+
+def test_report_command_writes_every_format_and_the_plots(experiment, tmp_path, capsys):
+    assert main(["report", str(experiment), "--format", "csv", "--out", str(tmp_path / "rep")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("model,finished,planned,")
+    for name in ("table.md", "table.csv", "table.tex", "report.json", "ablation.png", "curves.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 0, name
+    for png in ("ablation.png", "curves.png"):
+        assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert summary["variants"]["full"]["values"]["dev macro_f1"] == [0.8, 0.9]
+    assert len(summary["not_in_means"]) == 3
+
+
+def test_learning_curves_average_seeds_at_shared_steps(experiment):
+    from distill.report import discover, read_curves
+
+    runs = [r for r in discover(experiment) if r.variant == "full"]
+    curves = [read_curves(r.folder) for r in runs]
+    assert [v for _, v in curves[0]["prediction/dev/macro_f1"]] == pytest.approx([0.5, 0.8])
+    assert [s for s, _ in curves[1]["prediction/train/total"]] == [1, 2]
+
+
+def test_folders_without_a_plan_take_the_variant_from_the_path(tmp_path):
+    root = tmp_path / "exp"
+    finished_run(root / "a/seed3", None, 3, 0.5, 0.5)
+    (root / "a/seed3/run.json").write_text(json.dumps({"seed": 3}))  # an older run.json without the variant
+    rep = build(root)
+    assert [r.name for r in rep.rows] == ["a"] and rep.rows[0].finished == 1
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match="no run folders"):
+        build(tmp_path / "empty")
+    with pytest.raises(ReportError, match="no such folder"):
+        build(tmp_path / "absent")
+
+
+def test_general_distillation_runs_report_held_out_losses(tmp_path):
+    root = tmp_path / "gen"
+    for v, att in (("full", 3.0), ("no-emb", 3.5)):
+        d = root / v / "seed42"
+        d.mkdir(parents=True)
+        (d / "run.json").write_text(json.dumps({"seed": 42, "variant": v}))
+        (d / "metrics.json").write_text(json.dumps({
+            "general": True, "main_metric": None, "student": {"parameters": 5_000_000},
+            "ratios": {"encoder_compute": 0.4},
+            "heldout_after": {"general": {"loss/attention_mse": att, "loss/hidden_mse": 1.0}}}))
+    rep = build(root)
+    assert rep.lower_is_better and rep.teacher is None
+    md = to_markdown(rep)
+    assert "| no-emb | 1/1 | 3.5000 | +0.5000 | 1.0000 |" in md and "lower is better" in md
+    _, paths = write_report(root)
+    assert paths["ablation_plot"].exists()

@@ -1,0 +1,113 @@
+"""Sweeps: expansion of variants x grid x seeds, sharding, skipping finished runs, resuming and recording
+failures."""
+
+import json
+
+import pytest
+
+import distill.run
+from distill.config import ConfigError
+from distill.sweep import expand, parse_grid, read_plan, run_plans, shard, write_plan
+
+from .conftest import ROOT
+
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+
+
+@pytest.fixture
+def sweep_config(tmp_path):
+    f = tmp_path / "sweep.yaml"
+    f.write_text(f"""
+extends: {SMOKE}
+name: sw
+variants:
+  a: []
+  b: ["stages.0.epochs=2"]
+seeds: [1, 2]
+sweep:
+  grid: {{stages.1.lr: [0.1, 0.2]}}
+  reference: b
+student: {{init: "folder-{{variant}}-{{seed}}"}}
+""")
+    return f
+
+
+def test_expansion_is_variants_times_grid_times_seeds(sweep_config, tmp_path):
+    plans = expand(sweep_config, out_root=tmp_path / "runs")
+    assert len(plans) == 2 * 2 * 2
+    labels = [(p.variant, p.seed) for p in plans]
+    assert labels[:4] == [("a,stages.1.lr=0.1", 1), ("a,stages.1.lr=0.1", 2), ("a,stages.1.lr=0.2", 1),
+                          ("a,stages.1.lr=0.2", 2)]
+    for p in plans:
+        assert p.config.seed == p.seed
+        assert p.config.stages[1].lr == p.settings["stages.1.lr"]
+        assert p.config.stages[0].epochs == (2 if p.variant.startswith("b,") else 1)
+        assert p.out == tmp_path / "runs" / p.variant / f"seed{p.seed}"
+        # `{variant}` is the variant's own name (not the grid label), `{seed}` the seed.
+        assert p.config.student.init == f"folder-{p.variant.split(',')[0]}-{p.seed}"
+        assert not p.config.variants and not p.config.seeds and not p.config.sweep.grid
+
+
+def test_command_line_grid_and_seeds_replace_the_configs(sweep_config, tmp_path):
+    # A --grid key replaces the same key of the config's sweep.grid; a new key multiplies; --seeds replaces seeds.
+    plans = expand(sweep_config, ["variants={only: []}", "sweep.reference=only"], tmp_path,
+                   parse_grid(["stages.1.lr=0.5", "stages.0.epochs=1,3"]), seeds=[7])
+    assert [(p.variant, p.seed, p.config.stages[1].lr, p.config.stages[0].epochs) for p in plans] == [
+        ("only,stages.1.lr=0.5,stages.0.epochs=1", 7, 0.5, 1), ("only,stages.1.lr=0.5,stages.0.epochs=3", 7, 0.5, 3)]
+
+
+def test_grid_and_variant_errors_name_the_problem(sweep_config, tmp_path):
+    with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
+        parse_grid(["stages.1.lr"])
+    with pytest.raises(ConfigError, match=r"unknown key `stages.1.lrr`"):
+        expand(sweep_config, [], tmp_path, parse_grid(["stages.1.lrr=1,2"]))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(sweep_config.read_text().replace("reference: b", "reference: c"))
+    with pytest.raises(ConfigError, match=r"`sweep.reference` = 'c': expected one of the variants \['a', 'b'\]"):
+        expand(bad)
+
+
+def test_shards_cover_every_run_exactly_once(sweep_config, tmp_path):
+    plans = expand(sweep_config, out_root=tmp_path)
+    for n in (1, 3, 8, 11):
+        parts = [shard(plans, n, i) for i in range(n)]
+        outs = [p.out for part in parts for p in part]
+        assert sorted(outs) == sorted(p.out for p in plans)
+    with pytest.raises(ConfigError, match="shard"):
+        shard(plans, 2, 2)
+
+
+def test_finished_runs_are_skipped_unfinished_resumed_and_failures_recorded(sweep_config, tmp_path, monkeypatch):
+    plans = expand(sweep_config, out_root=tmp_path)[:4]
+    write_plan(tmp_path, sweep_config, plans, "b")
+    plans[0].out.mkdir(parents=True)
+    (plans[0].out / "run.json").write_text("{}")
+    (plans[0].out / "metrics.json").write_text("{}")  # finished
+    plans[1].out.mkdir(parents=True)
+    (plans[1].out / "run.json").write_text("{}")  # interrupted
+    (plans[1].out / "config.yaml").write_text("x: 1")
+    calls = []
+
+    def fake_run(cfg, out, resume=False, labels=None, log=print):
+        calls.append((out, resume, labels))
+        if out == plans[2].out:
+            raise RuntimeError("disk on fire")
+        (out / "metrics.json").parent.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text("{}")
+
+    monkeypatch.setattr(distill.run, "run_experiment", fake_run)
+    failed = run_plans(plans, log=lambda *_: None)
+    assert [c[0] for c in calls] == [p.out for p in plans[1:]]
+    assert [c[1] for c in calls] == [True, False, False]
+    assert calls[0][2] == {"variant": plans[1].variant, "stages.1.lr": 0.1}
+    assert failed == [plans[2]]
+    assert "disk on fire" in json.loads((plans[2].out / "failed.json").read_text())["error"]
+    assert "RuntimeError" in (plans[2].out / "failed.log").read_text()
+    assert [p.state for p in plans] == ["finished", "finished", "failed", "finished"]
+    # Running the sweep again only retries the failed run, resuming it.
+    calls.clear()
+    assert run_plans(plans, log=lambda *_: None) == [plans[2]]
+    assert [(c[0], c[1]) for c in calls] == [(plans[2].out, True)]
+    plan = read_plan(tmp_path)
+    assert plan["reference"] == "b" and [r["folder"] for r in plan["runs"]] == [
+        str(p.out.relative_to(tmp_path)) for p in plans]
