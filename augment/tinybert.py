@@ -83,6 +83,6 @@ def build(cfg: TinyBertAugmentConfig, copies: int, device, log=print) -> TinyBer
     from augment.mlm import load_masked_lm, whole_word_ids
     from augment.vectors import Neighbours, load_vectors
 
+    kv = load_vectors(cfg.vectors, cfg.vectors_limit, cfg.allow_pickle)  # first: a bad file fails in seconds
     model, tokenizer = load_masked_lm(cfg.masked_lm, device, log)
-    kv = load_vectors(cfg.vectors, cfg.vectors_limit, cfg.allow_pickle)
     return TinyBertAugmenter(cfg, copies, model, tokenizer, whole_word_ids(tokenizer), Neighbours(kv, device))

@@ -324,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
             BenchError, PredictError) as e:
         print(f"distill: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, an unwritable folder: every write is temp-then-rename, nothing is torn
+        where = f" {e.filename}" if e.filename else ""
+        print(f"distill: error: cannot read or write{where}: {e.strerror or e}. Files written before are intact "
+              "(writes go to a temporary file, then rename); free space or fix permissions and rerun with "
+              "--resume.", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

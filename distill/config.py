@@ -198,6 +198,8 @@ class TrainConfig:
     # Optimizer steps between mid-epoch checkpoints (0: only at epoch ends).
     checkpoint_every: int = 0
     num_workers: int = 0
+    # Dropout probability of every dropout layer of the student (null: the model's own, usually 0.1).
+    dropout: float | None = None
     # W_h / W_e when student and teacher widths differ: one each, one shared, or none (then an error).
     projection: Literal["separate", "shared", "none"] = "separate"
 
@@ -445,6 +447,8 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
             raise ConfigError(f"{src}: `augment.{key}` must be >= 1")
     if a.tinybert.candidates < 1 or a.tang.max_ngram < 1:
         raise ConfigError(f"{src}: `augment.tinybert.candidates` and `augment.tang.max_ngram` must be >= 1")
+    if cfg.train.dropout is not None and not 0.0 <= cfg.train.dropout < 1.0:
+        raise ConfigError(f"{src}: `train.dropout` = {cfg.train.dropout}: expected a probability in [0, 1)")
     if cfg.sweep.reference is not None and cfg.variants and cfg.sweep.reference not in cfg.variants:
         raise ConfigError(f"{src}: `sweep.reference` = {cfg.sweep.reference!r}: expected one of the variants "
                           f"{list(cfg.variants)}")

@@ -94,7 +94,7 @@ def heldout_losses(accelerator, cfg: ExperimentConfig, module, teacher, objectiv
             set_attention(m, objective.needs_attention)
         loader, _ = make_loader(datasets["dev"], cfg.train.eval_batch_size, cfg.seed, False, cfg.train,
                                 mlm_masking(stage, tokenizer, cfg.seed))
-        ctx = stage_context(stage, objective, s_layers, t_layers, None, module)
+        ctx = stage_context(stage, objective, s_layers, t_layers, None)
         out[stage.name] = evaluate(accelerator, module.to(accelerator.device), accelerator.prepare(loader), None,
                                    teacher, objective, ctx)
     if cache is not None and accelerator.is_main_process:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import yaml
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from torch import nn
 
@@ -36,15 +36,30 @@ class RunError(RuntimeError):
 
 
 def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
+    import torch
+
     precision = cfg.train.precision
     if precision == "auto":
-        import torch
-
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not cfg.train.cpu \
             else "no"
     # Different stages train different parameters (the classifier, the projections): DDP must allow it.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(mixed_precision=precision, cpu=cfg.train.cpu, kwargs_handlers=[ddp])
+    # split_batches: `batch_size` is the global batch, cut across processes, so one config gives the same
+    # optimisation (and resumes) on any number of processes.
+    # Without a GPU, accelerate treats several launched processes as distributed CPU (gloo) only with cpu=True.
+    cpu = cfg.train.cpu or not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=precision, cpu=cpu, kwargs_handlers=[ddp],
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    n = accelerator.num_processes
+    batches = [(f"stages.{i}.batch_size", st.batch_size) for i, st in enumerate(cfg.stages)]
+    batches += [("train.eval_batch_size", cfg.train.eval_batch_size)]
+    if cfg.teacher.finetune is not None:
+        batches.append(("teacher.finetune.batch_size", cfg.teacher.finetune.batch_size))
+    for key, size in batches:
+        if size % n:
+            raise ConfigError(f"`{key}` = {size} is the global batch and must divide evenly over the {n} "
+                              f"processes; use a multiple of {n}")
+    return accelerator
 
 
 def _preflight(cfg: ExperimentConfig, vocab_size: int) -> tuple[int, int, int, int]:
@@ -57,6 +72,12 @@ def _preflight(cfg: ExperimentConfig, vocab_size: int) -> tuple[int, int, int, i
     else:
         tc = load_bert_config(cfg.teacher.checkpoint)
         t_layers, t_hidden = tc.num_hidden_layers, tc.hidden_size
+        # Ids past the embedding table crash mid-run; a much smaller vocabulary means another tokenizer
+        # (checkpoints may pad their table a little, e.g. to a multiple of 8).
+        if vocab_size > tc.vocab_size or vocab_size < tc.vocab_size - 128:
+            raise ConfigError(f"the tokenizer {cfg.teacher.tokenizer or cfg.teacher.checkpoint!r} has {vocab_size} "
+                              f"tokens but the teacher {cfg.teacher.checkpoint!r} has {tc.vocab_size} embeddings: "
+                              "the tokenizer does not match the model; set `teacher.tokenizer` to the model's own")
     if cfg.student.kind == "bilstm":
         for i, stage in enumerate(cfg.stages):
             obj = Objective(stage.losses, f"stages.{i}.losses")
@@ -147,6 +168,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     if any(st.data == "corpus" for st in cfg.stages) and not is_general(cfg):
         raise ConfigError("stages mix `data: corpus` with task data; run general distillation as its own "
                           "experiment and name its student folder as the task config's `student.init`")
+    # Everything that can be checked without training is checked before the run folder is touched.
+    tokenizer = load_tokenizer(cfg.teacher.tokenizer or cfg.teacher.checkpoint)
+    s_layers, t_layers, s_hidden, t_hidden = _preflight(cfg, len(tokenizer))
     start = time.perf_counter()
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
@@ -159,8 +183,6 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
                                       "libraries": library_versions(), **device_info(accelerator.device),
                                       "processes": accelerator.num_processes,
                                       "mixed_precision": accelerator.mixed_precision, "resumed": resume})
-    tokenizer = load_tokenizer(cfg.teacher.tokenizer or cfg.teacher.checkpoint)
-    s_layers, t_layers, s_hidden, t_hidden = _preflight(cfg, len(tokenizer))
     objectives = [Objective(st.losses, f"stages.{i}.losses") for i, st in enumerate(cfg.stages)]
     if is_general(cfg):
         from distill.general import setup_general
@@ -169,6 +191,10 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         teacher, student, datasets, teacher_info = setup_general(cfg, tokenizer, objectives, accelerator, say)
     else:
         task, teacher, student, datasets, teacher_info = _setup_task(cfg, tokenizer, objectives, accelerator, say)
+    if cfg.train.dropout is not None:
+        for m in student.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = cfg.train.dropout
     needs_proj = any(o.needs_hidden for o in objectives)
     module = DistillModule(student, make_projections(cfg.train.projection, s_hidden, t_hidden, needs_proj))
     ckpt = Checkpointer(out / "checkpoints")
@@ -193,7 +219,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
             continue
         if progress.epoch == 0 and progress.batches_done == 0 and ckpt.best.exists():
             ckpt.best.unlink()  # the previous stage's best is not this stage's
-        ctx = stage_context(stage, objective, s_layers, t_layers, task, module)
+        ctx = stage_context(stage, objective, s_layers, t_layers, task)
         say(f"stage {i + 1}/{len(cfg.stages)} {stage.name!r}: losses {dict(stage.losses)}, "
             f"layer map {ctx.pairs}, {stage.epochs} epochs")
         train_stage(accelerator, module, teacher, objective, ctx, stage, cfg.train, datasets[stage.data],
@@ -228,10 +254,11 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     return metrics
 
 
-def stage_context(stage, objective: Objective, s_layers: int, t_layers: int, task, module) -> LossContext:
+def stage_context(stage, objective: Objective, s_layers: int, t_layers: int, task) -> LossContext:
     pairs = layer_map(stage.layer_map, s_layers, t_layers) if (objective.needs_hidden or
                                                                objective.needs_attention) else []
-    return LossContext(pairs, task is not None and task.is_regression, module.projections)
+    # The module applies the projections in its forward; the context only checks widths.
+    return LossContext(pairs, task is not None and task.is_regression)
 
 
 def mlm_masking(stage, tokenizer, seed: int):

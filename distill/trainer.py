@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -45,10 +45,24 @@ class DistillModule(nn.Module):
         self.student = student
         self.projections = projections if projections is not None else nn.ModuleDict()
 
-    def forward(self, batch: dict, need_hidden: bool = False, need_attention: bool = False) -> Record:
+    def forward(self, batch: dict, need_hidden: bool = False, need_attention: bool = False,
+                objective: Objective | None = None, teacher: Record | None = None, ctx: LossContext | None = None):
+        """The student's record; with an objective, the loss and its terms instead. Training computes the
+        loss inside forward because DistributedDataParallel requires every output to reach the loss."""
+        rec = self._record(batch, need_hidden, need_attention)
+        return rec if objective is None else objective(rec, teacher, batch, ctx)
+
+    def _record(self, batch: dict, need_hidden: bool, need_attention: bool) -> Record:
         if hasattr(self.student, "record"):  # a student with its own adaptor (the BiLSTM)
             return self.student.record(batch)
-        return forward_record(self.student, batch, need_hidden, need_attention)
+        rec = forward_record(self.student, batch, need_hidden, need_attention)
+        if len(self.projections) and rec.hidden_states is not None:
+            # Projected here, inside forward, so that DistributedDataParallel sees the projections used.
+            p = self.projections
+            emb, hid = p["embedding" if "embedding" in p else "shared"], p["hidden" if "hidden" in p else "shared"]
+            h = rec.hidden_states
+            rec = replace(rec, hidden_states=(emb(h[0]), *(hid(x) for x in h[1:])))
+        return rec
 
     def clip_parameters(self) -> list[nn.Parameter]:
         params = self.student.clip_parameters() if hasattr(self.student, "clip_parameters") else \
@@ -105,6 +119,11 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
             logits.append(lg.cpu().numpy())
             golds.append(gold.cpu().numpy())
     module.train()
+    if accelerator.num_processes > 1 and use_objective:
+        # Each process saw its slice of every batch: average the per-process means (equal slices).
+        keys = sorted(sums)
+        total = accelerator.reduce(torch.tensor([sums[k] for k in keys], device=accelerator.device), "mean")
+        sums = dict(zip(keys, total.tolist(), strict=True))
     out = {} if task is None else task_metrics.compute(task.metrics, np.concatenate(logits), np.concatenate(golds),
                                                        task.num_labels)
     out.update({f"loss/{k}": v / max(batches, 1) for k, v in sums.items()})
@@ -183,11 +202,10 @@ def train_stage(
         seen, t0 = 0, time.perf_counter()
         for batch in bar:
             with accelerator.accumulate(model):
-                rec = model(batch, objective.needs_hidden, objective.needs_attention)
                 with accelerator.autocast():
                     t_rec = (teacher_record(teacher, batch, objective, train_ds.teacher_logits)
                              if objective.uses_teacher else None)
-                loss, parts = objective(rec, t_rec, batch, ctx)
+                loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec, ctx)
                 # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
                 bad |= ~torch.isfinite(loss.detach())
                 accelerator.backward(loss)

@@ -12,7 +12,7 @@ def write(path, text):
 
 
 def test_every_shipped_experiment_and_variant_validates():
-    from distill.variants import expand
+    from distill.sweep import expand
 
     files = sorted((ROOT / "experiments").rglob("*.yaml"))
     assert len(files) >= 3

@@ -1,0 +1,166 @@
+"""Faults: `kill -9` in the middle of teacher fine-tuning, a distillation stage or augmentation, then the same
+command again, ends with the result of an uninterrupted run and no torn file; a full disk or an unwritable
+folder is a clear error that leaves the previous checkpoint intact."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distill.cli import main
+from distill.config import load_config
+from distill.run import run_experiment
+
+from .conftest import ROOT
+
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+EVERY_STEP = ["--set", "train.checkpoint_every=1"]
+
+
+def cli(*args: str, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "distill.cli", *args], {**os.environ, "DISTILLERY_CACHE": str(cache),
+                                                           "OMP_NUM_THREADS": "1"}
+
+
+def kill_when(args: list[str], cache: Path, ready, timeout: float = 300) -> None:
+    cmd, env = cli(*args, cache=cache)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    start = time.time()
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"finished before the kill point: {proc.stderr.read()[-2000:]}")
+        assert time.time() - start < timeout
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def run_to_end(args: list[str], cache: Path) -> None:
+    cmd, env = cli(*args, cache=cache)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def progress_at(path: Path, key: str = "step", at_least: int = 3):
+    def ready():
+        try:
+            return json.loads(path.read_text())[key] >= at_least
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+    return ready
+
+
+def no_temporaries(root: Path) -> None:
+    left = [p for p in root.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
+    assert not left, left
+
+
+def same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(a), load_file(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted smoke run (its teacher fine-tuned from scratch in its own cache)."""
+    root = tmp_path_factory.mktemp("ref")
+    run_to_end(["run", str(SMOKE), "--out", str(root / "run"), *EVERY_STEP], root / "cache")
+    return root
+
+
+def test_kill_during_a_distillation_stage_then_resume(reference, tmp_path):
+    out = tmp_path / "run"
+    kill_when(["run", str(SMOKE), "--out", str(out), *EVERY_STEP], reference / "cache",
+              progress_at(out / "checkpoints" / "last" / "progress.json", "step", 5))
+    assert not (out / "metrics.json").exists()
+    run_to_end(["run", str(SMOKE), "--out", str(out), "--resume", *EVERY_STEP], reference / "cache")
+    same_weights(reference / "run" / "student" / "model.safetensors", out / "student" / "model.safetensors")
+    assert json.loads((out / "metrics.json").read_text())["student"]["dev"] == \
+        json.loads((reference / "run" / "metrics.json").read_text())["student"]["dev"]
+    no_temporaries(out)
+
+
+def test_kill_during_teacher_fine_tuning_then_resume(reference, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    work = cache / "teachers"
+    args = ["run", str(SMOKE), "--out", str(out), *EVERY_STEP, "--set", "teacher.finetune.epochs=2"]
+
+    def mid_fine_tuning():
+        return any(progress_at(p / "last" / "progress.json", "step", 4)() for p in work.glob("*.work"))
+
+    kill_when(args, cache, mid_fine_tuning)
+    assert not any((p / "teacher.json").exists() for p in work.iterdir() if not p.name.endswith(".work"))
+    run_to_end([*args, "--resume"], cache)
+    # The same teacher as fine-tuning it in one go (in a fresh cache).
+    ref_cache = tmp_path / "ref-cache"
+    run_to_end(["run", str(SMOKE), "--out", str(tmp_path / "ref"), *EVERY_STEP, "--set",
+                "teacher.finetune.epochs=2"], ref_cache)
+    (mine,) = [p for p in work.iterdir() if (p / "teacher.json").exists()]
+    (theirs,) = [p for p in (ref_cache / "teachers").iterdir() if (p / "teacher.json").exists()]
+    assert mine.name == theirs.name  # same content key
+    same_weights(mine / "model.safetensors", theirs / "model.safetensors")
+    assert not list(work.glob("*.work"))  # the resumable work folder is gone once the teacher is cached
+    no_temporaries(cache)
+
+
+def test_kill_during_augmentation_then_rerun(tmp_path):
+    cfg = tmp_path / "aug.yaml"
+    cfg.write_text(f"extends: {SMOKE}\naugment: {{method: tang, copies: 4, chunk_size: 8, "
+                   "tang: {tagger: 'spacy:packaged'}}\ntask: {train_limit: 1000}\n")
+    cache = tmp_path / "cache"
+
+    def some_parts():
+        return len(list(cache.glob("augment/*/part-*.jsonl"))) >= 3
+
+    kill_when(["augment", str(cfg)], cache, some_parts)
+    assert not list(cache.glob("augment/*/augmented.jsonl"))
+    run_to_end(["augment", str(cfg), "--out", str(tmp_path / "resumed.jsonl")], cache)
+    run_to_end(["augment", str(cfg), "--out", str(tmp_path / "straight.jsonl")], tmp_path / "cache2")
+    assert (tmp_path / "resumed.jsonl").read_bytes() == (tmp_path / "straight.jsonl").read_bytes()
+    no_temporaries(cache)
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
+    import distill.checkpoint
+
+    out = tmp_path / "run"
+    real, calls = distill.checkpoint.save_tensors, []
+
+    def flaky(path, tensors, metadata=None):
+        calls.append(path)
+        if len(calls) > 6:  # the first three checkpoints (model + rng each) succeed, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, tensors, metadata)
+
+    monkeypatch.setattr(distill.checkpoint, "save_tensors", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        run_experiment(load_config(SMOKE, ["train.checkpoint_every=1"]), out, log=lambda *_: None)
+    last = out / "checkpoints" / "last"
+    assert json.loads((last / "progress.json").read_text())["step"] == 3
+    assert load_file(last / "model.safetensors")  # intact and readable
+    no_temporaries(out)
+    # Through the command line the same fault is one clear line, not a traceback.
+    monkeypatch.setattr(distill.checkpoint, "save_tensors", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device", "ckpt")))
+    assert main(["run", str(SMOKE), "--out", str(tmp_path / "r2"), "--set", "train.checkpoint_every=1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read or write ckpt: No space left on device" in err and "--resume" in err
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["run", str(SMOKE), "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read or write" in err and str(blocker) in err
+    assert blocker.read_text() == "not a folder"
