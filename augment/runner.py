@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from distill.config import ExperimentConfig
 from distill.identity import source_identity
-from distill.io import atomic_path, cache_root, read_json, write_json, write_text
+from distill.io import atomic_path, cache_root, clear_stale, read_json, write_json, write_text
 from distill.loaders import DataError, fingerprint
 from distill.tasks import Example, TaskData
 
@@ -139,6 +139,7 @@ def _merge(folder: Path, parts: list[Path], cfg: ExperimentConfig, log) -> Path:
                                        "seed": seed_of(cfg), "config": asdict(cfg.augment)})
     for p in parts:
         p.unlink()
+        clear_stale(p)  # a killed earlier attempt's half-written copy of this part
     log(f"augment: {counts['original']} originals + {counts['augmented']} augmented examples "
         f"({counts['dropped_duplicates']} duplicates dropped) -> {final}")
     return final

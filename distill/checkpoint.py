@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from distill.io import atomic_dir, load_tensors, save_tensors, write_json
+from distill.io import atomic_dir, clear_stale, load_tensors, save_tensors, write_json
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Checkpointer:
         return self.folder / "best.safetensors"
 
     def exists(self) -> bool:
+        clear_stale(self.last)
         return (self.last / "progress.json").exists()
 
     def save(self, model_state: dict[str, torch.Tensor], progress: Progress, optimizer=None, scheduler=None) -> None:

@@ -39,6 +39,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def clear_stale(path: str | Path) -> None:
+    """Tidy what a killed writer left beside `path`: put back a folder moved aside by `atomic_dir` whose
+    replacement never arrived, and delete half-written temporaries. Call only when nothing else can be
+    writing `path` (a resume, or a merge once every part exists)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    aside = sorted(path.parent.glob(f".{path.name}.*.old"))
+    if aside and not path.exists():
+        os.replace(aside.pop(), path)  # moved aside whole, so complete
+    for p in [*aside, *path.parent.glob(f".{path.name}.*.tmp")]:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -15,7 +15,7 @@ from torch import nn
 
 from distill.batching import EncodedDataset
 from distill.checkpoint import Checkpointer, Progress
-from distill.config import ConfigError, ExperimentConfig, dump_yaml
+from distill.config import ConfigError, ExperimentConfig, dump_yaml, from_dict
 from distill.io import write_json, write_text
 from distill.layer_map import layer_map
 from distill.loaders import load_task
@@ -139,7 +139,10 @@ def make_projections(mode: str, s_hidden: int, t_hidden: int, needed: bool) -> n
 
 
 def _check_resume(cfg: ExperimentConfig, out: Path) -> None:
-    saved = yaml.safe_load((out / "config.yaml").read_text())
+    # Through the loader, so that a setting added to the code since the run started (at its default) is
+    # not a difference.
+    saved = yaml.safe_load(dump_yaml(from_dict(yaml.safe_load((out / "config.yaml").read_text()),
+                                               src=str(out / "config.yaml"))))
     now = yaml.safe_load(dump_yaml(cfg))
     if saved != now:
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))

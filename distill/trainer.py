@@ -79,8 +79,10 @@ class StageResult:
 def make_loader(ds: EncodedDataset, batch_size: int, seed: int, train: bool, cfg: TrainConfig,
                 mlm: MlmMasking | None = None):
     sampler = LengthGroupedBatches(ds.lengths(), batch_size, seed, grouped=cfg.length_grouped, shuffle=train)
+    # A private generator: every new iterator draws a base seed from the loader's generator, and drawing it
+    # from the global RNG would shift dropout after a resume (the resumed run creates one more iterator).
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=PadCollator(ds.pad_id, mlm),
-                        num_workers=cfg.num_workers)
+                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(seed))
     return loader, sampler
 
 

@@ -137,7 +137,8 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
     real, calls = distill.checkpoint.save_tensors, []
 
     def flaky(path, tensors, metadata=None):
-        calls.append(path)
+        if Path(path).parent.name.startswith(".last.") and out in Path(path).parents:  # the run's next `last`
+            calls.append(path)
         if len(calls) > 6:  # the first three checkpoints (model + rng each) succeed, then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, tensors, metadata)
@@ -164,3 +165,19 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot read or write" in err and str(blocker) in err
     assert blocker.read_text() == "not a folder"
+
+
+def test_a_checkpoint_moved_aside_by_a_killed_save_is_put_back(tmp_path):
+    from distill.checkpoint import Checkpointer, Progress
+
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    ckpt.save({"w": torch.ones(2)}, Progress(step=7))
+    # Killed inside atomic_dir after the old folder was moved aside and before the new one was renamed in.
+    aside = tmp_path / "ckpt" / ".last.abc123.old"
+    (tmp_path / "ckpt" / "last").rename(aside)
+    (tmp_path / "ckpt" / ".last.def456.tmp").mkdir()
+    (tmp_path / "ckpt" / ".last.def456.tmp" / "model.safetensors").write_bytes(b"torn")
+    assert ckpt.exists() and ckpt.load_progress().step == 7
+    assert torch.equal(ckpt.load_model_state()["w"], torch.ones(2))
+    no_temporaries(tmp_path)
+    assert not aside.exists()

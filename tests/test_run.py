@@ -127,6 +127,20 @@ def test_existing_folder_and_changed_config_are_refused(finished, tmp_path):
         run_experiment(load_config(SMOKE), tmp_path / "nothing", resume=True)
 
 
+def test_resume_ignores_settings_added_since_at_their_defaults(finished, tmp_path):
+    import yaml
+
+    from distill.run import _check_resume
+
+    out, _, _ = finished
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"].pop("dropout") is None  # as written before `train.dropout` existed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    _check_resume(load_config(SMOKE), tmp_path)
+    with pytest.raises(RunError, match=r"config differs .*\['train'\]"):
+        _check_resume(load_config(SMOKE, ["train.dropout=0.2"]), tmp_path)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     calls = {"n": 0}
 
