@@ -113,6 +113,29 @@ def test_kill_during_teacher_fine_tuning_then_resume(reference, tmp_path):
     no_temporaries(cache)
 
 
+def test_kill_while_building_the_teacher_logit_cache_then_resume(reference, tmp_path):
+    import shutil
+
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    shutil.copytree(reference / "cache" / "teachers", cache / "teachers")  # the same teacher, no logits yet
+    cmd, env = cli("run", str(SMOKE), "--out", str(out), *EVERY_STEP, cache=cache)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("teacher logits: computing"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "finished before the logit cache was built"
+    run_to_end(["run", str(SMOKE), "--out", str(out), "--resume", *EVERY_STEP], cache)
+    mine = sorted((cache / "logits").glob("*.safetensors"))
+    assert [p.name for p in mine] == sorted(p.name for p in (reference / "cache" / "logits").glob("*.safetensors"))
+    for p in mine:
+        torch.testing.assert_close(load_file(p)["logits"], load_file(reference / "cache" / "logits" / p.name)["logits"])
+    same_weights(reference / "run" / "student" / "model.safetensors", out / "student" / "model.safetensors")
+    no_temporaries(cache)
+    no_temporaries(out)
+
+
 def test_kill_during_augmentation_then_rerun(tmp_path):
     cfg = tmp_path / "aug.yaml"
     cfg.write_text(f"extends: {SMOKE}\naugment: {{method: tang, copies: 4, chunk_size: 8, "
