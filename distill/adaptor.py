@@ -44,12 +44,16 @@ class Record:
     attention_scores: tuple[torch.Tensor, ...] | None = None
 
     def detached(self) -> Record:
-        """A copy usable as a loss target outside inference mode."""
+        """A copy usable as a loss target outside inference mode, in float32 (a half-precision teacher's
+        outputs are compared with the student's in full precision)."""
+
+        def f(t):
+            return t.to(torch.float32, copy=True)
 
         def c(x):
-            return None if x is None else tuple(t.clone() for t in x)
+            return None if x is None else tuple(f(t) for t in x)
 
-        return replace(self, logits=None if self.logits is None else self.logits.clone(),
+        return replace(self, logits=None if self.logits is None else f(self.logits),
                        attention_mask=self.attention_mask.clone(),
                        hidden_states=c(self.hidden_states), attention_scores=c(self.attention_scores))
 

@@ -268,6 +268,11 @@ def _convert(value: Any, tp: Any, where: str, src: str) -> Any:
                 errors.append(e)
         raise ConfigError(f"{src}: `{where}` = {value!r}: expected {_type_name(tp)}")
     if origin is Literal:
+        # YAML 1.1 reads a bare `no`/`off` as False (and `yes`/`on` as True): take the option it was.
+        if isinstance(value, bool):
+            spelt = [o for o in typing.get_args(tp) if isinstance(o, str) and
+                     o.lower() in (("yes", "on", "true") if value else ("no", "off", "false"))]
+            value = spelt[0] if len(spelt) == 1 else value
         if value not in typing.get_args(tp):
             raise ConfigError(f"{src}: `{where}` = {value!r}: expected one of {_type_name(tp)}")
         return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
 import yaml
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
@@ -36,7 +37,6 @@ class RunError(RuntimeError):
 
 
 def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
-    import torch
 
     precision = cfg.train.precision
     if precision == "auto":
@@ -198,6 +198,11 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         for m in student.modules():
             if isinstance(m, nn.Dropout):
                 m.p = cfg.train.dropout
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
+    if teacher is not None and half is not None:
+        # The frozen teacher only infers: held in half precision it takes half the memory and no autocast
+        # casts per step. Cast only now, after the student has copied any teacher layers in full precision.
+        teacher.to(half)
     needs_proj = any(o.needs_hidden for o in objectives)
     module = DistillModule(student, make_projections(cfg.train.projection, s_hidden, t_hidden, needs_proj))
     ckpt = Checkpointer(out / "checkpoints")

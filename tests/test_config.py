@@ -89,3 +89,11 @@ def test_bad_yaml_and_missing_file(tmp_path):
     f = write(tmp_path / "bad.yaml", "name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(f)
+
+
+def test_yaml_booleans_are_read_back_as_the_option_they_spell():
+    # YAML 1.1 reads `precision: no` as False; the option list says which string was meant.
+    smoke = ROOT / "experiments" / "smoke.yaml"
+    assert load_config(smoke, ["train.precision=no"]).train.precision == "no"
+    with pytest.raises(ConfigError, match=r"`train.precision` = True: expected one of 'auto' \| 'no'"):
+        load_config(smoke, ["train.precision=yes"])
