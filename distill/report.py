@@ -319,6 +319,19 @@ def read_curves(folder: Path) -> dict[str, list[tuple[int, float]]]:
             if not tag.startswith("hparam/")}
 
 
+def curve_panels(per_variant: dict[str, list[dict]], metric: str | None) -> list[str]:
+    """The tags worth a panel: each stage's training total and, where it moves, its dev main metric. A dev
+    metric constant in a stage (the classifier is not trained there, e.g. intermediate-layer distillation)
+    would be an empty-looking panel."""
+    tags: list[str] = []
+    for curves in per_variant.values():
+        for c in curves:
+            tags += [t for t in c if (t.endswith("/train/total") or (metric and t.endswith(f"/dev/{metric}")))
+                     and t not in tags]
+    return [t for t in tags if "/dev/" not in t or len({v for curves in per_variant.values() for c in curves
+                                                        for _, v in c.get(t, [])}) > 1]
+
+
 def plot_curves(rep: Report, records: list[RunRecord], path: Path) -> Path | None:
     """Learning curves per stage (training loss, dev main metric), one line per variant (mean over seeds)."""
     import matplotlib
@@ -331,11 +344,7 @@ def plot_curves(rep: Report, records: list[RunRecord], path: Path) -> Path | Non
         if r.state == "finished":
             per_variant.setdefault(r.variant, []).append(read_curves(r.folder))
     metric = rep.main[0].split(" ", 1)[1] if rep.main and not rep.lower_is_better else None
-    tags: list[str] = []
-    for curves in per_variant.values():
-        for c in curves:
-            tags += [t for t in c if (t.endswith("/train/total") or (metric and t.endswith(f"/dev/{metric}")))
-                     and t not in tags]
+    tags = curve_panels(per_variant, metric)
     if not tags:
         return None
     fig, axes = plt.subplots(1, len(tags), figsize=(4.5 * len(tags), 3.6), squeeze=False)
@@ -345,8 +354,10 @@ def plot_curves(rep: Report, records: list[RunRecord], path: Path) -> Path | Non
             if not series:
                 continue
             steps = sorted(set.intersection(*(set(s) for s in series)))
+            # Markers: a dev metric has one point per epoch, a one-epoch stage only one.
             ax.plot(steps, [statistics.mean(s[x] for s in series) for x in steps], label=variant,
-                    linewidth=2 if variant == rep.reference else 1)
+                    linewidth=2 if variant == rep.reference else 1, marker="o" if "/dev/" in tag else None,
+                    markersize=3)
         ax.set_title(tag, fontsize=9)
         ax.set_xlabel("step")
     axes[0][0].legend(fontsize=7)

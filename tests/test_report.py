@@ -145,3 +145,16 @@ def test_general_distillation_runs_report_held_out_losses(tmp_path):
     assert "| no-emb | 1/1 | 3.5000 | +0.5000 | 1.0000 |" in md and "lower is better" in md
     _, paths = write_report(root)
     assert paths["ablation_plot"].exists()
+
+
+def test_curve_panels_skip_a_dev_metric_that_never_moves():
+    from distill.report import curve_panels
+
+    run = {"intermediate/train/total": [(1, 9.0), (2, 5.0)], "intermediate/dev/macro_f1": [(2, 0.2)],
+           "prediction/train/total": [(1, 1.0)], "prediction/dev/macro_f1": [(1, 0.5), (2, 0.6)]}
+    other = {**run, "intermediate/dev/macro_f1": [(2, 0.2)]}
+    assert curve_panels({"full": [run], "no-att": [other]}, "macro_f1") == [
+        "intermediate/train/total", "prediction/train/total", "prediction/dev/macro_f1"]
+    moved = {**run, "intermediate/dev/macro_f1": [(2, 0.3)]}
+    assert "intermediate/dev/macro_f1" in curve_panels({"full": [run], "no-att": [moved]}, "macro_f1")
+    assert curve_panels({"full": [run]}, None) == ["intermediate/train/total", "prediction/train/total"]
