@@ -138,14 +138,22 @@ def make_projections(mode: str, s_hidden: int, t_hidden: int, needed: bool) -> n
     return nn.ModuleDict({"hidden": nn.Linear(s_hidden, t_hidden), "embedding": nn.Linear(s_hidden, t_hidden)})
 
 
-def _check_resume(cfg: ExperimentConfig, out: Path) -> None:
+def config_difference(cfg: ExperimentConfig, out: Path) -> list[str]:
+    """Top-level sections in which `cfg` differs from the config the run in `out` was started with."""
     # Through the loader, so that a setting added to the code since the run started (at its default) is
     # not a difference.
-    saved = yaml.safe_load(dump_yaml(from_dict(yaml.safe_load((out / "config.yaml").read_text()),
-                                               src=str(out / "config.yaml"))))
+    try:
+        saved = yaml.safe_load(dump_yaml(from_dict(yaml.safe_load((out / "config.yaml").read_text()),
+                                                   src=str(out / "config.yaml"))))
+    except ConfigError as e:  # written by a version that had other settings
+        return [f"unreadable now: {e}"]
     now = yaml.safe_load(dump_yaml(cfg))
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+
+
+def _check_resume(cfg: ExperimentConfig, out: Path) -> None:
+    diff = config_difference(cfg, out)
+    if diff:
         raise RunError(f"--resume: the config differs from the one {out} was started with (in {diff}); "
                        "resume with the same config and overrides, or start a new run")
 

@@ -136,12 +136,19 @@ def run_plans(plans: list[Planned], log=print) -> list[Planned]:
     """Run each plan unless finished (resuming unfinished or failed ones); returns the plans that failed.
     A failure is written to the run's failed.json and the sweep goes on with the next run."""
     from distill.io import write_text
-    from distill.run import run_experiment
+    from distill.run import config_difference, run_experiment
 
     failed = []
     for i, p in enumerate(plans, 1):
         state = p.state
         if state == "finished":
+            diff = config_difference(p.config, p.out) if (p.out / "config.yaml").exists() else []
+            if diff:
+                # Skipping it would put a result of another config in the table; redoing it would destroy one.
+                log(f"!! {p.variant} seed {p.seed}: {p.out} finished with a different config (in {diff}); move "
+                    "that folder away or rename the experiment (`name:`) to run this config")
+                failed.append(p)
+                continue
             log(f"[{i}/{len(plans)}] {p.variant} seed {p.seed}: finished earlier ({p.out})")
             continue
         (p.out / "failed.json").unlink(missing_ok=True)

@@ -78,6 +78,8 @@ def test_shards_cover_every_run_exactly_once(sweep_config, tmp_path):
 
 
 def test_finished_runs_are_skipped_unfinished_resumed_and_failures_recorded(sweep_config, tmp_path, monkeypatch):
+    from distill.config import dump_yaml
+
     plans = expand(sweep_config, out_root=tmp_path)[:4]
     write_plan(tmp_path, sweep_config, plans, "b")
     plans[0].out.mkdir(parents=True)
@@ -85,7 +87,7 @@ def test_finished_runs_are_skipped_unfinished_resumed_and_failures_recorded(swee
     (plans[0].out / "metrics.json").write_text("{}")  # finished
     plans[1].out.mkdir(parents=True)
     (plans[1].out / "run.json").write_text("{}")  # interrupted
-    (plans[1].out / "config.yaml").write_text("x: 1")
+    (plans[1].out / "config.yaml").write_text(dump_yaml(plans[1].config))
     calls = []
 
     def fake_run(cfg, out, resume=False, labels=None, log=print):
@@ -111,3 +113,22 @@ def test_finished_runs_are_skipped_unfinished_resumed_and_failures_recorded(swee
     plan = read_plan(tmp_path)
     assert plan["reference"] == "b" and [r["folder"] for r in plan["runs"]] == [
         str(p.out.relative_to(tmp_path)) for p in plans]
+
+
+def test_a_run_finished_with_another_config_is_neither_skipped_nor_redone(sweep_config, tmp_path, monkeypatch):
+    from distill.config import dump_yaml
+
+    plans = expand(sweep_config, out_root=tmp_path)[:2]
+    for p in plans:
+        p.out.mkdir(parents=True)
+        (p.out / "run.json").write_text("{}")
+        (p.out / "metrics.json").write_text('{"kept": true}')
+        (p.out / "config.yaml").write_text(dump_yaml(p.config))
+    other = expand(sweep_config, ["stages.0.epochs=7"], out_root=tmp_path)[1].config
+    (plans[1].out / "config.yaml").write_text(dump_yaml(other))  # the config was edited since
+    monkeypatch.setattr(distill.run, "run_experiment", lambda *a, **k: pytest.fail("must not run"))
+    said = []
+    assert run_plans(plans, log=said.append) == [plans[1]]
+    assert "finished earlier" in said[0]
+    assert "finished with a different config (in ['stages'])" in said[1] and "rename the experiment" in said[1]
+    assert json.loads((plans[1].out / "metrics.json").read_text()) == {"kept": True}
