@@ -48,7 +48,10 @@ def clear_stale(path: str | Path) -> None:
         return
     aside = sorted(path.parent.glob(f".{path.name}.*.old"))
     if aside and not path.exists():
-        os.replace(aside.pop(), path)  # moved aside whole, so complete
+        try:
+            os.replace(aside.pop(), path)  # moved aside whole, so complete
+        except FileNotFoundError:  # another process of the same resumed run put it back first
+            pass
     for p in [*aside, *path.parent.glob(f".{path.name}.*.tmp")]:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
