@@ -37,7 +37,6 @@ class RunError(RuntimeError):
 
 
 def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
-
     precision = cfg.train.precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not cfg.train.cpu \
