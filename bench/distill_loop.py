@@ -35,6 +35,7 @@ from distill.layer_map import layer_map
 from distill.loaders import load_task
 from distill.losses import LossContext
 from distill.objective import Objective
+from distill.stage import Session, StageInputs
 from distill.trainer import DistillModule, train_stage
 from students.tinybert import build_tinybert
 from teachers.load import load_classifier, load_tokenizer
@@ -52,8 +53,8 @@ def ours(teacher, student, task, ds, dev, losses, batch_size, grouped, pairs) ->
     cfg = TrainConfig(length_grouped=grouped, log_every=10**9, cpu=True)
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
-        train_stage(Accelerator(cpu=True), module, teacher, Objective(losses), LossContext(pairs), stage, cfg, ds,
-                    dev, task, 0, Checkpointer(d), Progress())
+        inputs = StageInputs(stage, Objective(losses), LossContext(pairs), ds, dev, task, teacher, 0)
+        train_stage(Session(Accelerator(cpu=True), cfg, Checkpointer(d)), module, inputs, Progress())
         return time.perf_counter() - start
 
 

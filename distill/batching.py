@@ -66,6 +66,10 @@ class MlmMasking:
     special_ids: tuple[int, ...]
     seed: int
 
+    @classmethod
+    def for_tokenizer(cls, tokenizer, seed: int) -> MlmMasking:
+        return cls(tokenizer.mask_token_id, len(tokenizer), tuple(sorted(set(tokenizer.all_special_ids))), seed)
+
     def __call__(self, ids: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(hash((self.seed, *index.tolist())) % (2**63))
         special = torch.isin(ids, torch.tensor(self.special_ids))

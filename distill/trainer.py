@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -24,13 +23,15 @@ from distill import metrics as task_metrics
 from distill.adaptor import Record, forward_record, set_attention
 from distill.batching import EncodedDataset, LengthGroupedBatches, MlmMasking, PadCollator
 from distill.checkpoint import Checkpointer, Progress
-from distill.config import StageConfig, TrainConfig
+from distill.config import TrainConfig
+from distill.errors import DistillError
 from distill.losses import LossContext
 from distill.objective import Objective
+from distill.stage import Session, StageInputs
 from distill.tasks import TaskData
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(DistillError):
     pass
 
 
@@ -55,25 +56,13 @@ class DistillModule(nn.Module):
     def _record(self, batch: dict, need_hidden: bool, need_attention: bool) -> Record:
         if hasattr(self.student, "record"):  # a student with its own adaptor (the BiLSTM)
             return self.student.record(batch)
-        rec = forward_record(self.student, batch, need_hidden, need_attention)
-        if len(self.projections) and rec.hidden_states is not None:
-            # Projected here, inside forward, so that DistributedDataParallel sees the projections used.
-            p = self.projections
-            emb, hid = p["embedding" if "embedding" in p else "shared"], p["hidden" if "hidden" in p else "shared"]
-            h = rec.hidden_states
-            rec = replace(rec, hidden_states=(emb(h[0]), *(hid(x) for x in h[1:])))
-        return rec
+        # Projected here, inside forward, so that DistributedDataParallel sees the projections used.
+        return project(forward_record(self.student, batch, need_hidden, need_attention), self.projections)
 
     def clip_parameters(self) -> list[nn.Parameter]:
         params = self.student.clip_parameters() if hasattr(self.student, "clip_parameters") else \
             list(self.student.parameters())
         return params + list(self.projections.parameters())
-
-
-@dataclass
-class StageResult:
-    best: float | None
-    history: list[dict]
 
 
 def make_loader(ds: EncodedDataset, batch_size: int, seed: int, train: bool, cfg: TrainConfig,
@@ -97,6 +86,17 @@ def teacher_record(teacher: nn.Module, batch: dict, objective: Objective,
         rec = forward_record(teacher, batch, objective.needs_hidden, objective.needs_attention)
     # Inference tensors cannot be saved for backward; a clone outside inference mode can.
     return rec.detached()
+
+
+def project(rec: Record, projections: nn.ModuleDict) -> Record:
+    """The student's hidden states in the teacher's width: W_e on the embeddings (index 0), W_h on every layer
+    (`shared`: one map for both); unchanged without projections."""
+    if not len(projections) or rec.hidden_states is None:
+        return rec
+    p = projections
+    emb, hid = p["embedding" if "embedding" in p else "shared"], p["hidden" if "hidden" in p else "shared"]
+    h = rec.hidden_states
+    return replace(rec, hidden_states=(emb(h[0]), *(hid(x) for x in h[1:])))
 
 
 @torch.no_grad()
@@ -145,121 +145,104 @@ def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
     return out
 
 
-def train_stage(
-    accelerator: Accelerator,
-    module: DistillModule,
-    teacher: nn.Module | None,
-    objective: Objective,
-    ctx: LossContext,
-    stage: StageConfig,
-    train_cfg: TrainConfig,
-    train_ds: EncodedDataset,
-    dev_ds: EncodedDataset,
-    task: TaskData | None,
-    seed: int,
-    ckpt: Checkpointer,
-    progress: Progress,
-    writer=None,
-    on_step: Callable[[str, int], None] | None = None,
-    mlm: MlmMasking | None = None,
-) -> StageResult:
-    """Train one stage from `progress` (a fresh stage or a resumed one) to its end. `task` None: corpus
-    text (general distillation), evaluated by held-out losses only, keeping the last epoch."""
-    tag = stage.name
-    select = "last" if task is None else stage.select or ("metric" if objective.trains_logits else "last")
+def train_stage(session: Session, module: DistillModule, stage: StageInputs, progress: Progress) -> None:
+    """Train one stage from `progress` (a fresh stage or a resumed one) to its end, keeping the epoch
+    `stage.select` names."""
+    acc, cfg, ckpt, st, objective, teacher = (session.accelerator, session.train, session.ckpt, stage.config,
+                                              stage.objective, stage.teacher)
+    tag = st.name
     for m in [module.student] + ([teacher] if teacher is not None else []):
         set_attention(m, objective.needs_attention)
-    train_dl, sampler = make_loader(train_ds, stage.batch_size, seed, True, train_cfg, mlm)
-    dev_dl, _ = make_loader(dev_ds, train_cfg.eval_batch_size, seed, False, train_cfg, mlm)
-    trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for _, p in trainable if p.ndim > 1], "weight_decay": stage.weight_decay},
-              {"params": [p for _, p in trainable if p.ndim <= 1], "weight_decay": 0.0}]
-    opt_class = torch.optim.AdamW if stage.optimizer == "adamw" else torch.optim.Adadelta
-    optimizer = opt_class(groups, lr=stage.lr)
+    train_dl, sampler = make_loader(stage.data, st.batch_size, stage.seed, True, cfg, stage.mlm)
+    dev_dl, _ = make_loader(stage.dev, cfg.eval_batch_size, stage.seed, False, cfg, stage.mlm)
+    optimizer = make_optimizer(module, st.optimizer, st.lr, st.weight_decay)
     clip = module.clip_parameters()
-    model, optimizer, train_dl, dev_dl = accelerator.prepare(module, optimizer, train_dl, dev_dl)
-    steps_per_epoch = max(1, len(train_dl) // stage.grad_accum)
-    total = steps_per_epoch * stage.epochs
-    scheduler = (get_linear_schedule_with_warmup(optimizer, int(stage.warmup * total), total)
-                 if stage.schedule == "linear" else get_constant_schedule(optimizer))
+    model, optimizer, train_dl, dev_dl = acc.prepare(module, optimizer, train_dl, dev_dl)
+    total = max(1, len(train_dl) // st.grad_accum) * st.epochs
+    scheduler = (get_linear_schedule_with_warmup(optimizer, int(st.warmup * total), total)
+                 if st.schedule == "linear" else get_constant_schedule(optimizer))
     if progress.epoch > 0 or progress.batches_done > 0:
         ckpt.load_optimizer(optimizer, scheduler)
         ckpt.restore_rng()
-    accelerator.gradient_accumulation_steps = stage.grad_accum
-    unwrapped = accelerator.unwrap_model(model)
+    acc.gradient_accumulation_steps = st.grad_accum
 
-    def state():
-        return accelerator.get_state_dict(model)
+    def save(path_kind: str = "last"):
+        if acc.is_main_process:
+            state = acc.get_state_dict(model)
+            ckpt.save_best(state) if path_kind == "best" else ckpt.save(state, progress, optimizer, scheduler)
 
-    bad = torch.zeros((), dtype=torch.bool, device=accelerator.device)
+    bad = torch.zeros((), dtype=torch.bool, device=acc.device)
     model.train()
-    for epoch in range(progress.epoch, stage.epochs):
+    for epoch in range(progress.epoch, st.epochs):
         sampler.set_epoch(epoch)
         skip = progress.batches_done
-        batches = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
-        bar = tqdm(batches, total=len(train_dl), initial=skip, desc=f"{tag} {epoch + 1}/{stage.epochs}",
-                   disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30)
+        bar = tqdm(acc.skip_first_batches(train_dl, skip) if skip else train_dl, total=len(train_dl), initial=skip,
+                   desc=f"{tag} {epoch + 1}/{st.epochs}", disable=not acc.is_local_main_process, leave=False,
+                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
         sums: dict[str, torch.Tensor] = {}
         seen, t0 = 0, time.perf_counter()
         for batch in bar:
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    t_rec = (teacher_record(teacher, batch, objective, train_ds.teacher_logits)
+            with acc.accumulate(model):
+                with acc.autocast():
+                    t_rec = (teacher_record(teacher, batch, objective, stage.data.teacher_logits)
                              if objective.uses_teacher else None)
-                loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec, ctx)
+                loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec,
+                                    stage.ctx)
                 # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
                 bad |= ~torch.isfinite(loss.detach())
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and stage.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(clip, stage.max_grad_norm)
+                acc.backward(loss)
+                if acc.sync_gradients and st.max_grad_norm > 0:
+                    acc.clip_grad_norm_(clip, st.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             progress.batches_done += 1
             seen += batch["input_ids"].shape[0]
             for k, v in [("total", loss), *parts.items()]:
                 sums[k] = sums.get(k, 0.0) + v.detach()
-            if not accelerator.sync_gradients:
+            if not acc.sync_gradients:
                 continue
             scheduler.step()
             progress.step += 1
-            if progress.step % train_cfg.log_every == 0:
+            if progress.step % cfg.log_every == 0:
                 _guard(bad, tag, epoch, progress, parts, ckpt)
-                n = train_cfg.log_every * stage.grad_accum
+                n = cfg.log_every * st.grad_accum
                 logs = {f"{tag}/train/{k}": float(v) / n for k, v in sums.items()}
                 logs[f"{tag}/lr"] = scheduler.get_last_lr()[0]
-                logs[f"{tag}/examples_per_s"] = seen * accelerator.num_processes / (time.perf_counter() - t0)
-                _log(writer, logs, progress.step)
+                logs[f"{tag}/examples_per_s"] = seen * acc.num_processes / (time.perf_counter() - t0)
+                _log(session.writer, logs, progress.step)
                 bar.set_postfix(loss=f"{logs[f'{tag}/train/total']:.4f}", refresh=False)
                 sums, seen, t0 = {}, 0, time.perf_counter()
-            if train_cfg.checkpoint_every and progress.step % train_cfg.checkpoint_every == 0:
+            if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
                 _guard(bad, tag, epoch, progress, parts, ckpt)
-                if accelerator.is_main_process:
-                    ckpt.save(state(), progress, optimizer, scheduler)
-                accelerator.wait_for_everyone()
-            if on_step is not None:
-                on_step(tag, progress.step)
+                save()
+                acc.wait_for_everyone()
+            if session.on_step is not None:
+                session.on_step(tag, progress.step)
         _guard(bad, tag, epoch, progress, {}, ckpt)
-        result = evaluate(accelerator, model, dev_dl, task, teacher, objective, ctx, dev_ds.teacher_logits)
+        result = evaluate(acc, model, dev_dl, stage.task, teacher, objective, stage.ctx, stage.dev.teacher_logits)
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
         progress.history.append(result)
-        _log(writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)
-        score = result[task.main_metric] if task is not None else None
-        if accelerator.is_local_main_process:
+        _log(session.writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)
+        if acc.is_local_main_process:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in result.items() if isinstance(v, float))
-            tqdm.write(f"[{tag}] epoch {epoch + 1}/{stage.epochs}: dev {shown}")
-        if select == "metric" and (progress.best is None or score > progress.best):
-            progress.best = score
-            if accelerator.is_main_process:
-                ckpt.save_best(state())
+            tqdm.write(f"[{tag}] epoch {epoch + 1}/{st.epochs}: dev {shown}")
+        if stage.select == "metric" and (progress.best is None or result[stage.task.main_metric] > progress.best):
+            progress.best = result[stage.task.main_metric]
+            save("best")
         progress.epoch, progress.batches_done = epoch + 1, 0
-        if accelerator.is_main_process:
-            ckpt.save(state(), progress, optimizer, scheduler)
-        accelerator.wait_for_everyone()
-    if select == "metric" and ckpt.best.exists():
-        unwrapped.load_state_dict(ckpt.load_model_state(best=True))
-    accelerator.free_memory()
-    return StageResult(progress.best, [h for h in progress.history if h.get("stage") == tag])
+        save()
+        acc.wait_for_everyone()
+    if stage.select == "metric" and ckpt.best.exists():
+        acc.unwrap_model(model).load_state_dict(ckpt.load_model_state(best=True))
+    acc.free_memory()
+
+
+def make_optimizer(module: nn.Module, kind: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW or Adadelta over the trainable parameters; decay on matrices only (not biases and norms)."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0}]
+    return (torch.optim.AdamW if kind == "adamw" else torch.optim.Adadelta)(groups, lr=lr)
 
 
 def _guard(bad: torch.Tensor, tag: str, epoch: int, progress: Progress, parts: dict, ckpt: Checkpointer) -> None:

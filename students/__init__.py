@@ -1,4 +1,5 @@
-"""Students, one file each; `build_student` picks the builder named by `student.kind`."""
+"""Students, one file each; `build_student` picks the builder named by `student.kind`, `plan_student` says what
+it will build (and refuses what it cannot) before any weights are loaded."""
 
 from __future__ import annotations
 
@@ -7,23 +8,46 @@ from pathlib import Path
 from torch import nn
 
 from distill.config import StudentConfig
+from students import distilbert, tinybert
 from students.bilstm import BiLSTMClassifier, build_bilstm, save_bilstm
-from students.distilbert import build_distilbert
-from students.tinybert import build_tinybert
+from students.common import StudentError
 
 KINDS = ("tinybert", "distilbert", "bilstm")
 
 
 def build_student(cfg: StudentConfig, teacher: nn.Module, seed: int, texts: list[str] | None = None,
-                  pair: bool = False) -> nn.Module:
-    """The student for `cfg.kind`. `texts` (training and augmented text) give a BiLSTM its vocabulary."""
-    if cfg.kind == "tinybert":
-        return build_tinybert(cfg, teacher, seed)
-    if cfg.kind == "distilbert":
-        return build_distilbert(cfg, teacher, seed)
+                  pair: bool = False, masked_lm: bool = False) -> nn.Module:
+    """The student for `cfg.kind`: a classifier for the teacher's labels, or (`masked_lm`, general distillation) a
+    masked LM. `texts` (training and augmented text) give a BiLSTM its vocabulary."""
     if cfg.kind == "bilstm":
+        if masked_lm:
+            raise StudentError("general distillation trains transformer students; `student.kind: bilstm` has no "
+                               "masked-LM form")
         return build_bilstm(cfg, teacher, seed, texts, pair)
-    raise ValueError(f"unknown student kind {cfg.kind!r}; known: {list(KINDS)}")
+    if cfg.kind in ("tinybert", "distilbert"):
+        return (tinybert.build_tinybert if cfg.kind == "tinybert" else distilbert.build_distilbert)(
+            cfg, teacher, seed, masked_lm=masked_lm)
+    raise StudentError(f"unknown student kind {cfg.kind!r}; known: {list(KINDS)}")
+
+
+def plan_student(cfg: StudentConfig, teacher_config) -> tuple[int, int]:
+    """(transformer layers, width) of the student `cfg` makes against a teacher of `teacher_config`, checked as
+    far as possible without weights (presets, widths, init layers, an init folder); the BiLSTM has no layers
+    to distil: (1, 0)."""
+    if cfg.kind == "bilstm":
+        return 1, 0
+    if cfg.init not in ("scratch", "teacher"):
+        from transformers import AutoConfig
+
+        from teachers.load import resolve
+
+        try:
+            sc = AutoConfig.from_pretrained(resolve(cfg.init))
+        except (OSError, ValueError) as e:
+            raise StudentError(f"`student.init` = {cfg.init!r}: not a model folder or a reachable hub name "
+                               f"({type(e).__name__}); expected `scratch`, `teacher` or a checkpoint") from None
+        return sc.num_hidden_layers, sc.hidden_size
+    return (tinybert if cfg.kind == "tinybert" else distilbert).planned_shape(cfg, teacher_config)
 
 
 def export_student(student: nn.Module, folder: str | Path, tokenizer) -> None:

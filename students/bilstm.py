@@ -26,6 +26,7 @@ from augment.words import split_words
 from distill.adaptor import Record
 from distill.batching import pad_ids
 from distill.io import atomic_dir, load_tensors, save_tensors, write_json
+from students.common import StudentError
 
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
 
@@ -108,7 +109,7 @@ def build_bilstm(cfg, teacher, seed: int, texts: list[str] | None = None, pair: 
     from augment.vectors import load_vectors
 
     if not texts:
-        raise ValueError("a BiLSTM student needs the training texts to build its vocabulary")
+        raise StudentError("a BiLSTM student needs the training texts to build its vocabulary")
     kv = load_vectors(cfg.vectors, cfg.vectors_limit)
     vocab = WordVocab.build(texts, set(kv.key_to_index), cfg.min_count, cfg.max_vocab)
     tc = teacher.config

@@ -24,10 +24,8 @@ from torch import nn
 from transformers import BertConfig, DistilBertConfig, DistilBertForMaskedLM, DistilBertForSequenceClassification
 
 from distill.config import StudentConfig
-
-
-class DistilBertInitError(ValueError):
-    pass
+from students.common import check_layer_copy
+from teachers.load import resolve
 
 
 def default_layers(n_teacher: int, n_student: int) -> list[int]:
@@ -56,14 +54,8 @@ def init_from_bert(student: nn.Module, teacher: nn.Module, layers: list[int]) ->
     DistilBERT student (ForMaskedLM or ForSequenceClassification)."""
     bert = _bert(teacher)
     tc, sc = bert.config, student.config
-    if (tc.hidden_size, tc.intermediate_size, tc.num_attention_heads) != (sc.dim, sc.hidden_dim, sc.n_heads):
-        raise DistilBertInitError(
-            f"DistilBERT init from teacher layers needs equal widths: teacher hidden/ffn/heads "
-            f"{tc.hidden_size}/{tc.intermediate_size}/{tc.num_attention_heads}, student {sc.dim}/{sc.hidden_dim}/"
-            f"{sc.n_heads}")
-    if len(layers) != sc.n_layers or not all(1 <= t <= tc.num_hidden_layers for t in layers):
-        raise DistilBertInitError(
-            f"init layers {layers}: need {sc.n_layers} teacher layers in 1..{tc.num_hidden_layers}")
+    check_layer_copy((sc.dim, sc.hidden_dim, sc.n_heads), (tc.hidden_size, tc.intermediate_size,
+                     tc.num_attention_heads), layers, sc.n_layers, tc.num_hidden_layers)
     d = student.distilbert
     with torch.no_grad():
         e, be = d.embeddings, bert.embeddings
@@ -85,12 +77,22 @@ def init_from_bert(student: nn.Module, teacher: nn.Module, layers: list[int]) ->
             student.vocab_projector.bias.copy_(head.bias if head.bias is not None else head.decoder.bias)
 
 
+def planned_shape(cfg: StudentConfig, teacher_config: BertConfig) -> tuple[int, int]:
+    """(layers, hidden) of the student `build_distilbert` will make (the teacher's width: DistilBERT keeps it),
+    with the checks that need no weights."""
+    tc = teacher_config
+    n = cfg.layers or max(1, tc.num_hidden_layers // 2)
+    if cfg.init == "teacher":
+        dims = (tc.hidden_size, tc.intermediate_size, tc.num_attention_heads)
+        check_layer_copy(dims, dims, cfg.init_layers or default_layers(tc.num_hidden_layers, n), n,
+                         tc.num_hidden_layers)
+    return n, tc.hidden_size
+
+
 def build_distilbert(cfg: StudentConfig, teacher: nn.Module, seed: int, masked_lm: bool = False) -> nn.Module:
     """A DistilBERT for the teacher's task (or a masked LM for general distillation)."""
     tc = _bert(teacher).config
     if cfg.init not in ("scratch", "teacher"):
-        from teachers.load import resolve
-
         cls = DistilBertForMaskedLM if masked_lm else DistilBertForSequenceClassification
         labels = teacher.config
         extra = {} if masked_lm else {"num_labels": labels.num_labels, "id2label": dict(labels.id2label),

@@ -5,28 +5,28 @@ The student is a plain `BertForSequenceClassification`, so the exported folder l
 
 Initialisation: `scratch` (random), `teacher` (embeddings and chosen teacher layers copied; widths must
 match), or a checkpoint folder (e.g. a General TinyBERT; its encoder weights are loaded, the classifier
-is new unless the folder has one for the same labels)."""
+is new unless the folder has one for the same labels).
+
+`masked_lm=True` builds the same encoder with BERT's MLM head instead of a classifier: the General TinyBERT
+that general distillation trains (its folder is then a valid `student.init` for task configs)."""
 
 from __future__ import annotations
 
 import copy
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
 from distill.config import StudentConfig
 from distill.layer_map import layer_map
-from teachers.load import load_classifier
+from students.common import StudentError, check_layer_copy
+from teachers.load import load_classifier, resolve
 
 PRESETS: dict[str, dict[str, int]] = {
     # Jiao et al. 2020: TinyBERT-4 (14.5M parameters) and TinyBERT-6 (67M).
     "4l-312": {"layers": 4, "hidden": 312, "heads": 12, "ffn": 1200},
     "6l-768": {"layers": 6, "hidden": 768, "heads": 12, "ffn": 3072},
 }
-
-
-class StudentError(ValueError):
-    pass
 
 
 def student_shape(cfg: StudentConfig, teacher_config: BertConfig) -> dict[str, int]:
@@ -46,45 +46,55 @@ def student_shape(cfg: StudentConfig, teacher_config: BertConfig) -> dict[str, i
     return shape
 
 
-def build_tinybert(cfg: StudentConfig, teacher: BertForSequenceClassification, seed: int):
+def planned_shape(cfg: StudentConfig, teacher_config: BertConfig) -> tuple[int, int]:
+    """(layers, hidden) of the student `build_tinybert` will make, with the checks that need no weights."""
+    shape = student_shape(cfg, teacher_config)
+    if cfg.init == "teacher":
+        check_layer_copy(_dims(shape), _teacher_dims(teacher_config), _init_layers(cfg, shape, teacher_config),
+                         shape["layers"], teacher_config.num_hidden_layers)
+    return shape["layers"], shape["hidden"]
+
+
+def build_tinybert(cfg: StudentConfig, teacher, seed: int, masked_lm: bool = False):
+    """A classifier for the teacher's labels, or (`masked_lm`) a masked LM for general distillation."""
     tc = teacher.config
     if cfg.init not in ("scratch", "teacher"):
+        if masked_lm:
+            return BertForMaskedLM.from_pretrained(resolve(cfg.init), attn_implementation="sdpa")
         return _from_folder(cfg.init, tc)
     shape = student_shape(cfg, tc)
+    labels = {} if masked_lm else {"num_labels": tc.num_labels, "id2label": dict(tc.id2label),
+                                   "label2id": dict(tc.label2id), "problem_type": tc.problem_type}
     config = BertConfig(
         vocab_size=tc.vocab_size, hidden_size=shape["hidden"], num_hidden_layers=shape["layers"],
         num_attention_heads=shape["heads"], intermediate_size=shape["ffn"],
         max_position_embeddings=tc.max_position_embeddings, type_vocab_size=tc.type_vocab_size,
-        pad_token_id=tc.pad_token_id, hidden_act=tc.hidden_act, layer_norm_eps=tc.layer_norm_eps,
-        num_labels=tc.num_labels, id2label=dict(tc.id2label), label2id=dict(tc.label2id),
-        problem_type=tc.problem_type,
-    )
+        pad_token_id=tc.pad_token_id, hidden_act=tc.hidden_act, layer_norm_eps=tc.layer_norm_eps, **labels)
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
-    student = BertForSequenceClassification(config)
+    student = (BertForMaskedLM if masked_lm else BertForSequenceClassification)(config)
     if cfg.init == "teacher":
-        layers = cfg.init_layers or [t for _, t in layer_map("uniform", shape["layers"], tc.num_hidden_layers)]
-        copy_teacher_layers(student, teacher, layers)
+        copy_teacher_layers(student, teacher, _init_layers(cfg, shape, tc))
     return student
 
 
-def copy_teacher_layers(student: BertForSequenceClassification, teacher: BertForSequenceClassification,
-                        layers: list[int]) -> None:
+def _init_layers(cfg: StudentConfig, shape: dict, tc: BertConfig) -> list[int]:
+    return cfg.init_layers or [t for _, t in layer_map("uniform", shape["layers"], tc.num_hidden_layers)]
+
+
+def _dims(shape: dict) -> tuple[int, int, int]:
+    return shape["hidden"], shape["ffn"], shape["heads"]
+
+
+def _teacher_dims(c: BertConfig) -> tuple[int, int, int]:
+    return c.hidden_size, c.intermediate_size, c.num_attention_heads
+
+
+def copy_teacher_layers(student, teacher, layers: list[int]) -> None:
     """Copy the embeddings, teacher layers `layers` (1-based, one per student layer), pooler and
-    classifier into the student. Needs equal widths and head counts."""
+    classifier (where both models have them) into the student. Needs equal widths and head counts."""
     s, t = student.config, teacher.config
-    if (s.hidden_size, s.intermediate_size, s.num_attention_heads) != (
-            t.hidden_size, t.intermediate_size, t.num_attention_heads):
-        raise StudentError(
-            f"init: teacher needs the student's width to match the teacher's: student hidden/ffn/heads "
-            f"{s.hidden_size}/{s.intermediate_size}/{s.num_attention_heads}, teacher "
-            f"{t.hidden_size}/{t.intermediate_size}/{t.num_attention_heads}")
-    if len(layers) != s.num_hidden_layers:
-        raise StudentError(f"student.init_layers names {len(layers)} teacher layers for a student of "
-                           f"{s.num_hidden_layers} layers")
-    for layer in layers:
-        if not 1 <= layer <= t.num_hidden_layers:
-            raise StudentError(f"student.init_layers: teacher layer {layer} is outside 1..{t.num_hidden_layers}")
+    check_layer_copy(_teacher_dims(s), _teacher_dims(t), layers, s.num_hidden_layers, t.num_hidden_layers)
     with torch.no_grad():
         student.bert.embeddings.load_state_dict(teacher.bert.embeddings.state_dict())
         for i, layer in enumerate(layers):

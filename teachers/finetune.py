@@ -7,8 +7,6 @@ from `<key>.work/`."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -21,11 +19,12 @@ from transformers import BertForSequenceClassification
 from distill.batching import EncodedDataset
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ExperimentConfig, StageConfig
-from distill.identity import source_identity
 from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.loaders import fingerprint
 from distill.losses import LossContext
 from distill.objective import Objective
+from distill.resources import content_key, source_identity
+from distill.stage import Session, StageInputs
 from distill.tasks import TaskData
 from distill.trainer import DistillModule, evaluate_splits, train_stage
 from teachers.load import load_classifier, random_bert
@@ -43,7 +42,7 @@ def teacher_key(cfg: ExperimentConfig, task: TaskData) -> str:
         "length_grouped": cfg.train.length_grouped,
         "precision": cfg.train.precision,
     }
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return content_key(ident)
 
 
 def _hard_loss(task: TaskData) -> dict:
@@ -56,8 +55,8 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     t = cfg.teacher
     if t.finetune is None:
         model = load_classifier(t.checkpoint, task.labels, require_head=True)
-        ident = json.dumps({"checkpoint": source_identity(t.checkpoint), "labels": task.labels}, sort_keys=True)
-        info = {"source": t.checkpoint, "finetuned_here": False, "key": hashlib.sha256(ident.encode()).hexdigest()[:16]}
+        key = content_key({"checkpoint": source_identity(t.checkpoint), "labels": task.labels})
+        info = {"source": t.checkpoint, "finetuned_here": False, "key": key}
         info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
         return _ready(model, accelerator), info
 
@@ -85,8 +84,9 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     stage = StageConfig(name="teacher", losses=_hard_loss(task), epochs=ft.epochs, lr=ft.lr,
                         batch_size=ft.batch_size, warmup=ft.warmup, weight_decay=ft.weight_decay, select="metric")
     start = time.perf_counter()
-    train_stage(accelerator, module, None, Objective(stage.losses), LossContext([], task.is_regression), stage,
-                cfg.train, datasets["train"], datasets["dev"], task, ft.seed, work, progress)
+    inputs = StageInputs(stage, Objective(stage.losses), LossContext([], task.is_regression), datasets["train"],
+                         datasets["dev"], task, None, ft.seed)
+    train_stage(Session(accelerator, cfg.train, work), module, inputs, progress)
     info = {"source": t.checkpoint, "finetuned_here": True, "key": key, "finetune": asdict(ft),
             "history": progress.history, "train_seconds": round(time.perf_counter() - start, 1)}
     info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))

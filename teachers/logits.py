@@ -8,7 +8,6 @@ temp-file-then-rename, so a reader never sees a half-written file."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -20,18 +19,17 @@ from distill.adaptor import set_attention
 from distill.batching import EncodedDataset
 from distill.config import TrainConfig
 from distill.io import cache_root, load_tensors, save_tensors
+from distill.resources import content_key
+from distill.trainer import make_loader
 
 
 def logits_path(teacher_id: str, ds: EncodedDataset) -> Path:
-    key = hashlib.sha256(f"{teacher_id}|{ds.identity}".encode()).hexdigest()[:20]
-    return cache_root() / "logits" / f"{key}.safetensors"
+    return cache_root() / "logits" / f"{content_key({'teacher': teacher_id, 'data': ds.identity}, 20)}.safetensors"
 
 
 @torch.inference_mode()
 def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerator, cfg: TrainConfig) -> torch.Tensor:
     """Teacher logits for every example of `ds`, in dataset order, batched under inference mode."""
-    from distill.trainer import make_loader
-
     set_attention(teacher, False)
     loader, _ = make_loader(ds, cfg.eval_batch_size, 0, False, cfg)
     loader = accelerator.prepare(loader)

@@ -1,10 +1,10 @@
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import SMOKE
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -25,14 +25,5 @@ def _isolated_cache(tmp_path_factory):
 def smoke_config(tmp_path):
     """experiments/smoke.yaml copied into tmp_path (so `extends` tests can sit beside it)."""
     dst = tmp_path / "smoke.yaml"
-    shutil.copy(ROOT / "experiments" / "smoke.yaml", dst)
+    shutil.copy(SMOKE, dst)
     return dst
-
-
-def tiny_bert_config(**kw):
-    from transformers import BertConfig
-
-    base = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=64, num_labels=3, max_position_embeddings=64)
-    base.update(kw)
-    return BertConfig(**base)

@@ -8,7 +8,7 @@ from transformers import BertForSequenceClassification
 
 from distill.adaptor import forward_record, set_attention
 
-from .conftest import tiny_bert_config
+from .helpers import tiny_bert_config
 
 
 def batch(vocab=120):

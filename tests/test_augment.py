@@ -21,9 +21,7 @@ from distill.loaders import load_task
 from distill.tasks import Example
 from teachers.load import load_tokenizer
 
-from .conftest import ROOT
-
-SMOKE = ROOT / "experiments" / "smoke.yaml"
+from .helpers import SMOKE
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +351,7 @@ def test_empty_and_odd_sentences_do_not_crash(tiny_mlm, tokenizer, glove_file):
 
 
 def test_a_stage_can_train_on_the_augmented_set_and_reuse_it(tmp_path):
-    from distill.run import run_experiment
+    from distill.lab.run import run_experiment
 
     over = ["stages.0.data=augmented", "augment.method=tang", "augment.copies=2", "augment.chunk_size=128",
             "stages.1.epochs=1"]
@@ -374,7 +372,8 @@ def test_a_stage_can_train_on_the_augmented_set_and_reuse_it(tmp_path):
 def test_adapt_encoder_writes_a_usable_masked_lm(tmp_path, tokenizer):
     from transformers import BertModel
 
-    from augment.mlm import adapt_encoder, load_masked_lm
+    from augment.mlm import load_masked_lm
+    from teachers.mlm_adapt import adapt_encoder
 
     torch.manual_seed(0)
     enc = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
@@ -395,7 +394,7 @@ def test_adapt_encoder_writes_a_usable_masked_lm(tmp_path, tokenizer):
 
 
 def test_cli_augment_writes_the_set_and_shards(tmp_path, capsys):
-    from distill.cli import main
+    from distill.lab.cli import main
 
     over = ["--set", "task.train_limit=30", "--set", "augment.method=tang", "--set", "augment.copies=2",
             "--set", "augment.chunk_size=10"]

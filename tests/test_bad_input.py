@@ -5,11 +5,9 @@ import json
 
 import pytest
 
-from distill.cli import main
+from distill.lab.cli import main
 
-from .conftest import ROOT
-
-SMOKE = ROOT / "experiments" / "smoke.yaml"
+from .helpers import SMOKE
 
 
 def config(tmp_path, body: str, name: str = "bad.yaml"):
@@ -135,7 +133,7 @@ def test_missing_checkpoint_and_mismatched_tokenizer(tmp_path, capsys):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
     fast.save_pretrained(tmp_path / "tok")
-    from .conftest import tiny_bert_config
+    from .helpers import tiny_bert_config
 
     tiny_bert_config(vocab_size=64).save_pretrained(tmp_path / "tok")  # another model's folder
     f = config(tmp_path, f"teacher: {{checkpoint: packaged:all-minilm-l6-v2, random: null, tokenizer: "
@@ -162,3 +160,23 @@ def test_vector_errors_keep_an_existing_output(case, tmp_path, capsys):
     for fragment in expected:
         assert fragment in err, (case, err)
     assert json.loads(previous.read_text()) == {"id": "kept"}
+
+
+@pytest.mark.parametrize("case", ["missing GLUE folder", "wrong column"])
+def test_a_refused_run_leaves_no_folder_and_the_same_out_works_once_fixed(case, tmp_path, capsys):
+    glue = tmp_path / "SST-2"
+    rows = ["sentence\tlabel"] + [f"{w} flight {i}\t{int(w == 'good')}" for i in range(20) for w in ("good", "bad")]
+    if case == "wrong column":
+        glue.mkdir()
+        (glue / "train.tsv").write_text("\n".join(r.replace("sentence\t", "text\t") for r in rows) + "\n")
+        (glue / "dev.tsv").write_text("\n".join(rows) + "\n")
+    f = config(tmp_path, f"task: {{name: sst2, source: glue, path: {glue}}}\n")
+    out = tmp_path / "run"
+    err = run_cli(["run", str(f), "--out", str(out)], capsys)
+    assert ("GLUE folder not found" if case == "missing GLUE folder" else "train.tsv:1: no column 'sentence'") in err
+    assert not out.exists()
+    glue.mkdir(exist_ok=True)
+    for name in ("train.tsv", "dev.tsv"):
+        (glue / name).write_text("\n".join(rows) + "\n")
+    assert main(["run", str(f), "--out", str(out), "--set", "stages.0.epochs=1", "--set", "stages.1.epochs=1"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["task"] == "sst2"

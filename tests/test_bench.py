@@ -11,7 +11,7 @@ from transformers import (
     DistilBertForSequenceClassification,
 )
 
-from distill.benchmark import BenchError, Row, build_shape, disk_bytes, quantize_int8, render
+from distill.lab.bench import BenchError, Row, build_shape, disk_bytes, quantize_int8, render
 from distill.model_stats import classifier_flops
 from students.bilstm import BiLSTMClassifier, BiLSTMConfig
 

@@ -9,9 +9,7 @@ from distill.batching import pad_ids
 from distill.config import StudentConfig, load_config
 from students.bilstm import MASK, BiLSTMClassifier, BiLSTMConfig, WordVocab, load_bilstm, predict, save_bilstm, words_of
 
-from .conftest import ROOT
-
-SMOKE = ROOT / "experiments" / "smoke.yaml"
+from .helpers import SMOKE
 
 
 def model(pair=False, seed=0):
@@ -130,7 +128,7 @@ BILSTM = ["student.kind=bilstm", "student.hidden=16", "student.fc=8", "student.m
 
 
 def test_bilstm_run_uses_the_logit_cache_and_exports(tmp_path, monkeypatch):
-    from distill.run import run_experiment
+    from distill.lab.run import run_experiment
 
     monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / "cache"))  # other tests' runs share the session cache
 
@@ -148,7 +146,7 @@ def test_bilstm_run_uses_the_logit_cache_and_exports(tmp_path, monkeypatch):
 
 def test_bilstm_refuses_intermediate_losses(tmp_path):
     from distill.config import ConfigError
-    from distill.run import run_experiment
+    from distill.lab.run import run_experiment
 
     with pytest.raises(ConfigError, match="BiLSTM student has no hidden states"):
         run_experiment(load_config(SMOKE, BILSTM[:-1]), tmp_path / "x", log=lambda *_: None)

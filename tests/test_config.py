@@ -3,7 +3,7 @@ import pytest
 from distill.config import ConfigError, apply_override, load_config
 from distill.losses import LossError
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 def write(path, text):
@@ -12,7 +12,7 @@ def write(path, text):
 
 
 def test_every_shipped_experiment_and_variant_validates():
-    from distill.sweep import expand
+    from distill.lab.sweep import expand
 
     files = sorted((ROOT / "experiments").rglob("*.yaml"))
     assert len(files) >= 3

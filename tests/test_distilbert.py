@@ -5,9 +5,10 @@ import torch
 from transformers import BertForMaskedLM, BertForSequenceClassification, DistilBertForMaskedLM
 
 from distill.config import StudentConfig
-from students.distilbert import DistilBertInitError, build_distilbert, default_layers, distilbert_config, init_from_bert
+from students.common import StudentError
+from students.distilbert import build_distilbert, default_layers, distilbert_config, init_from_bert
 
-from .conftest import tiny_bert_config
+from .helpers import tiny_bert_config
 
 
 def teacher_mlm():
@@ -55,10 +56,10 @@ def test_defaults_and_errors():
     assert default_layers(6, 3) == [2, 4, 6]
     t = teacher_mlm()
     s = DistilBertForMaskedLM(distilbert_config(t.config, 2))
-    with pytest.raises(DistilBertInitError, match="1..4"):
+    with pytest.raises(StudentError, match="1..4"):
         init_from_bert(s, t, [1, 5])
     narrow = tiny_bert_config(hidden_size=16, num_attention_heads=2, intermediate_size=32)
-    with pytest.raises(DistilBertInitError, match="equal widths"):
+    with pytest.raises(StudentError, match="width to match"):
         init_from_bert(DistilBertForMaskedLM(distilbert_config(narrow, 2)), t, [1, 2])
 
 

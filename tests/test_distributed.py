@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from distill.config import load_config
-from distill.run import run_experiment
+from distill.lab.run import run_experiment
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def single(config, tmp_path_factory):
 def torchrun(config, out, *extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "distill.cli", "run", str(config), "--out", str(out), *extra]
+           "-m", "distill.lab.cli", "run", str(config), "--out", str(out), *extra]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())

@@ -15,18 +15,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distill.cli import main
 from distill.config import load_config
-from distill.run import run_experiment
+from distill.lab.cli import main
+from distill.lab.run import run_experiment
 
-from .conftest import ROOT
+from .helpers import SMOKE
 
-SMOKE = ROOT / "experiments" / "smoke.yaml"
 EVERY_STEP = ["--set", "train.checkpoint_every=1"]
 
 
 def cli(*args: str, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "distill.cli", *args], {**os.environ, "DISTILLERY_CACHE": str(cache),
+    return [sys.executable, "-m", "distill.lab.cli", *args], {**os.environ, "DISTILLERY_CACHE": str(cache),
                                                            "OMP_NUM_THREADS": "1"}
 
 

@@ -13,9 +13,7 @@ from distill.corpus import CorpusDataset, pack_corpus
 from distill.losses import LOSSES, LossContext
 from teachers.load import load_tokenizer
 
-from .conftest import ROOT
-
-SMOKE = ROOT / "experiments" / "smoke.yaml"
+from .helpers import SMOKE
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +81,7 @@ def general(folder, *extra):
 
 
 def test_general_tinybert_then_task_distillation_from_it(pretrained_teacher, tmp_path):
-    from distill.run import run_experiment
+    from distill.lab.run import run_experiment
 
     cfg = general(pretrained_teacher, "student.hidden=16", "student.heads=4", "student.layers=2",
                   "stages=[{name: general, data: corpus, epochs: 2, lr: 0.002, batch_size: 16, "
@@ -109,7 +107,7 @@ def test_general_tinybert_then_task_distillation_from_it(pretrained_teacher, tmp
 
 
 def test_general_distilbert_triple_loss(pretrained_teacher, tmp_path):
-    from distill.run import run_experiment
+    from distill.lab.run import run_experiment
 
     cfg = general(pretrained_teacher, "student.kind=distilbert", "student.layers=2", "student.init=teacher",
                   "student.hidden=null", "student.heads=null", "student.ffn=null",
@@ -125,7 +123,7 @@ def test_general_distilbert_triple_loss(pretrained_teacher, tmp_path):
 
 def test_general_refuses_a_fine_tuning_teacher_and_mixed_stages(pretrained_teacher, tmp_path):
     from distill.config import ConfigError
-    from distill.run import run_experiment
+    from distill.lab.run import run_experiment
 
     with pytest.raises(ConfigError, match="finetune: null"):
         cfg = load_config(SMOKE, [f"teacher.checkpoint={pretrained_teacher}", "teacher.random=null",

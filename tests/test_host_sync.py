@@ -9,9 +9,9 @@ from collections import Counter
 import torch
 
 from distill.config import load_config
-from distill.run import run_experiment
+from distill.lab.run import run_experiment
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 OURS = tuple(str(ROOT / d) for d in ("distill", "students", "teachers", "augment"))
 READS = ["item", "__float__", "__bool__", "__int__", "tolist", "cpu", "numpy"]

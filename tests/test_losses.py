@@ -9,6 +9,7 @@ from torch import nn
 from distill.adaptor import Record
 from distill.losses import LOSSES, LossContext, LossError, check_loss_spec
 from distill.objective import Objective
+from distill.trainer import project
 
 
 def rec(logits, mask, hidden=None, att=None):
@@ -80,9 +81,11 @@ def test_hidden_mse_with_projection_over_valid_tokens():
     with torch.no_grad():
         proj.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, -1.0]]))
         proj.bias.copy_(torch.tensor([0.5, 0.0, -0.5]))
-    ctx = LossContext([(1, 2)], projections=nn.ModuleDict({"hidden": proj}))
-    got = LOSSES["hidden_mse"].fn(rec(torch.zeros(1, 2), mask, hidden=tuple(hs)),
-                                  rec(torch.zeros(1, 2), mask, hidden=tuple(ht)), {}, ctx)
+    # The run projects the student's record (DistillModule.forward) before any loss reads it.
+    projected_rec = project(rec(torch.zeros(1, 2), mask, hidden=tuple(hs)),
+                            nn.ModuleDict({"hidden": proj, "embedding": nn.Linear(2, 3)}))
+    got = LOSSES["hidden_mse"].fn(projected_rec, rec(torch.zeros(1, 2), mask, hidden=tuple(ht)), {},
+                                  LossContext([(1, 2)]))
     total = 0.0
     for tok in range(2):  # token 2 is padding
         x1, x2 = hs[1][0, tok].tolist()

@@ -10,13 +10,11 @@ import sys
 
 import pytest
 
-from .conftest import ROOT
-
-SMOKE = ROOT / "experiments" / "smoke.yaml"
+from .helpers import SMOKE
 
 
 def run(precision: str, out) -> dict:
-    done = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(SMOKE), "--out", str(out),
+    done = subprocess.run([sys.executable, "-m", "distill.lab.cli", "run", str(SMOKE), "--out", str(out),
                            "--set", f"train.precision={precision}"], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from distill.cli import main
-from distill.report import ReportError, build, to_csv, to_latex, to_markdown, write_report
+from distill.lab.cli import main
+from distill.lab.report import ReportError, build, to_csv, to_latex, to_markdown, write_report
 
 TEACHER = {"dev": {"macro_f1": 0.9, "accuracy": 0.95}, "test": {"macro_f1": 0.88, "accuracy": 0.9},
            "parameters": 100_000_000}
@@ -108,7 +108,7 @@ def test_report_command_writes_every_format_and_the_plots(experiment, tmp_path, 
 
 
 def test_learning_curves_average_seeds_at_shared_steps(experiment):
-    from distill.report import discover, read_curves
+    from distill.lab.report import discover, read_curves
 
     runs = [r for r in discover(experiment) if r.variant == "full"]
     curves = [read_curves(r.folder) for r in runs]
@@ -148,7 +148,7 @@ def test_general_distillation_runs_report_held_out_losses(tmp_path):
 
 
 def test_curve_panels_skip_a_dev_metric_that_never_moves():
-    from distill.report import curve_panels
+    from distill.lab.report import curve_panels
 
     run = {"intermediate/train/total": [(1, 9.0), (2, 5.0)], "intermediate/dev/macro_f1": [(2, 0.2)],
            "prediction/train/total": [(1, 1.0)], "prediction/dev/macro_f1": [(1, 0.5), (2, 0.6)]}

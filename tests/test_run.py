@@ -7,15 +7,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distill.cli import main
 from distill.config import load_config
+from distill.lab.cli import main
+from distill.lab.run import run_experiment
+from distill.lab.run_folder import RunError
 from distill.losses import LOSSES, register_loss
-from distill.run import RunError, run_experiment
 from distill.trainer import TrainingDiverged
 
-from .conftest import ROOT
-
-SMOKE = ROOT / "experiments" / "smoke.yaml"
+from .helpers import SMOKE
 
 
 @pytest.fixture(scope="module")
@@ -130,15 +129,15 @@ def test_existing_folder_and_changed_config_are_refused(finished, tmp_path):
 def test_resume_ignores_settings_added_since_at_their_defaults(finished, tmp_path):
     import yaml
 
-    from distill.run import _check_resume
+    from distill.lab.run_folder import check_can_start
 
     out, _, _ = finished
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"].pop("dropout") is None  # as written before `train.dropout` existed
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
-    _check_resume(load_config(SMOKE), tmp_path)
+    check_can_start(load_config(SMOKE), tmp_path, resume=True)
     with pytest.raises(RunError, match=r"config differs .*\['train'\]"):
-        _check_resume(load_config(SMOKE, ["train.dropout=0.2"]), tmp_path)
+        check_can_start(load_config(SMOKE, ["train.dropout=0.2"]), tmp_path, resume=True)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -208,7 +207,7 @@ def test_predict_gives_the_models_labels_and_probabilities(finished, tmp_path, c
 
 
 def test_bench_student_accuracy_matches_the_runs_own_evaluation(finished):
-    from distill.benchmark import run_bench
+    from distill.lab.bench import run_bench
 
     out, metrics, _ = finished
     rows = run_bench([], seq_len=16, batch=4, budget_s=0.0, int8=True, student=str(out), log=lambda *_: None)

@@ -10,7 +10,7 @@ import torch
 
 from distill.checkpoint import Checkpointer, Progress
 
-from .conftest import ROOT, tiny_bert_config
+from .helpers import ROOT, tiny_bert_config
 
 
 class Payload:

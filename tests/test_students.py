@@ -4,9 +4,10 @@ from transformers import BertForSequenceClassification
 
 from distill.config import StudentConfig
 from students import build_student
-from students.tinybert import StudentError, student_shape
+from students.common import StudentError
+from students.tinybert import student_shape
 
-from .conftest import tiny_bert_config
+from .helpers import tiny_bert_config
 
 
 def teacher(**kw):
@@ -71,7 +72,7 @@ def test_quickstart_student_needs_at_most_half_the_teacher_compute():
     from distill.model_stats import encoder_flops_per_token
     from teachers.load import load_bert_config
 
-    from .conftest import ROOT
+    from .helpers import ROOT
 
     cfg = load_config(ROOT / "experiments" / "quickstart.yaml")
     tc = load_bert_config(cfg.teacher.checkpoint)

@@ -5,13 +5,11 @@ import json
 
 import pytest
 
-import distill.run
+import distill.lab.run
 from distill.config import ConfigError
-from distill.sweep import expand, parse_grid, read_plan, run_plans, shard, write_plan
+from distill.lab.sweep import expand, parse_grid, read_plan, run_plans, shard, write_plan
 
-from .conftest import ROOT
-
-SMOKE = ROOT / "experiments" / "smoke.yaml"
+from .helpers import SMOKE
 
 
 @pytest.fixture
@@ -93,11 +91,13 @@ def test_finished_runs_are_skipped_unfinished_resumed_and_failures_recorded(swee
     def fake_run(cfg, out, resume=False, labels=None, log=print):
         calls.append((out, resume, labels))
         if out == plans[2].out:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "run.json").write_text("{}")  # it had started
             raise RuntimeError("disk on fire")
         (out / "metrics.json").parent.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text("{}")
 
-    monkeypatch.setattr(distill.run, "run_experiment", fake_run)
+    monkeypatch.setattr(distill.lab.run, "run_experiment", fake_run)
     failed = run_plans(plans, log=lambda *_: None)
     assert [c[0] for c in calls] == [p.out for p in plans[1:]]
     assert [c[1] for c in calls] == [True, False, False]
@@ -126,9 +126,33 @@ def test_a_run_finished_with_another_config_is_neither_skipped_nor_redone(sweep_
         (p.out / "config.yaml").write_text(dump_yaml(p.config))
     other = expand(sweep_config, ["stages.0.epochs=7"], out_root=tmp_path)[1].config
     (plans[1].out / "config.yaml").write_text(dump_yaml(other))  # the config was edited since
-    monkeypatch.setattr(distill.run, "run_experiment", lambda *a, **k: pytest.fail("must not run"))
+    monkeypatch.setattr(distill.lab.run, "run_experiment", lambda *a, **k: pytest.fail("must not run"))
     said = []
     assert run_plans(plans, log=said.append) == [plans[1]]
     assert "finished earlier" in said[0]
     assert "finished with a different config (in ['stages'])" in said[1] and "rename the experiment" in said[1]
     assert json.loads((plans[1].out / "metrics.json").read_text()) == {"kept": True}
+
+
+def test_a_run_that_failed_before_it_started_is_retried_afresh(tmp_path, capsys):
+    """A run refused by its checks (here: a data file not there yet) leaves no run folder to resume; once the
+    cause is fixed, the next sweep runs it from the start instead of failing on "not a run folder"."""
+    from distill.lab.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = "text\tlabel\n" + "".join(f"{w} day {i}\t{'pos' if w == 'good' else 'neg'}\n"
+                                      for i in range(16) for w in ("good", "bad"))
+    (data / "dev.tsv").write_text(rows)
+    cfg = tmp_path / "late.yaml"
+    cfg.write_text(f"extends: {SMOKE}\nname: late\nseeds: [1]\n"
+                   f"task: {{name: mine, source: csv, path: {data}, train_file: train.tsv, dev_file: dev.tsv}}\n"
+                   "stages: [{name: prediction, epochs: 1, lr: 0.001, batch_size: 32, losses: {hard_ce: 1}}]\n")
+    out = tmp_path / "runs"
+    assert main(["sweep", str(cfg), "--out", str(out)]) == 1
+    run = out / "main" / "seed1"
+    assert "data file not found" in (run / "failed.json").read_text() and not (run / "run.json").exists()
+    (data / "train.tsv").write_text(rows)
+    capsys.readouterr()
+    assert main(["sweep", str(cfg), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (run / "metrics.json").exists() and not (run / "failed.json").exists()

@@ -10,8 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill.errors import DistillError
 
-class PredictError(ValueError):
+
+class PredictError(DistillError):
     pass
 
 

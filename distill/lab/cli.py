@@ -13,25 +13,18 @@ def _default_out(name: str, seed: int) -> Path:
     return Path("runs") / name / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
 
 
-def _latest_unfinished(name: str) -> Path | None:
-    root = Path("runs") / name
-    if not root.is_dir():
-        return None
-    runs = sorted((p for p in root.iterdir() if (p / "run.json").exists() and not (p / "metrics.json").exists()),
-                  key=lambda p: p.stat().st_mtime)
-    return runs[-1] if runs else None
-
-
 def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list[str], seeds: str | None,
            num_shards: int | None, shard_index: int | None) -> int:
-    from distill.config import ConfigError
-    from distill.report import ReportError, build, to_markdown
-    from distill.sweep import expand, parse_grid, reference_variant, run_plans, shard, write_plan
+    from distill.config import ConfigError, check_shard
+    from distill.lab.report import ReportError, build, to_markdown
+    from distill.lab.sweep import expand, parse_grid, reference_variant, run_plans, shard, write_plan
 
     if out and len(configs) > 1:
         raise ConfigError("--out names one experiment's folder; give one config with it")
     if (num_shards is None) != (shard_index is None):
         raise ConfigError("--num-shards and --shard-index go together")
+    if num_shards is not None:
+        check_shard(num_shards, shard_index)
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     except ValueError:
@@ -64,7 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from distill.report import write_report
+    from distill.lab.report import write_report
 
     rep, paths = write_report(args.root, args.out, args.reference, plots=not args.no_plots)
     print(Path(paths[args.format]).read_text(), end="")
@@ -75,7 +68,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from distill.benchmark import render, run_bench
+    from distill.lab.bench import render, run_bench
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,7 +87,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from distill.predict import PredictError, load_predictor, read_inputs
+    from distill.lab.predict import PredictError, load_predictor, read_inputs
 
     if bool(args.text) == bool(args.file):
         raise PredictError("give the input as --text \"...\" (repeatable) or --file F, one of the two")
@@ -116,7 +109,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from distill.config import load_config, load_raw
-    from distill.run import run_experiment
+    from distill.lab.run import run_experiment
+    from distill.lab.run_folder import RunError, latest_unfinished
 
     raw = load_raw(args.config)
     if raw.get("variants") or raw.get("seeds") or (raw.get("sweep") or {}).get("grid"):
@@ -124,11 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else None
     if args.resume and out is None:
-        out = _latest_unfinished(cfg.name)
+        out = latest_unfinished(Path("runs") / cfg.name)
         if out is None:
-            print(f"distill: --resume: no unfinished run of {cfg.name!r} under runs/{cfg.name}; give --out",
-                  file=sys.stderr)
-            return 2
+            raise RunError(f"--resume: no unfinished run of {cfg.name!r} under runs/{cfg.name}; give --out")
     run_experiment(cfg, out or _default_out(cfg.name, cfg.seed), resume=args.resume)
     return 0
 
@@ -136,33 +128,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_augment(args: argparse.Namespace) -> int:
     import shutil
 
-    from augment.runner import build_augmented, stats
-    from distill.config import load_config
+    from augment.runner import build_augmented, build_in_processes, stats
+    from distill.config import ConfigError, check_shard, load_config
     from distill.io import atomic_path
     from distill.loaders import load_task
 
+    if (args.num_shards is None) != (args.shard_index is None):
+        raise ConfigError("--num-shards and --shard-index go together")
+    if args.num_shards is not None:
+        check_shard(args.num_shards, args.shard_index)
     cfg = load_config(args.config, args.set)
     task = load_task(cfg.task)
     if args.num_shards is not None:
-        if args.shard_index is None:
-            print("distill: --num-shards needs --shard-index", file=sys.stderr)
-            return 2
         path = build_augmented(cfg, task, args.num_shards, args.shard_index)
+        if path is None:
+            print(f"shard {args.shard_index} of {args.num_shards} done; once every shard has run, shard 0 (or a "
+                  "run without --num-shards) merges the parts")
+            return 0
     else:
         from accelerate import PartialState
 
         state = PartialState()  # under `accelerate launch`: one shard per process, the main one merges
-        path = build_augmented(cfg, task, state.num_processes, state.process_index)
-        state.wait_for_everyone()
-        if path is None and state.is_main_process:
-            path = build_augmented(cfg, task, 1, 0)
-        state.wait_for_everyone()
+        path = build_in_processes(cfg, task, state)
         if not state.is_main_process:
             return 0
-    if path is None:
-        print(f"shard {args.shard_index} of {args.num_shards} done; once every shard has run, shard 0 (or a "
-              "run without --num-shards) merges the parts")
-        return 0
     s = stats(path)
     if args.out:
         with atomic_path(args.out) as tmp:
@@ -174,7 +163,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt_mlm(args: argparse.Namespace) -> int:
-    from augment.mlm import adapt_encoder, default_corpus
+    from teachers.mlm_adapt import adapt_encoder, default_corpus
 
     texts, heldout = default_corpus(), default_corpus("dev")
     if args.corpus:
@@ -301,27 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import transformers
 
+    from distill.errors import DistillError
+
     # Its per-load weight reports are noise here: distillery says what it initialises itself.
     transformers.logging.set_verbosity_error()
-    from augment.pos import TaggerError
-    from augment.vectors import VectorsError
-    from distill.benchmark import BenchError
-    from distill.config import ConfigError
-    from distill.layer_map import LayerMapError
-    from distill.loaders import DataError
-    from distill.losses import LossError
-    from distill.predict import PredictError
-    from distill.report import ReportError
-    from distill.run import RunError
-    from distill.trainer import TrainingDiverged
-    from students.tinybert import StudentError
-    from teachers.load import CheckpointError
-
     try:
         return args.func(args)
-    except (ConfigError, DataError, LossError, LayerMapError, RunError, CheckpointError, StudentError,
-            TrainingDiverged, VectorsError, TaggerError, ReportError,
-            BenchError, PredictError) as e:
+    except DistillError as e:  # the user's to fix: one line; anything else is a bug and keeps its traceback
         print(f"distill: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, an unwritable folder: every write is temp-then-rename, nothing is torn

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill.errors import DistillError
 from distill.model_stats import classifier_flops, count_parameters
 
 VOCAB = 30522
@@ -32,7 +33,7 @@ SHAPES: dict[str, tuple[str, int, int, int, int]] = {
 }
 
 
-class BenchError(ValueError):
+class BenchError(DistillError):
     pass
 
 
@@ -170,9 +171,9 @@ def student_accuracy(run: Path, models: list[tuple[str, nn.Module]], limit: int 
                      device: str = "cpu") -> dict[str, dict]:
     """Dev metrics of a trained student and its int8 / compiled variants, from the run's own config and data."""
     from distill.config import load_config
+    from distill.lab.predict import load_predictor
     from distill.loaders import load_task
     from distill.metrics import compute
-    from distill.predict import load_predictor
 
     cfg_path = run / "config.yaml"
     if not cfg_path.exists():
@@ -191,10 +192,22 @@ def student_accuracy(run: Path, models: list[tuple[str, nn.Module]], limit: int 
     return out
 
 
+def check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise BenchError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        built = f"with CUDA {torch.version.cuda}" if torch.version.cuda else "without CUDA"
+        raise BenchError(f"--device {device}: no such CUDA device here ({torch.cuda.device_count()} visible; torch "
+                         f"{torch.__version__} built {built})")
+
+
 def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: int = 32, budget_s: float = 3.0,
               int8: bool = False, compile_: bool = False, student: str | None = None,
               accuracy_limit: int | None = None, log=print) -> list[Row]:
     """Measure every model (the first is the teacher the ratios refer to) and its optional variants."""
+    check_device(device)
     torch.manual_seed(0)
     rows = []
     for name in names:
@@ -202,7 +215,7 @@ def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: 
         for label, m in variants(name, model, int8, compile_, device):
             rows.append(measure(label, m, device, seq_len, batch, budget_s, model, log))
     if student:
-        from distill.predict import load_predictor, student_folder
+        from distill.lab.predict import load_predictor, student_folder
 
         run = Path(student)
         pred = load_predictor(run)

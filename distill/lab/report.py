@@ -13,8 +13,10 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill.errors import DistillError
 from distill.io import read_json, write_json, write_text
-from distill.sweep import read_plan, run_state
+from distill.lab.run_folder import run_state
+from distill.lab.sweep import read_plan
 
 
 @dataclass
@@ -38,7 +40,7 @@ class VariantRow:
     speed: list[float] = field(default_factory=list)  # inference examples/s per seed
 
 
-class ReportError(ValueError):
+class ReportError(DistillError):
     pass
 
 
@@ -371,9 +373,9 @@ def write_report(root: str | Path, out: str | Path | None = None, reference: str
                  plots: bool = True) -> tuple[Report, dict[str, Path]]:
     """Every format and the plots into `out` (default: <root>/report); returns the report and the paths."""
     root = Path(root)
+    rep = build(root, reference)  # first: a wrong folder is refused before anything is written into it
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    rep = build(root, reference)
     paths = {}
     for fmt, (name, render) in FORMATS.items():
         write_text(out / name, render(rep))

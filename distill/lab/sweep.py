@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from distill.config import ConfigError, ExperimentConfig, apply_override, from_dict, load_raw, set_value
-from distill.io import read_json, write_json
+from distill.config import ConfigError, ExperimentConfig, apply_override, check_shard, from_dict, load_raw, set_value
+from distill.io import read_json, write_json, write_text
+from distill.lab.run_folder import FINISHED, config_difference, run_state, started
 
 PLAN_FILE = "sweep.json"
 
@@ -31,17 +32,6 @@ class Planned:
     @property
     def state(self) -> str:
         return run_state(self.out)
-
-
-def run_state(folder: Path) -> str:
-    """finished | failed | unfinished | missing, from the files a run leaves behind."""
-    if (folder / "metrics.json").exists():
-        return "finished"
-    if (folder / "failed.json").exists():
-        return "failed"
-    if (folder / "run.json").exists():
-        return "unfinished"
-    return "missing"
 
 
 def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list[Any]]:
@@ -115,8 +105,7 @@ def reference_variant(path: str | Path, plans: list[Planned]) -> str:
 
 def shard(plans: list[Planned], num_shards: int, index: int) -> list[Planned]:
     """Round-robin split: shard `index` of `num_shards` (any process count covers every plan exactly once)."""
-    if num_shards < 1 or not 0 <= index < num_shards:
-        raise ConfigError(f"--shard-index {index} of --num-shards {num_shards}: expected 0 <= index < shards")
+    check_shard(num_shards, index)
     return plans[index::num_shards]
 
 
@@ -135,13 +124,11 @@ def read_plan(root: Path) -> dict | None:
 def run_plans(plans: list[Planned], log=print) -> list[Planned]:
     """Run each plan unless finished (resuming unfinished or failed ones); returns the plans that failed.
     A failure is written to the run's failed.json and the sweep goes on with the next run."""
-    from distill.io import write_text
-    from distill.run import config_difference, run_experiment
+    from distill.lab import run as runner  # the training stack, only when a sweep really runs
 
     failed = []
     for i, p in enumerate(plans, 1):
-        state = p.state
-        if state == "finished":
+        if p.state == FINISHED:
             diff = config_difference(p.config, p.out) if (p.out / "config.yaml").exists() else []
             if diff:
                 # Skipping it would put a result of another config in the table; redoing it would destroy one.
@@ -152,10 +139,10 @@ def run_plans(plans: list[Planned], log=print) -> list[Planned]:
             log(f"[{i}/{len(plans)}] {p.variant} seed {p.seed}: finished earlier ({p.out})")
             continue
         (p.out / "failed.json").unlink(missing_ok=True)
-        resume = state in ("unfinished", "failed")
+        resume = started(p.out)
         log(f"[{i}/{len(plans)}] == {p.variant} seed {p.seed} -> {p.out}" + (" (resuming)" if resume else ""))
         try:
-            run_experiment(p.config, p.out, resume=resume, labels={"variant": p.variant, **p.settings}, log=log)
+            runner.run_experiment(p.config, p.out, resume=resume, labels={"variant": p.variant, **p.settings}, log=log)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one bad run must not stop the rest of a long sweep

@@ -1,0 +1,143 @@
+"""One experiment run, from config to a self-describing run folder.
+
+config -> checks (before the folder exists) -> data + teacher + student (the workflow) -> stages -> evaluation
+-> artifacts. The workflow is task distillation (`task.py`) or, when every stage reads the unlabelled corpus,
+general distillation (`general.py`); this spine is the same for both."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch import nn
+
+from distill.checkpoint import Checkpointer, Progress
+from distill.config import ConfigError, ExperimentConfig, dump_yaml
+from distill.io import write_json, write_text
+from distill.lab.general import GeneralWorkflow
+from distill.lab.preflight import plan_run
+from distill.lab.run_folder import check_can_start
+from distill.lab.summary import hparams, summary_text
+from distill.lab.task import TaskWorkflow
+from distill.provenance import device_info, git_state, library_versions
+from distill.stage import Session, stage_inputs
+from distill.trainer import DistillModule, train_stage
+from students import export_student
+
+
+def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
+    precision = cfg.train.precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not cfg.train.cpu \
+            else "no"
+    # Different stages train different parameters (the classifier, the projections): DDP must allow it.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # split_batches: `batch_size` is the global batch, cut across processes, so one config gives the same
+    # optimisation (and resumes) on any number of processes.
+    # Without a GPU, accelerate treats several launched processes as distributed CPU (gloo) only with cpu=True.
+    cpu = cfg.train.cpu or not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=precision, cpu=cpu, kwargs_handlers=[ddp],
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    n = accelerator.num_processes
+    batches = [(f"stages.{i}.batch_size", st.batch_size) for i, st in enumerate(cfg.stages)]
+    batches += [("train.eval_batch_size", cfg.train.eval_batch_size)]
+    if cfg.teacher.finetune is not None:
+        batches.append(("teacher.finetune.batch_size", cfg.teacher.finetune.batch_size))
+    for key, size in batches:
+        if size % n:
+            raise ConfigError(f"`{key}` = {size} is the global batch and must divide evenly over the {n} "
+                              f"processes; use a multiple of {n}")
+    return accelerator
+
+
+def make_projections(mode: str, s_hidden: int, t_hidden: int, needed: bool) -> nn.ModuleDict:
+    if not needed or s_hidden == t_hidden or mode == "none":
+        return nn.ModuleDict()
+    if mode == "shared":
+        return nn.ModuleDict({"shared": nn.Linear(s_hidden, t_hidden)})
+    return nn.ModuleDict({"hidden": nn.Linear(s_hidden, t_hidden), "embedding": nn.Linear(s_hidden, t_hidden)})
+
+
+def workflow_for(cfg: ExperimentConfig):
+    """General distillation when every stage trains on the unlabelled corpus, else task distillation."""
+    corpus = [st.data == "corpus" for st in cfg.stages]
+    if any(corpus) and not all(corpus):
+        raise ConfigError("stages mix `data: corpus` with task data; run general distillation as its own "
+                          "experiment and name its student folder as the task config's `student.init`")
+    return GeneralWorkflow if all(corpus) else TaskWorkflow
+
+
+def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False, on_step=None, log=print,
+                   labels: dict | None = None) -> dict:
+    """Run `cfg` into the folder `out`. `labels` (a sweep's variant name and grid point) go into run.json and
+    the TensorBoard hparams so that reports and TensorBoard can tell runs apart."""
+    out, labels = Path(out), labels or {}
+    # Everything that can be checked without training is checked before the run folder is touched.
+    check_can_start(cfg, out, resume)
+    kind = workflow_for(cfg)
+    plan = plan_run(cfg)
+    workflow = kind(cfg, plan)
+    start = time.perf_counter()
+    accelerator = make_accelerator(cfg)
+    main = accelerator.is_main_process
+    say = log if main else (lambda *_: None)
+    set_seed(cfg.seed)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.yaml", dump_yaml(cfg))
+        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, **labels, "git": git_state(),
+                                      "libraries": library_versions(), **device_info(accelerator.device),
+                                      "processes": accelerator.num_processes,
+                                      "mixed_precision": accelerator.mixed_precision, "resumed": resume})
+    teacher, student, datasets = workflow.build(accelerator, say)
+    if cfg.train.dropout is not None:
+        for m in student.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = cfg.train.dropout
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
+    if half is not None:
+        # The frozen teacher only infers: held in half precision it takes half the memory and no autocast
+        # casts per step. Cast only now, after the student has copied any teacher layers in full precision.
+        teacher.to(half)
+    needs_proj = any(o.needs_hidden for o in plan.objectives)
+    module = DistillModule(student, make_projections(cfg.train.projection, *plan.widths, needs_proj))
+    ckpt = Checkpointer(out / "checkpoints")
+    progress = Progress()
+    if resume and ckpt.exists():
+        progress = ckpt.load_progress()
+        module.load_state_dict(ckpt.load_model_state())
+        say(f"resuming at stage {progress.stage + 1}, epoch {progress.epoch + 1}, batch {progress.batches_done}")
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+    session = Session(accelerator, cfg.train, ckpt, writer, on_step)
+    stages = [stage_inputs(st, obj, datasets, workflow.task, teacher, cfg.seed, plan.depths, plan.tokenizer)
+              for st, obj in zip(cfg.stages, plan.objectives, strict=True)]
+    before = workflow.before(session, module, stages, out)
+    for i, stage in enumerate(stages):
+        if i < progress.stage:
+            continue
+        if progress.epoch == 0 and progress.batches_done == 0 and ckpt.best.exists():
+            ckpt.best.unlink()  # the previous stage's best is not this stage's
+        st = stage.config
+        say(f"stage {i + 1}/{len(stages)} {st.name!r}: losses {dict(st.losses)}, layer map {stage.ctx.pairs}, "
+            f"{st.epochs} epochs")
+        train_stage(session, module, stage, progress)
+        progress = Progress(stage=i + 1, history=progress.history)
+        if main:
+            ckpt.save(module.state_dict(), progress)
+        accelerator.wait_for_everyone()
+    metrics = workflow.finish(session, module, stages, progress.history, before, lambda: time.perf_counter() - start)
+    if main:
+        export_student(student, out / "student", plan.tokenizer)
+        write_json(out / "metrics.json", metrics)
+        hparams(writer, cfg, metrics, labels)
+        writer.close()
+        say(summary_text(metrics, out))
+    accelerator.wait_for_everyone()
+    return metrics

@@ -1,0 +1,88 @@
+"""Task distillation: a fine-tuned teacher, a student for the task's labels, stages on the task's training
+set or its augmented copies, judged by dev and test metrics.
+
+Constructing a `TaskWorkflow` reads and checks the task data and the augmentation resources (before the run
+folder exists); `build` tokenises, builds or reuses the augmented set, the fine-tuned teacher and the
+teacher-logit caches, and the student; `finish` evaluates and summarises."""
+
+from __future__ import annotations
+
+import time
+
+from accelerate.utils import set_seed
+
+from distill.batching import EncodedDataset
+from distill.config import ExperimentConfig
+from distill.lab.preflight import Plan
+from distill.lab.summary import summarise
+from distill.loaders import load_task
+from distill.stage import Session, StageInputs
+from distill.trainer import evaluate_splits
+from students import build_student
+from teachers.finetune import prepare_teacher
+from teachers.logits import cached_logits
+
+
+class TaskWorkflow:
+    def __init__(self, cfg: ExperimentConfig, plan: Plan):
+        self.cfg, self.plan = cfg, plan
+        self.task = load_task(cfg.task)
+        self.teacher_info: dict = {}
+        self.datasets: dict = {}
+        if any(st.data == "augmented" for st in cfg.stages):
+            from augment.runner import augmented_path, check_sources
+
+            if not augmented_path(cfg, self.task).exists():
+                check_sources(cfg.augment)
+
+    def build(self, accelerator, say):
+        """(teacher, student, datasets by split name)."""
+        cfg, task, tokenizer = self.cfg, self.task, self.plan.tokenizer
+        datasets = {split: EncodedDataset(exs, tokenizer, cfg.task.max_length, task.is_regression)
+                    for split, exs in task.splits.items()}
+        if any(st.data == "augmented" for st in cfg.stages):
+            from augment.runner import build_in_processes, read_augmented
+
+            path = build_in_processes(cfg, task, accelerator, say)
+            examples = read_augmented(path)
+            say(f"augmented training set: {len(examples)} examples from {path}")
+            datasets["augmented"] = EncodedDataset(examples, tokenizer, cfg.task.max_length, task.is_regression)
+        say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
+        teacher, self.teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
+        set_seed(cfg.seed)
+        texts = [t for split in ("train", "augmented") if split in datasets
+                 for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
+        student = build_student(cfg.student, teacher, cfg.seed, texts, task.is_pair)
+        if hasattr(student, "vocab"):
+            for ds in datasets.values():
+                ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
+            say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
+                f"pre-trained vectors")
+        for stage, objective in zip(cfg.stages, self.plan.objectives, strict=True):
+            if objective.uses_teacher and not (objective.needs_hidden or objective.needs_attention):
+                for ds in (datasets[stage.data], datasets["dev"]):
+                    if ds.teacher_logits is None:
+                        ds.teacher_logits = cached_logits(teacher, self.teacher_info["key"], ds, accelerator,
+                                                          cfg.train, say)
+        self.datasets = datasets
+        return teacher, student, datasets
+
+    def before(self, session: Session, module, stages: list[StageInputs], out) -> None:
+        return None  # judged by task metrics after training, not by held-out losses before it
+
+    def finish(self, session: Session, module, stages: list[StageInputs], history: list[dict], before,
+               seconds) -> dict:
+        cfg, task, info = self.cfg, self.task, self.teacher_info
+        t0 = time.perf_counter()
+        results = evaluate_splits(session.accelerator, module.student, task, self.datasets, cfg.train)
+        # Inference speed on the run's own device and eval batch size: the report's "speed" column.
+        speed = sum(len(self.datasets[s]) for s in results) / (time.perf_counter() - t0)
+        main = task.main_metric
+        t_dev, s_dev = (info.get("dev") or {}).get(main), results.get("dev", {}).get(main)
+        return summarise(
+            cfg, stages[0].teacher, module.student, cfg.task.max_length, history, seconds(),
+            head={"task": task.name, "main_metric": main},
+            teacher_facts={"dev": info.get("dev"), "test": info.get("test"), "source": info.get("source"),
+                           "cache_key": info.get("key")},
+            student_facts={**results, "eval_examples_per_s": round(speed, 1)},
+            dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)

@@ -1,0 +1,61 @@
+"""A stage's inputs as one object, and the session that every stage of a run shares.
+
+`StageInputs` is what one stage trains on and against (its config, objective, layer pairs, data, teacher,
+seed and input masking); `Session` is where it trains and what it leaves behind (accelerator, settings,
+checkpoints, TensorBoard, a per-step hook). Teacher fine-tuning, task distillation and general distillation
+all build these two and call the same `train_stage`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from accelerate import Accelerator
+from torch import nn
+
+from distill.batching import MlmMasking
+from distill.checkpoint import Checkpointer
+from distill.config import StageConfig, TrainConfig
+from distill.layer_map import layer_map
+from distill.losses import LossContext
+from distill.objective import Objective
+from distill.tasks import TaskData
+
+
+@dataclass
+class Session:
+    accelerator: Accelerator
+    train: TrainConfig
+    ckpt: Checkpointer
+    writer: Any = None  # a SummaryWriter on the main process, else None
+    on_step: Callable[[str, int], None] | None = None
+
+
+@dataclass
+class StageInputs:
+    config: StageConfig
+    objective: Objective
+    ctx: LossContext
+    data: Any  # the training dataset (task split, augmented set or corpus)
+    dev: Any
+    task: TaskData | None  # None: corpus text (general distillation), judged by held-out losses only
+    teacher: nn.Module | None
+    seed: int
+    mlm: MlmMasking | None = None
+
+    @property
+    def select(self) -> str:
+        """Which epoch the stage keeps: its best dev metric when it trains the logits on a task, else the last."""
+        if self.task is None:
+            return "last"
+        return self.config.select or ("metric" if self.objective.trains_logits else "last")
+
+
+def stage_inputs(config: StageConfig, objective: Objective, datasets: dict, task: TaskData | None,
+                 teacher: nn.Module | None, seed: int, depths: tuple[int, int], tokenizer) -> StageInputs:
+    """The inputs of a distillation stage; `depths` = (student layers, teacher layers) for its layer map."""
+    pairs = layer_map(config.layer_map, *depths) if objective.needs_hidden or objective.needs_attention else []
+    mlm = MlmMasking.for_tokenizer(tokenizer, seed) if config.mlm_masking else None
+    return StageInputs(config, objective, LossContext(pairs, task is not None and task.is_regression),
+                       datasets[config.data], datasets["dev"], task, teacher, seed, mlm)
