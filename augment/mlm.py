@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 
 from distill.batching import pad_ids
-from teachers.load import load_masked_lm as load_bert_mlm
-from teachers.load import load_tokenizer
+from teachers.load import load_bert_mlm, load_tokenizer
 from teachers.mlm_adapt import ensure_adapted
 
 

@@ -117,7 +117,7 @@ def random_bert(shape: RandomBertConfig, tokenizer, labels: list[str] | None, se
     return BertForSequenceClassification(config)
 
 
-def load_masked_lm(source: str, need_head: bool) -> BertForMaskedLM:
+def load_bert_mlm(source: str, need_head: bool) -> BertForMaskedLM:
     """A pre-trained BERT with its masked-LM head (general distillation's teacher, augmentation's masked LM);
     `need_head`: refuse a checkpoint without one (its logits would come from a random head)."""
     try:

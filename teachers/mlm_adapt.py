@@ -19,7 +19,7 @@ from distill.batching import pad_ids
 from distill.io import atomic_dir, write_json
 from distill.mlm_masking import mask_tokens
 from distill.resources import ADAPT_SETTINGS, adapted_encoder, adapted_folder
-from teachers.load import load_masked_lm, load_tokenizer
+from teachers.load import load_bert_mlm, load_tokenizer
 
 # Seconds one adaptation step takes on 2 CPU cores (MiniLM-L6, batch 32 x 64 tokens), for the announcement.
 _CPU_STEP_SECONDS = 1.3
@@ -59,7 +59,7 @@ def adapt_encoder(encoder: str, texts: list[str], out: str | Path, steps: int = 
     """Fine-tune `encoder` with a new MLM head on `texts`; writes a BertForMaskedLM folder atomically
     (with the held-out top-1 accuracy at masked positions when `heldout` texts are given)."""
     tok = load_tokenizer(encoder)
-    model = load_masked_lm(encoder, need_head=False)
+    model = load_bert_mlm(encoder, need_head=False)
     model.train()
     enc = tok(texts, truncation=True, max_length=max_length)["input_ids"]
     gen = torch.Generator().manual_seed(seed)

@@ -17,6 +17,7 @@ def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list
            num_shards: int | None, shard_index: int | None) -> int:
     from distill.config import ConfigError, check_shard
     from distill.lab.report import ReportError, build, to_markdown
+    from distill.lab.run_folder import FINISHED
     from distill.lab.sweep import expand, parse_grid, reference_variant, run_plans, shard, write_plan
 
     if out and len(configs) > 1:
@@ -38,13 +39,13 @@ def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list
         print(f"{config}: {len(plans)} runs under {root}" + (f", shard {shard_index} of {num_shards}: {len(mine)}"
                                                               if num_shards else ""))
         failed += run_plans(mine)
-        if all(p.state == "finished" for p in plans):
+        if all(p.state == FINISHED for p in plans):
             try:
                 print("\n" + to_markdown(build(root)))
             except ReportError as e:
                 print(f"(no table: {e})")
         else:
-            print(f"{sum(p.state == 'finished' for p in plans)}/{len(plans)} runs of {root} finished; "
+            print(f"{sum(p.state == FINISHED for p in plans)}/{len(plans)} runs of {root} finished; "
                   f"`distill report {root}` lists the rest")
         print(f"compare runs: tensorboard --logdir {root}")
     if failed:

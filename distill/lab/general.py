@@ -18,7 +18,7 @@ from distill.lab.summary import summarise
 from distill.stage import Session, StageInputs
 from distill.trainer import evaluate, make_loader
 from students import build_student
-from teachers.load import load_masked_lm
+from teachers.load import load_bert_mlm
 from teachers.mlm_adapt import ensure_adapted
 
 
@@ -35,7 +35,7 @@ class GeneralWorkflow:
     def build(self, accelerator, say):
         cfg, tokenizer = self.cfg, self.plan.tokenizer
         need_head = any(t.info.uses_teacher and t.info.trains_logits for o in self.plan.objectives for t in o.terms)
-        teacher = load_masked_lm(ensure_adapted(cfg.teacher.checkpoint, say), need_head)
+        teacher = load_bert_mlm(ensure_adapted(cfg.teacher.checkpoint, say), need_head)
         teacher.eval().requires_grad_(False)
         student = build_student(cfg.student, teacher, cfg.seed, masked_lm=True)
         folder = pack_corpus(cfg.corpus, tokenizer, say)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from distill.errors import DistillError
 from distill.io import read_json, write_json, write_text
-from distill.lab.run_folder import run_state
+from distill.lab.run_folder import FAILED, FINISHED, MISSING, UNFINISHED, run_state
 from distill.lab.sweep import read_plan
 
 
@@ -61,16 +61,16 @@ def discover(root: str | Path) -> list[RunRecord]:
         seed = run.get("seed", int(seeded.group(1)) if seeded else None)
         state = run_state(folder)
         rec = RunRecord(folder, variant, seed, state)
-        if state == "finished":
+        if state == FINISHED:
             rec.metrics = read_json(folder / "metrics.json")
-        elif state == "failed":
+        elif state == FAILED:
             rec.error = read_json(folder / "failed.json").get("error")
         records[folder.resolve()] = rec
     plan = read_plan(root)
     for p in (plan or {}).get("runs", []):
         folder = root / p["folder"]
         if folder.resolve() not in records:
-            records[folder.resolve()] = RunRecord(folder, p["variant"], p["seed"], "missing")
+            records[folder.resolve()] = RunRecord(folder, p["variant"], p["seed"], MISSING)
     if not records:
         raise ReportError(f"{root}: no run folders (run.json) found; run `distill sweep` first")
     return list(records.values())
@@ -126,14 +126,14 @@ def build(root: str | Path, reference: str | None = None) -> Report:
         if variant not in order:
             order.append(variant)
     rows = {name: VariantRow(name) for name in order}
-    finished = [r for r in records if r.state == "finished"]
+    finished = [r for r in records if r.state == FINISHED]
     columns: list[str] = []
     for r in finished:
         columns += [c for c in run_values(r.metrics) if c not in columns]
     for r in records:
         row = rows[r.variant]
         row.planned += 1
-        if r.state != "finished":
+        if r.state != FINISHED:
             continue
         row.finished += 1
         vals = run_values(r.metrics)
@@ -157,7 +157,7 @@ def build(root: str | Path, reference: str | None = None) -> Report:
                    "values": {f"{split} {k}": v for split in ("dev", "test") for k, v in (t.get(split) or {}).items()
                               if not k.startswith("loss/")}}
     return Report(columns, main_columns(first) if first else [], reference, list(rows.values()), teacher,
-                  [r for r in records if r.state != "finished"], lower_is_better=bool(first and first.get("general")))
+                  [r for r in records if r.state != FINISHED], lower_is_better=bool(first and first.get("general")))
 
 
 # ---------------------------------------------------------------- formats
@@ -207,8 +207,8 @@ def table_rows(rep: Report, pm: str = " ± ") -> list[list[str]]:
 def problems_text(rep: Report) -> list[str]:
     out = []
     for r in sorted(rep.problems, key=lambda r: (r.variant, r.seed or 0)):
-        why = {"missing": "never started", "unfinished": "unfinished (resume with `distill sweep`)",
-               "failed": f"failed: {r.error}"}[r.state]
+        why = {MISSING: "never started", UNFINISHED: "unfinished (resume with `distill sweep`)",
+               FAILED: f"failed: {r.error}"}[r.state]
         out.append(f"{r.variant} seed {r.seed}: {why} ({r.folder})")
     return out
 
@@ -343,7 +343,7 @@ def plot_curves(rep: Report, records: list[RunRecord], path: Path) -> Path | Non
 
     per_variant: dict[str, list[dict]] = {}
     for r in records:
-        if r.state == "finished":
+        if r.state == FINISHED:
             per_variant.setdefault(r.variant, []).append(read_curves(r.folder))
     metric = rep.main[0].split(" ", 1)[1] if rep.main and not rep.lower_is_better else None
     tags = curve_panels(per_variant, metric)
