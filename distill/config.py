@@ -469,8 +469,13 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
         raise ConfigError(f"{src}: `task.text_columns` must name one or two columns")
 
 
-def check_shard(num_shards: int, index: int) -> None:
-    """Work split over `num_shards` processes (augmentation parts, sweep runs): `index` must name one of them."""
+def check_shard(num_shards: int | None, index: int | None) -> None:
+    """Work split over `num_shards` processes (augmentation parts, sweep runs): `index` must name one of them;
+    both absent means no split."""
+    if (num_shards is None) != (index is None):
+        raise ConfigError("--num-shards and --shard-index go together")
+    if num_shards is None:
+        return
     if num_shards < 1 or not 0 <= index < num_shards:
         raise ConfigError(f"--shard-index {index} of --num-shards {num_shards}: expected 0 <= index < num_shards")
 

@@ -22,10 +22,7 @@ def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list
 
     if out and len(configs) > 1:
         raise ConfigError("--out names one experiment's folder; give one config with it")
-    if (num_shards is None) != (shard_index is None):
-        raise ConfigError("--num-shards and --shard-index go together")
-    if num_shards is not None:
-        check_shard(num_shards, shard_index)
+    check_shard(num_shards, shard_index)
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     except ValueError:
@@ -130,14 +127,11 @@ def cmd_augment(args: argparse.Namespace) -> int:
     import shutil
 
     from augment.runner import build_augmented, build_in_processes, stats
-    from distill.config import ConfigError, check_shard, load_config
+    from distill.config import check_shard, load_config
     from distill.io import atomic_path
     from distill.loaders import load_task
 
-    if (args.num_shards is None) != (args.shard_index is None):
-        raise ConfigError("--num-shards and --shard-index go together")
-    if args.num_shards is not None:
-        check_shard(args.num_shards, args.shard_index)
+    check_shard(args.num_shards, args.shard_index)
     cfg = load_config(args.config, args.set)
     task = load_task(cfg.task)
     if args.num_shards is not None:
