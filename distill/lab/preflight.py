@@ -19,7 +19,6 @@ from teachers.load import load_bert_config, load_tokenizer, random_bert_config
 @dataclass
 class Plan:
     tokenizer: object
-    teacher_config: BertConfig
     objectives: list[Objective]
     depths: tuple[int, int]  # (student layers, teacher layers), for layer maps
     widths: tuple[int, int]  # (student width, teacher width), for projections
@@ -62,4 +61,4 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
         if obj.needs_hidden and s_hidden != tc.hidden_size and cfg.train.projection == "none":
             raise ConfigError(f"{where}: hidden/embedding losses with student width {s_hidden} and teacher width "
                               f"{tc.hidden_size} need a projection, but train.projection is `none`")
-    return Plan(tokenizer, tc, objectives, (s_layers, tc.num_hidden_layers), (s_hidden, tc.hidden_size))
+    return Plan(tokenizer, objectives, (s_layers, tc.num_hidden_layers), (s_hidden, tc.hidden_size))
