@@ -46,6 +46,16 @@ class RandomBertConfig:
 
 
 @dataclass
+class TeacherGateConfig:
+    """Before any distillation stage the teacher must beat the majority-class baseline on the dev set by `margin`
+    (in the task's main metric; regression: a correlation above `margin`), and no class may take
+    `max_class_share` or more of its dev predictions."""
+
+    margin: float = 0.01
+    max_class_share: float = 0.99
+
+
+@dataclass
 class TeacherConfig:
     # A local folder, a hub name (bert-base-uncased), `packaged:all-minilm-l6-v2`, or `random`.
     checkpoint: str = "packaged:all-minilm-l6-v2"
@@ -55,6 +65,11 @@ class TeacherConfig:
     # None: the checkpoint is used as it is (already fine-tuned on the task, or pre-trained for general
     # distillation).
     finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
+    # The task's label names in the order of the checkpoint's classifier rows, for a head used as it is whose
+    # names are generic (LABEL_0...) or differ from the task's; otherwise rows are matched to labels by name.
+    label_order: list[str] | None = None
+    # null: no check (a random teacher in smoke tests).
+    gate: TeacherGateConfig | None = field(default_factory=TeacherGateConfig)
 
 
 @dataclass
@@ -172,7 +187,9 @@ class StageConfig:
     lr: float = 5.0e-5
     batch_size: int = 32
     warmup: float = 0.1
-    weight_decay: float = 0.01
+    # Decoupled (AdamW) decay on matrices; null: 0.01 for AdamW, 0 for Adadelta. Adadelta would apply decay as a
+    # coupled L2 gradient that its per-parameter normalisation turns into full-size steps, so it is refused there.
+    weight_decay: float | None = None
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     layer_map: str | list[list[int]] = "uniform"
@@ -185,8 +202,9 @@ class StageConfig:
     # BERT's 15% / 80-10-10 masking of the inputs (DistilBERT's losses need it); teacher and student
     # see the same masked input.
     mlm_masking: bool = False
-    # Adadelta is Tang et al.'s choice for the BiLSTM (use lr 1.0 with it).
+    # Adadelta is Tang et al.'s choice for the BiLSTM (use lr 1.0 with it; rho 0.95 as their code).
     optimizer: Literal["adamw", "adadelta"] = "adamw"
+    rho: float = 0.95
     schedule: Literal["linear", "constant"] = "linear"
 
 
@@ -441,6 +459,12 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
         for key in ("epochs", "batch_size", "grad_accum"):
             if getattr(stage, key) < 1:
                 raise ConfigError(f"{src}: `stages.{i}.{key}` = {getattr(stage, key)}: must be >= 1")
+        if stage.optimizer == "adadelta" and stage.weight_decay:
+            raise ConfigError(f"{src}: `stages.{i}.weight_decay` = {stage.weight_decay} with optimizer adadelta: "
+                              "Adadelta applies decay as a coupled L2 gradient that its normalisation turns into "
+                              "full-size steps (it erases rarely seen word vectors); use 0, or optimizer adamw")
+        if not 0.0 < stage.rho < 1.0:
+            raise ConfigError(f"{src}: `stages.{i}.rho` = {stage.rho}: expected a number in (0, 1)")
     if cfg.teacher.checkpoint == "random" and (cfg.teacher.random is None or cfg.teacher.tokenizer is None):
         raise ConfigError(f"{src}: `teacher.checkpoint: random` needs `teacher.random` and `teacher.tokenizer`")
     if cfg.task.source in ("glue", "csv") and not cfg.task.path:

@@ -23,7 +23,7 @@ from distill import metrics as task_metrics
 from distill.adaptor import Record, forward_record, set_attention
 from distill.batching import EncodedDataset, LengthGroupedBatches, MlmMasking, PadCollator
 from distill.checkpoint import Checkpointer, Progress
-from distill.config import TrainConfig
+from distill.config import StageConfig, TrainConfig
 from distill.errors import DistillError
 from distill.losses import LossContext
 from distill.objective import Objective
@@ -155,7 +155,7 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
         set_attention(m, objective.needs_attention)
     train_dl, sampler = make_loader(stage.data, st.batch_size, stage.seed, True, cfg, stage.mlm)
     dev_dl, _ = make_loader(stage.dev, cfg.eval_batch_size, stage.seed, False, cfg, stage.mlm)
-    optimizer = make_optimizer(module, st.optimizer, st.lr, st.weight_decay)
+    optimizer = make_optimizer(module, st)
     clip = module.clip_parameters()
     model, optimizer, train_dl, dev_dl = acc.prepare(module, optimizer, train_dl, dev_dl)
     total = max(1, len(train_dl) // st.grad_accum) * st.epochs
@@ -237,12 +237,16 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
     acc.free_memory()
 
 
-def make_optimizer(module: nn.Module, kind: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW or Adadelta over the trainable parameters; decay on matrices only (not biases and norms)."""
+def make_optimizer(module: nn.Module, stage: StageConfig) -> torch.optim.Optimizer:
+    """The stage's optimiser over the trainable parameters. AdamW: decoupled decay on matrices only (not biases
+    and norms). Adadelta (Tang et al.): no decay, the config refuses any."""
     trainable = [p for p in module.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trainable if p.ndim > 1], "weight_decay": weight_decay},
+    if stage.optimizer == "adadelta":
+        return torch.optim.Adadelta(trainable, lr=stage.lr, rho=stage.rho, weight_decay=0.0)
+    decay = 0.01 if stage.weight_decay is None else stage.weight_decay
+    groups = [{"params": [p for p in trainable if p.ndim > 1], "weight_decay": decay},
               {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0}]
-    return (torch.optim.AdamW if kind == "adamw" else torch.optim.Adadelta)(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=stage.lr)
 
 
 def _guard(bad: torch.Tensor, tag: str, epoch: int, progress: Progress, parts: dict, ckpt: Checkpointer) -> None:

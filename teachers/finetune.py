@@ -54,8 +54,9 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     """The fine-tuned teacher (eval mode, on the accelerator's device) and its metrics record."""
     t = cfg.teacher
     if t.finetune is None:
-        model = load_classifier(t.checkpoint, task.labels, require_head=True)
-        key = content_key({"checkpoint": source_identity(t.checkpoint), "labels": task.labels})
+        model = load_classifier(t.checkpoint, task.labels, require_head=True, label_order=t.label_order)
+        key = content_key({"checkpoint": source_identity(t.checkpoint), "labels": task.labels,
+                           "label_order": t.label_order})
         info = {"source": t.checkpoint, "finetuned_here": False, "key": key}
         info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
         return _ready(model, accelerator), info
@@ -72,7 +73,7 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     if t.checkpoint == "random":
         model = random_bert(t.random, tokenizer, task.labels, t.finetune.seed)
     else:
-        model = load_classifier(t.checkpoint, task.labels)
+        model = load_classifier(t.checkpoint, task.labels, label_order=t.label_order)
     work = Checkpointer(folder.parent / f"{key}.work")
     module = DistillModule(model)
     progress = Progress()

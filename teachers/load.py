@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import torch
@@ -83,10 +84,17 @@ def _label_config(config: BertConfig, labels: list[str] | None) -> BertConfig:
     return config
 
 
-def load_classifier(source: str, labels: list[str] | None, require_head: bool = False):
+def load_classifier(source: str, labels: list[str] | None, require_head: bool = False,
+                    label_order: list[str] | None = None):
     """A BertForSequenceClassification from a checkpoint; `require_head`: the checkpoint must already
-    carry a trained classifier for this label set (a fine-tuned teacher used as it is)."""
-    config = _label_config(load_bert_config(source), labels)
+    carry a trained classifier for this label set (a fine-tuned teacher used as it is).
+
+    A classifier the checkpoint carries is read by label NAME: its rows are reordered into the task's label
+    order (an MNLI checkpoint saved in Hugging Face's order entailment, neutral, contradiction serves a task in
+    GLUE's order). `label_order` names the task's labels in the checkpoint's row order, for checkpoints whose
+    names are generic (LABEL_0...) or differ from the task's."""
+    own = load_bert_config(source)
+    config = _label_config(own, labels)
     try:
         model, info = BertForSequenceClassification.from_pretrained(
             resolve(source), config=config, attn_implementation="sdpa", output_loading_info=True)
@@ -98,7 +106,37 @@ def load_classifier(source: str, labels: list[str] | None, require_head: bool = 
     if require_head and missing:
         raise CheckpointError(f"{source!r} has no classification head ({missing}); it is not fine-tuned on the "
                               "task: set `teacher.finetune` to fine-tune it first")
+    if labels is not None and not missing:
+        rows = label_rows(source, [own.id2label[i] for i in range(len(own.id2label))], labels, label_order,
+                          strict=require_head)
+        if rows != list(range(len(labels))):
+            with torch.no_grad():
+                model.classifier.weight.copy_(model.classifier.weight[rows].clone())
+                model.classifier.bias.copy_(model.classifier.bias[rows].clone())
     return model
+
+
+def label_rows(source: str, names: list[str], labels: list[str], label_order: list[str] | None,
+               strict: bool) -> list[int]:
+    """rows[k]: the classifier row that scores the task's label k. `strict`: refuse what cannot be matched by
+    name (a head used as it is); otherwise keep the rows as they are (a head about to be fine-tuned)."""
+    if label_order is not None:
+        if sorted(label_order) != sorted(labels):
+            raise CheckpointError(f"teacher.label_order = {label_order}: expected the task's labels {labels} "
+                                  f"in the order of {source!r}'s classifier rows")
+        return [label_order.index(label) for label in labels]
+    if len(names) != len(labels):
+        return list(range(len(labels)))
+    given = [n.lower() for n in names]
+    if sorted(given) == sorted(label.lower() for label in labels):
+        return [given.index(label.lower()) for label in labels]
+    if not strict:
+        return list(range(len(labels)))
+    generic = all(re.fullmatch(r"label_\d+", n) for n in given)
+    why = ("names its classes only generically" if generic else "names its classes differently from the task")
+    raise CheckpointError(f"{source!r} {why} ({names}; the task's labels: {labels}), so its classifier rows cannot "
+                          "be matched to the task's labels by name; set `teacher.label_order` to the task's labels "
+                          "in the order of the checkpoint's rows")
 
 
 def random_bert_config(shape: RandomBertConfig, vocab_size: int, pad_token_id: int,

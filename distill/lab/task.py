@@ -20,6 +20,7 @@ from distill.stage import Session, StageInputs
 from distill.trainer import evaluate_splits
 from students import build_student
 from teachers.finetune import prepare_teacher
+from teachers.gate import check_teacher
 from teachers.logits import cached_logits
 
 
@@ -49,6 +50,14 @@ class TaskWorkflow:
             datasets["augmented"] = EncodedDataset(examples, tokenizer, cfg.task.max_length, task.is_regression)
         say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
         teacher, self.teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
+        if cfg.teacher.gate is not None:
+            dev_logits = cached_logits(teacher, self.teacher_info["key"], datasets["dev"], accelerator, cfg.train, say)
+            datasets["dev"].teacher_logits = dev_logits
+            gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], datasets["dev"].examples,
+                                 cfg.teacher.gate, cfg.teacher.checkpoint)
+            self.teacher_info["gate"] = gate
+            say(f"teacher gate: dev {task.main_metric} {gate['dev_' + task.main_metric]:.4f} against the "
+                f"majority-class {gate['majority_baseline']:.4f}: passed")
         set_seed(cfg.seed)
         texts = [t for split in ("train", "augmented") if split in datasets
                  for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
@@ -83,6 +92,6 @@ class TaskWorkflow:
             cfg, stages[0].teacher, module.student, cfg.task.max_length, history, seconds(),
             head={"task": task.name, "main_metric": main},
             teacher_facts={"dev": info.get("dev"), "test": info.get("test"), "source": info.get("source"),
-                           "cache_key": info.get("key")},
+                           "cache_key": info.get("key"), "gate": info.get("gate")},
             student_facts={**results, "eval_examples_per_s": round(speed, 1)},
             dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)

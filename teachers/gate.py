@@ -1,0 +1,57 @@
+"""The teacher gate: a teacher that does not beat the majority-class baseline on the dev set stops the run
+before any distillation stage. An un-fine-tuned BERT used as a teacher is the most common cause of
+"distillation does not work"; its logits carry no task knowledge, and no loss can distil what is not there."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from distill import metrics as task_metrics
+from distill.config import TeacherGateConfig
+from distill.errors import DistillError
+from distill.tasks import Example, TaskData
+
+
+class TeacherGateError(DistillError):
+    pass
+
+
+def majority_baseline(task: TaskData, train: list[Example], dev: list[Example]) -> float:
+    """The main metric of predicting the training set's most frequent label for every dev example (regression:
+    its mean score, whose correlation with anything is taken as 0)."""
+    if task.is_regression:
+        return 0.0
+    majority = Counter(ex.label for ex in train).most_common(1)[0][0]
+    logits = np.zeros((len(dev), task.num_labels))
+    logits[:, majority] = 1.0
+    gold = np.array([ex.label for ex in dev])
+    return task_metrics.compute((task.main_metric,), logits, gold, task.num_labels)[task.main_metric]
+
+
+def check_teacher(task: TaskData, dev_logits: np.ndarray, train: list[Example], dev: list[Example],
+                  gate: TeacherGateConfig, source: str) -> dict:
+    """The gate's figures (teacher score, baseline, largest predicted-class share); raises when the teacher
+    fails it."""
+    main = task.main_metric
+    gold = np.array([ex.label for ex in dev])
+    score = task_metrics.compute((main,), dev_logits, gold, task.num_labels)[main]
+    baseline = majority_baseline(task, train, dev)
+    if task.is_regression:
+        share = 1.0 if float(np.std(dev_logits)) == 0.0 else 0.0
+    else:
+        share = float(np.bincount(dev_logits.argmax(-1), minlength=task.num_labels).max() / len(dev))
+    facts = {"dev_" + main: score, "majority_baseline": baseline, "margin": gate.margin,
+             "largest_predicted_share": share}
+    hint = ("Is it fine-tuned on this task? Set `teacher.finetune` to fine-tune it, check `teacher.label_order`, "
+            "or turn the check off with `teacher.gate: null`.")
+    if share >= gate.max_class_share:
+        what = "a constant score" if task.is_regression else f"one class for {share:.1%} of the dev examples"
+        raise TeacherGateError(f"teacher {source!r} predicts {what} (limit `teacher.gate.max_class_share` = "
+                               f"{gate.max_class_share}); its dev {main} is {score:.4f}. {hint}")
+    if not np.isfinite(score) or score < baseline + gate.margin:
+        raise TeacherGateError(f"teacher {source!r} scores dev {main} {score:.4f}, which does not beat the "
+                               f"majority-class baseline {baseline:.4f} by the margin {gate.margin} "
+                               f"(`teacher.gate.margin`). {hint}")
+    return facts

@@ -1,0 +1,172 @@
+"""Deviations from the papers' reference implementations that used to change results silently (issue 12).
+Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from distill.config import ConfigError, StageConfig, from_dict
+
+
+def _stage(**kw) -> StageConfig:
+    return StageConfig(name="s", losses={"hard_ce": 1.0}, **kw)
+
+
+# ---------------------------------------------------------------- 1. Adadelta and weight decay
+
+
+def test_adadelta_stage_leaves_parameters_without_gradient_alone():
+    """Tang et al.: Adadelta, lr 1.0, no decay. A coupled L2 term under Adadelta's per-parameter normalisation
+    moves a parameter with zero data gradient by full-size steps (0.3 -> ~0.12 in 100 steps)."""
+    from distill.trainer import make_optimizer
+
+    module = nn.Linear(4, 3)
+    with torch.no_grad():
+        module.weight.fill_(0.3)
+    opt = make_optimizer(module, _stage(optimizer="adadelta", lr=1.0))
+    for _ in range(100):
+        for p in module.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+    assert torch.equal(module.weight, torch.full((3, 4), 0.3))
+
+
+def test_adadelta_rho_defaults_to_tang_and_is_configurable():
+    from distill.trainer import make_optimizer
+
+    module = nn.Linear(2, 2)
+    assert make_optimizer(module, _stage(optimizer="adadelta", lr=1.0)).defaults["rho"] == 0.95
+    assert make_optimizer(module, _stage(optimizer="adadelta", lr=1.0, rho=0.9)).defaults["rho"] == 0.9
+
+
+def test_adamw_keeps_decoupled_decay_on_matrices_only():
+    from distill.trainer import make_optimizer
+
+    module = nn.Linear(2, 2)
+    groups = make_optimizer(module, _stage()).param_groups
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay[id(module.weight)] == 0.01 and decay[id(module.bias)] == 0.0
+
+
+def test_weight_decay_under_adadelta_is_refused_with_the_key():
+    raw = {"name": "x", "teacher": {}, "student": {},
+           "stages": [{"name": "t", "losses": {"hard_ce": 1.0}, "optimizer": "adadelta", "weight_decay": 0.01}]}
+    with pytest.raises(ConfigError, match=r"stages\.0\.weight_decay.*adadelta"):
+        from_dict(raw)
+    raw["stages"][0]["weight_decay"] = 0.0
+    assert from_dict(raw).stages[0].weight_decay == 0.0
+
+
+# ---------------------------------------------------------------- 2. a teacher's label names
+
+
+GLUE_MNLI = ["contradiction", "entailment", "neutral"]
+HF_MNLI = ["entailment", "neutral", "contradiction"]
+
+
+def _save_head(folder, names: list[str], rows: list[int] | None = None):
+    """A tiny BERT classifier saved with `names` as its id2label; `rows` permutes a fixed head (same seed)."""
+    from transformers import BertForSequenceClassification
+
+    from tests.helpers import tiny_bert_config
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_bert_config(vocab_size=30522, num_labels=3))
+    if rows is not None:
+        with torch.no_grad():
+            model.classifier.weight.copy_(model.classifier.weight[rows].clone())
+            model.classifier.bias.copy_(model.classifier.bias[rows].clone())
+    model.config.id2label = dict(enumerate(names))
+    model.config.label2id = {n: i for i, n in enumerate(names)}
+    model.save_pretrained(folder, safe_serialization=True)
+    return str(folder)
+
+
+def _logits(model) -> torch.Tensor:
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 7592, 2088, 102, 0, 0]])
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+
+
+def test_a_head_saved_in_another_label_order_is_read_by_name(tmp_path):
+    from teachers.load import load_classifier
+
+    glue = _save_head(tmp_path / "glue", GLUE_MNLI)
+    # The same classifier saved in Hugging Face's order: row r scores HF_MNLI[r].
+    hf = _save_head(tmp_path / "hf", HF_MNLI, rows=[GLUE_MNLI.index(n) for n in HF_MNLI])
+    a = load_classifier(glue, GLUE_MNLI, require_head=True)
+    b = load_classifier(hf, GLUE_MNLI, require_head=True)
+    assert torch.allclose(_logits(a), _logits(b), atol=1e-6)
+    assert [b.config.id2label[i] for i in range(3)] == GLUE_MNLI
+
+
+def test_generic_label_names_need_an_explicit_order(tmp_path):
+    from teachers.load import CheckpointError, load_classifier
+
+    glue = _save_head(tmp_path / "glue", GLUE_MNLI)
+    generic = _save_head(tmp_path / "generic", ["LABEL_0", "LABEL_1", "LABEL_2"],
+                         rows=[GLUE_MNLI.index(n) for n in HF_MNLI])
+    with pytest.raises(CheckpointError, match=r"label_order.*|generic"):
+        load_classifier(generic, GLUE_MNLI, require_head=True)
+    ordered = load_classifier(generic, GLUE_MNLI, require_head=True, label_order=HF_MNLI)
+    assert torch.allclose(_logits(ordered), _logits(load_classifier(glue, GLUE_MNLI, require_head=True)), atol=1e-6)
+    with pytest.raises(CheckpointError, match="label_order"):
+        load_classifier(generic, GLUE_MNLI, require_head=True, label_order=["a", "b", "c"])
+
+
+# ---------------------------------------------------------------- 3. the teacher gate
+
+
+def _task(labels=("a", "b", "c"), metrics=("accuracy",)):
+    from distill.tasks import Example, TaskData
+
+    train = [Example(str(i), "t", None, lab) for i, lab in enumerate([0, 0, 0, 1, 2])]  # majority: class 0
+    dev = [Example(f"d{i}", "t", None, lab) for i, lab in enumerate([0, 1, 1, 2, 0, 1])]
+    return TaskData("x", list(labels), metrics, {"train": train, "dev": dev}), train, dev
+
+
+def test_majority_baseline_by_hand():
+    from teachers.gate import majority_baseline
+
+    task, train, dev = _task()
+    assert majority_baseline(task, train, dev) == pytest.approx(2 / 6)  # dev golds equal to 0: 2 of 6
+    task, train, dev = _task(metrics=("macro_f1",))
+    # Predicting 0 everywhere: F1 of class 0 = 2*2 / (2*2 + 4 + 0) = 0.5, classes 1 and 2 score 0.
+    assert majority_baseline(task, train, dev) == pytest.approx(0.5 / 3)
+
+
+def test_gate_refuses_a_teacher_at_the_baseline_and_passes_a_good_one():
+    import numpy as np
+
+    from distill.config import TeacherGateConfig
+    from teachers.gate import TeacherGateError, check_teacher
+
+    task, train, dev = _task()
+    gold = np.array([ex.label for ex in dev])
+    good = np.eye(3)[gold]
+    good[0] = [0, 1, 0]  # 5 of 6 right, classes mixed
+    facts = check_teacher(task, good, train, dev, TeacherGateConfig(), "t")
+    assert facts["dev_accuracy"] == pytest.approx(5 / 6) and facts["majority_baseline"] == pytest.approx(1 / 3)
+    weak = np.eye(3)[[0, 1, 0, 0, 2, 0]]  # accuracy 2/6 = the baseline; classes mixed (share 4/6)
+    with pytest.raises(TeacherGateError, match=r"0\.3333.*majority-class baseline 0\.3333"):
+        check_teacher(task, weak, train, dev, TeacherGateConfig(), "t")
+    collapsed = np.eye(3)[[1] * 6]  # accuracy 3/6 beats the baseline, but one class everywhere
+    with pytest.raises(TeacherGateError, match=r"one class for 100\.0%"):
+        check_teacher(task, collapsed, train, dev, TeacherGateConfig(), "t")
+    check_teacher(task, collapsed, train, dev, TeacherGateConfig(max_class_share=1.01), "t")
+
+
+def test_a_run_with_an_untrained_teacher_stops_before_distilling(tmp_path, capsys):
+    """The smoke config's teacher (a random BERT after one epoch on 256 tweets) predicts one class."""
+    from distill.lab.cli import main
+    from tests.helpers import SMOKE
+
+    out = tmp_path / "run"
+    code = main(["run", str(SMOKE), "--out", str(out), "--set", "teacher.gate={margin: 0.01}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "one class for" in err or "majority-class baseline" in err
+    assert not (out / "student").exists()
