@@ -42,6 +42,9 @@ class Record:
     attention_mask: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attention_scores: tuple[torch.Tensor, ...] | None = None
+    # A masked LM's logits are per token: `token_rows` (batch, seq) marks the positions whose rows they are, in
+    # row-major order. None for a classifier (one row per example).
+    token_rows: torch.Tensor | None = None
 
     def detached(self) -> Record:
         """A copy usable as a loss target outside inference mode, in float32 (a half-precision teacher's
@@ -55,6 +58,7 @@ class Record:
 
         return replace(self, logits=None if self.logits is None else f(self.logits),
                        attention_mask=self.attention_mask.clone(),
+                       token_rows=None if self.token_rows is None else self.token_rows.clone(),
                        hidden_states=c(self.hidden_states), attention_scores=c(self.attention_scores))
 
 
@@ -75,29 +79,34 @@ def mlm_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return model.vocab_projector(x)
 
 
-def _language_model_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool) -> Record:
-    """A masked LM or bare encoder on corpus text. Logits only at the masked positions (batch["mlm_labels"]
-    != -100), in row-major order, so teacher and student rows line up; none without masking or a head."""
+def _language_model_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool,
+                           all_tokens: bool) -> Record:
+    """A masked LM or bare encoder on corpus text. Logits at every non-padding token (`all_tokens`: DistilBERT's
+    soft-target loss) or only at the masked positions (batch["mlm_labels"] != -100; the vocabulary projection is
+    most of an MLM step's cost), in row-major order, so teacher and student rows line up; none without masking
+    or a head."""
     base = getattr(model, "bert", None) or getattr(model, "distilbert", None) or model
     types = {"token_type_ids": batch.get("token_type_ids")} if getattr(base.config, "type_vocab_size", 0) else {}
     out = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **types,
                output_hidden_states=True, output_attentions=need_attention, return_dict=True)
-    logits = None
+    logits = rows = None
     labels = batch.get("mlm_labels")
     if labels is not None and base is not model:
-        logits = mlm_head(model, out.last_hidden_state[labels != -100])
+        rows = batch["attention_mask"].bool() if all_tokens else labels != -100
+        logits = mlm_head(model, out.last_hidden_state[rows])
     return Record(logits=logits, attention_mask=batch["attention_mask"],
                   hidden_states=tuple(out.hidden_states),
-                  attention_scores=tuple(out.attentions) if need_attention else None)
+                  attention_scores=tuple(out.attentions) if need_attention else None, token_rows=rows)
 
 
-def forward_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool) -> Record:
+def forward_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool,
+                   all_tokens: bool = False) -> Record:
     """Run a Hugging Face sequence classifier (or, on corpus text, a masked LM or encoder) and adapt
-    its outputs.
+    its outputs; `all_tokens`: a masked LM's logits at every non-padding token, not only the masked ones.
 
     The model's attention implementation must already be chosen with `set_attention`."""
     if not hasattr(model, "classifier"):
-        return _language_model_record(model, batch, need_hidden, need_attention)
+        return _language_model_record(model, batch, need_hidden, need_attention, all_tokens)
     # DistilBERT has no token types.
     types = {"token_type_ids": batch.get("token_type_ids")} if getattr(model.config, "type_vocab_size", 0) else {}
     out = model(

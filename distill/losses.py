@@ -145,26 +145,42 @@ def _no_regression(ctx: LossContext, name: str) -> None:
         raise LossError(f"{name} needs class probabilities; for a regression task use logits_mse")
 
 
+def _token_rows(s: Record, t: Record, batch: dict, positions: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both models' logits, restricted to the masked positions when `positions` is `masked` and the logits are a
+    masked LM's per-token rows (classifier logits, one row per example, are returned as they are)."""
+    if positions not in ("all", "masked"):
+        raise LossError(f"positions={positions!r}; expected all (every non-padding token, DistilBERT's reference) "
+                        "or masked (its --restrict_ce_to_mask)")
+    if s.token_rows is None or positions == "all":
+        return s.logits, t.logits
+    masked = batch["mlm_labels"][s.token_rows] != -100
+    return s.logits[masked], t.logits[masked]
+
+
 @register_loss("kl_div", trains_logits=True)
 def kl_div(s: Record, t: Record, batch: dict, ctx: LossContext, *, temperature: float = 1.0,
-           t2: bool = True) -> torch.Tensor:
-    """KL(softmax(z_T/t) || softmax(z_S/t)), batch mean, times t^2 when t2 (keeps gradient scale)."""
+           t2: bool = True, positions: str = "all") -> torch.Tensor:
+    """KL(softmax(z_T/t) || softmax(z_S/t)), batch mean, times t^2 when t2 (keeps gradient scale). On a masked
+    LM: one row per non-padding token (`positions: all`, DistilBERT's reference) or per masked token."""
     _no_regression(ctx, "kl_div")
-    log_p_t = F.log_softmax(t.logits.float() / temperature, dim=-1)
-    log_p_s = F.log_softmax(s.logits.float() / temperature, dim=-1)
+    z_s, z_t = _token_rows(s, t, batch, positions)
+    log_p_t = F.log_softmax(z_t.float() / temperature, dim=-1)
+    log_p_s = F.log_softmax(z_s.float() / temperature, dim=-1)
     loss = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
     return loss * temperature**2 if t2 else loss
 
 
 @register_loss("soft_cross_entropy", trains_logits=True)
 def soft_cross_entropy(s: Record, t: Record, batch: dict, ctx: LossContext, *, temperature: float = 1.0,
-                       convention: str = "ce") -> torch.Tensor:
-    """-softmax(z_T/t) . log_softmax(z_S/t); see the module docstring for the conventions."""
+                       convention: str = "ce", positions: str = "all") -> torch.Tensor:
+    """-softmax(z_T/t) . log_softmax(z_S/t); see the module docstring for the conventions (and kl_div for
+    `positions`)."""
     _no_regression(ctx, "soft_cross_entropy")
     if convention == "kl_t2":
-        return kl_div(s, t, batch, ctx, temperature=temperature, t2=True)
-    p_t = F.softmax(t.logits.float() / temperature, dim=-1)
-    per_class = -p_t * F.log_softmax(s.logits.float() / temperature, dim=-1)
+        return kl_div(s, t, batch, ctx, temperature=temperature, t2=True, positions=positions)
+    z_s, z_t = _token_rows(s, t, batch, positions)
+    p_t = F.softmax(z_t.float() / temperature, dim=-1)
+    per_class = -p_t * F.log_softmax(z_s.float() / temperature, dim=-1)
     if convention == "ce":
         return per_class.sum(-1).mean()
     if convention == "tinybert":
@@ -196,11 +212,12 @@ def hard_mse(s: Record, t: Record | None, batch: dict, ctx: LossContext) -> torc
 
 @register_loss("mlm", uses_teacher=False, trains_logits=False)
 def mlm(s: Record, t: Record | None, batch: dict, ctx: LossContext) -> torch.Tensor:
-    """Masked-LM cross-entropy of the student at the masked positions (needs `mlm_masking: true`)."""
+    """Masked-LM cross-entropy of the student at the masked positions (needs `mlm_masking: true`); rows of other
+    tokens, present when a soft-target term needs every token, are ignored."""
     labels = batch.get("mlm_labels")
-    if labels is None or s.logits is None:
+    if labels is None or s.logits is None or s.token_rows is None:
         raise LossError("mlm needs a stage with `mlm_masking: true` and a student with an MLM head")
-    return F.cross_entropy(s.logits.float(), labels[labels != -100])
+    return F.cross_entropy(s.logits.float(), labels[s.token_rows], ignore_index=-100)
 
 
 @register_loss("cosine_hidden", needs=("hidden",))

@@ -34,6 +34,11 @@ class Objective:
         return any("attention" in t.info.needs for t in self.terms)
 
     @property
+    def needs_all_tokens(self) -> bool:
+        """A masked LM's logits at every non-padding token (a soft-target term with `positions: all`)."""
+        return any(t.params.get("positions", t.info.params.get("positions")) == "all" for t in self.terms)
+
+    @property
     def uses_teacher(self) -> bool:
         return any(t.info.uses_teacher for t in self.terms)
 

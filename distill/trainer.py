@@ -47,17 +47,20 @@ class DistillModule(nn.Module):
         self.projections = projections if projections is not None else nn.ModuleDict()
 
     def forward(self, batch: dict, need_hidden: bool = False, need_attention: bool = False,
-                objective: Objective | None = None, teacher: Record | None = None, ctx: LossContext | None = None):
+                objective: Objective | None = None, teacher: Record | None = None, ctx: LossContext | None = None,
+                all_tokens: bool = False):
         """The student's record; with an objective, the loss and its terms instead. Training computes the
         loss inside forward because DistributedDataParallel requires every output to reach the loss."""
-        rec = self._record(batch, need_hidden, need_attention)
+        all_tokens = all_tokens or (objective is not None and objective.needs_all_tokens)
+        rec = self._record(batch, need_hidden, need_attention, all_tokens)
         return rec if objective is None else objective(rec, teacher, batch, ctx)
 
-    def _record(self, batch: dict, need_hidden: bool, need_attention: bool) -> Record:
+    def _record(self, batch: dict, need_hidden: bool, need_attention: bool, all_tokens: bool) -> Record:
         if hasattr(self.student, "record"):  # a student with its own adaptor (the BiLSTM)
             return self.student.record(batch)
         # Projected here, inside forward, so that DistributedDataParallel sees the projections used.
-        return project(forward_record(self.student, batch, need_hidden, need_attention), self.projections)
+        rec = forward_record(self.student, batch, need_hidden, need_attention, all_tokens)
+        return project(rec, self.projections)
 
     def clip_parameters(self) -> list[nn.Parameter]:
         params = self.student.clip_parameters() if hasattr(self.student, "clip_parameters") else \
@@ -83,7 +86,8 @@ def teacher_record(teacher: nn.Module, batch: dict, objective: Objective,
         index = batch["index"].to(cached.device)
         return Record(logits=cached[index].to(batch["input_ids"].device), attention_mask=batch["attention_mask"])
     with torch.inference_mode():
-        rec = forward_record(teacher, batch, objective.needs_hidden, objective.needs_attention)
+        rec = forward_record(teacher, batch, objective.needs_hidden, objective.needs_attention,
+                             objective.needs_all_tokens)
     # Inference tensors cannot be saved for backward; a clone outside inference mode can.
     return rec.detached()
 
@@ -109,7 +113,8 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
     logits, golds, sums, batches = [], [], {}, 0
     use_objective = objective is not None and (objective.uses_teacher or task is None)
     for batch in loader:
-        rec = module(batch, use_objective and objective.needs_hidden, use_objective and objective.needs_attention)
+        rec = module(batch, use_objective and objective.needs_hidden, use_objective and objective.needs_attention,
+                     all_tokens=use_objective and objective.needs_all_tokens)
         if use_objective:
             t = teacher_record(teacher, batch, objective, cached) if objective.uses_teacher else None
             _, parts = objective(rec, t, batch, ctx)

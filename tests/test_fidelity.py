@@ -170,3 +170,67 @@ def test_a_run_with_an_untrained_teacher_stops_before_distilling(tmp_path, capsy
     assert code == 2
     assert "one class for" in err or "majority-class baseline" in err
     assert not (out / "student").exists()
+
+
+# ---------------------------------------------------------------- 5. DistilBERT's soft targets at every token
+
+
+def _lm_batch():
+    ids = torch.tensor([[101, 7, 8, 9, 10, 102], [101, 11, 12, 102, 0, 0]])
+    labels = torch.full_like(ids, -100)
+    labels[0, 2], labels[1, 1] = 8, 11
+    masked = ids.clone()
+    masked[0, 2] = masked[1, 1] = 103
+    return {"input_ids": masked, "attention_mask": (ids != 0).long(), "token_type_ids": torch.zeros_like(ids),
+            "mlm_labels": labels}
+
+
+def _tiny_mlm(seed: int):
+    from transformers import BertForMaskedLM
+
+    from tests.helpers import tiny_bert_config
+
+    torch.manual_seed(seed)
+    return BertForMaskedLM(tiny_bert_config(vocab_size=120)).eval()
+
+
+def test_soft_targets_cover_every_non_padding_token_by_default():
+    from distill.losses import LossContext
+    from distill.objective import Objective
+    from distill.trainer import DistillModule, teacher_record
+
+    batch, ctx = _lm_batch(), LossContext([])
+    objective = Objective({"kl_div": {"weight": 5.0, "temperature": 2.0}, "mlm": 2.0})
+    teacher = teacher_record(_tiny_mlm(1), batch, objective)
+    module = DistillModule(_tiny_mlm(2))
+    student = module(batch, False, False, all_tokens=objective.needs_all_tokens)
+    n_tokens = int(batch["attention_mask"].sum())  # 6 + 4, [CLS] and [SEP] included, as the reference
+    assert student.logits.shape[0] == teacher.logits.shape[0] == n_tokens
+    _, parts = module(batch, False, False, objective, teacher, ctx)
+    # Hand formula: mean over the 10 token rows of KL(p_T || p_S) at T = 2, times T^2.
+    p_t = torch.softmax(teacher.logits / 2, -1)
+    per_row = (p_t * (p_t.log() - torch.log_softmax(student.logits / 2, -1))).sum(-1)
+    assert parts["kl_div"].item() == pytest.approx(per_row.mean().item() * 4, rel=1e-5)
+    # The MLM term reads only the two masked rows, whatever rows the record carries.
+    rows = student.token_rows.nonzero().tolist()
+    at = [rows.index([0, 2]), rows.index([1, 1])]
+    expected = torch.nn.functional.cross_entropy(student.logits[at], torch.tensor([8, 11]))
+    assert parts["mlm"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_soft_targets_restricted_to_masked_positions_on_request():
+    from distill.losses import LossContext
+    from distill.objective import Objective
+    from distill.trainer import DistillModule, teacher_record
+
+    batch, ctx = _lm_batch(), LossContext([])
+    objective = Objective({"kl_div": {"temperature": 2.0, "positions": "masked"}})
+    assert not objective.needs_all_tokens
+    teacher = teacher_record(_tiny_mlm(1), batch, objective)
+    assert teacher.logits.shape[0] == 2
+    everywhere = Objective({"kl_div": {"temperature": 2.0, "positions": "masked"}, "soft_cross_entropy": 0.0})
+    t_all = teacher_record(_tiny_mlm(1), batch, everywhere)  # every row computed, the KL term selects two
+    module = DistillModule(_tiny_mlm(2))
+    a = module(batch, False, False, objective, teacher, ctx)[1]["kl_div"]
+    b = module(batch, False, False, everywhere, t_all, ctx)[1]["kl_div"]
+    assert a.item() == pytest.approx(b.item(), rel=1e-5)

@@ -59,7 +59,8 @@ def test_cosine_hidden_ignores_padding_and_matches_hand_computation():
 def test_mlm_loss_reads_masked_positions_only():
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # two masked positions
     labels = torch.tensor([[-100, 0, -100, 2]])
-    got = LOSSES["mlm"].fn(Record(logits, torch.ones(1, 4)), None, {"mlm_labels": labels}, LossContext([])).item()
+    rec = Record(logits, torch.ones(1, 4), token_rows=labels != -100)
+    got = LOSSES["mlm"].fn(rec, None, {"mlm_labels": labels}, LossContext([])).item()
     want = -(torch.log_softmax(logits, -1)[0, 0] + torch.log_softmax(logits, -1)[1, 2]).item() / 2
     assert got == pytest.approx(want, rel=1e-6)
 
