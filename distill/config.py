@@ -158,6 +158,10 @@ class AugmentConfig:
     seed: int | None = None
     # Source examples per part file: the unit of sharding and of resuming.
     chunk_size: int = 256
+    # The gold label of an augmented copy: the teacher's prediction on the copy (argmax; its score for
+    # regression), since a rewrite can flip the label, or the source example's. Originals keep their gold labels;
+    # soft targets are the teacher's either way.
+    labels: Literal["teacher", "source"] = "teacher"
     tinybert: TinyBertAugmentConfig = field(default_factory=TinyBertAugmentConfig)
     tang: TangAugmentConfig = field(default_factory=TangAugmentConfig)
 

@@ -234,3 +234,41 @@ def test_soft_targets_restricted_to_masked_positions_on_request():
     a = module(batch, False, False, objective, teacher, ctx)[1]["kl_div"]
     b = module(batch, False, False, everywhere, t_all, ctx)[1]["kl_div"]
     assert a.item() == pytest.approx(b.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------- 7. labels of augmented copies
+
+
+def _augmented_workflow(*over):
+    from accelerate import Accelerator
+
+    from distill.config import load_config
+    from distill.lab.preflight import plan_run
+    from distill.lab.task import TaskWorkflow
+    from tests.helpers import SMOKE, quiet
+
+    cfg = load_config(SMOKE, ["stages.0.data=augmented", "augment.method=tang", "augment.copies=2",
+                              "augment.chunk_size=128", *over])
+    workflow = TaskWorkflow(cfg, plan_run(cfg))
+    _, _, datasets = workflow.build(Accelerator(cpu=True), quiet)
+    return workflow, datasets
+
+
+def test_augmented_copies_take_the_teachers_label_and_originals_keep_theirs():
+    workflow, datasets = _augmented_workflow()
+    aug = datasets["augmented"]
+    train_ids = {ex.id for ex in workflow.task.splits["train"]}
+    copies = torch.tensor([ex.id not in train_ids for ex in aug.examples])
+    gold = torch.tensor([ex.label for ex in aug.examples])
+    teacher = aug.teacher_logits.argmax(-1)
+    assert copies.any() and (~copies).any()
+    assert torch.equal(aug.labels[copies], teacher[copies])
+    assert torch.equal(aug.labels[~copies], gold[~copies])
+    assert workflow.teacher_info["augmented_labels"]["changed"] == int((teacher != gold)[copies].sum())
+
+
+def test_augmented_copies_keep_the_source_label_on_request():
+    workflow, datasets = _augmented_workflow("augment.labels=source")
+    aug = datasets["augmented"]
+    assert torch.equal(aug.labels, torch.tensor([ex.label for ex in aug.examples]))
+    assert "augmented_labels" not in workflow.teacher_info

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import torch
 from accelerate.utils import set_seed
 
 from distill.batching import EncodedDataset
@@ -22,6 +23,18 @@ from students import build_student
 from teachers.finetune import prepare_teacher
 from teachers.gate import check_teacher
 from teachers.logits import cached_logits
+
+
+def label_copies(ds: EncodedDataset, teacher_logits, originals: set[str], regression: bool) -> int:
+    """Give every augmented copy in `ds` (an example whose id is not among the `originals`) the teacher's label;
+    returns how many copies' labels changed (classification) or moved by more than 0.5 (regression)."""
+    copies = torch.tensor([ex.id not in originals for ex in ds.examples])
+    new = teacher_logits.float().squeeze(-1) if regression else teacher_logits.argmax(-1)
+    new = new.to(ds.labels.dtype)
+    moved = (new - ds.labels).abs() > 0.5 if regression else new != ds.labels
+    changed = int((moved & copies).sum())
+    ds.labels = torch.where(copies, new, ds.labels)
+    return changed
 
 
 class TaskWorkflow:
@@ -67,6 +80,13 @@ class TaskWorkflow:
                 ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
             say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
                 f"pre-trained vectors")
+        if "augmented" in datasets and cfg.augment.labels == "teacher":
+            aug = datasets["augmented"]
+            logits = cached_logits(teacher, self.teacher_info["key"], aug, accelerator, cfg.train, say)
+            aug.teacher_logits = logits
+            changed = label_copies(aug, logits, {ex.id for ex in task.splits["train"]}, task.is_regression)
+            self.teacher_info["augmented_labels"] = {"by": "teacher", "changed": changed}
+            say(f"augmented copies labelled by the teacher: {changed} differ from their source's label")
         for stage, objective in zip(cfg.stages, self.plan.objectives, strict=True):
             if objective.uses_teacher and not (objective.needs_hidden or objective.needs_attention):
                 for ds in (datasets[stage.data], datasets["dev"]):
@@ -92,6 +112,7 @@ class TaskWorkflow:
             cfg, stages[0].teacher, module.student, cfg.task.max_length, history, seconds(),
             head={"task": task.name, "main_metric": main},
             teacher_facts={"dev": info.get("dev"), "test": info.get("test"), "source": info.get("source"),
-                           "cache_key": info.get("key"), "gate": info.get("gate")},
+                           "cache_key": info.get("key"), "gate": info.get("gate"),
+                           "augmented_labels": info.get("augmented_labels")},
             student_facts={**results, "eval_examples_per_s": round(speed, 1)},
             dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)
