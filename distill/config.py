@@ -115,6 +115,9 @@ class StudentConfig:
     freeze_embeddings: bool = False
     min_count: int = 2
     max_vocab: int | None = None
+    # `all_splits`: dev and test words that have pre-trained vectors join the vocabulary (the reference builds it
+    # over every split; no labels are read); `train`: training (and augmented) words only.
+    vocab_from: Literal["train", "all_splits"] = "all_splits"
 
 
 @dataclass

@@ -16,14 +16,15 @@ KINDS = ("tinybert", "distilbert", "bilstm")
 
 
 def build_student(cfg: StudentConfig, teacher: nn.Module, seed: int, texts: list[str] | None = None,
-                  pair: bool = False, masked_lm: bool = False) -> nn.Module:
+                  pair: bool = False, masked_lm: bool = False, other_texts: list[str] | None = None) -> nn.Module:
     """The student for `cfg.kind`: a classifier for the teacher's labels, or (`masked_lm`, general distillation) a
-    masked LM. `texts` (training and augmented text) give a BiLSTM its vocabulary."""
+    masked LM. `texts` (training and augmented text) and `other_texts` (dev and test) give a BiLSTM its
+    vocabulary."""
     if cfg.kind == "bilstm":
         if masked_lm:
             raise StudentError("general distillation trains transformer students; `student.kind: bilstm` has no "
                                "masked-LM form")
-        return build_bilstm(cfg, teacher, seed, texts, pair)
+        return build_bilstm(cfg, teacher, seed, texts, pair, other_texts)
     if cfg.kind in ("tinybert", "distilbert"):
         return (tinybert.build_tinybert if cfg.kind == "tinybert" else distilbert.build_distilbert)(
             cfg, teacher, seed, masked_lm=masked_lm)

@@ -4,8 +4,10 @@ encoder (shared weights) with features [h1, h2, h1*h2, |h1-h2|].
 
 Vocabulary and OOV policy: words are lower-cased `split_words` tokens of the training (and augmented)
 text. A word enters the vocabulary if the vectors know it, or if it occurs at least `min_count` times
-(then its vector is random, scaled like the pre-trained ones). Everything else maps to [UNK]. [PAD] is 0;
-[MASK] (Tang et al.'s masking token) has its own learned vector.
+(then its vector is random, scaled like the pre-trained ones). With `vocab_from: all_splits` (the reference
+builds its vocabulary over train, dev and test) dev and test words that have pre-trained vectors enter too;
+no label is read. Everything else maps to [UNK]. [PAD] is 0; [MASK] (Tang et al.'s masking token) has its own
+learned vector. Dropout (0.1, the reference's) follows the FC layer's ReLU.
 
 The exported folder (`model.safetensors`, `config.json`, `vocab.json`) loads with `load_bilstm`, without
 the training code."""
@@ -54,10 +56,16 @@ class WordVocab:
         return ids or [1]  # an empty text reads as one [UNK]
 
     @classmethod
-    def build(cls, texts: list[str], known: set[str], min_count: int, max_size: int | None = None) -> WordVocab:
+    def build(cls, texts: list[str], known: set[str], min_count: int, max_size: int | None = None,
+              other_texts: list[str] | None = None) -> WordVocab:
+        """Training words that have vectors or occur `min_count` times, most frequent first; then words of
+        `other_texts` (dev and test) that have vectors."""
         counts = Counter(w for t in texts for w in words_of(t))
         keep = [w for w, c in counts.most_common() if w in known or c >= min_count]
-        return cls(keep[:max_size] if max_size else keep)
+        keep = keep[:max_size] if max_size else keep
+        seen = set(keep)
+        extra = Counter(w for t in other_texts or [] for w in words_of(t) if w in known and w not in seen)
+        return cls(keep + [w for w, _ in extra.most_common()])
 
 
 @dataclass
@@ -69,6 +77,7 @@ class BiLSTMConfig:
     num_labels: int = 2
     pair: bool = False
     labels: list[str] | None = None
+    dropout: float = 0.1
 
 
 class BiLSTMClassifier(nn.Module):
@@ -78,7 +87,8 @@ class BiLSTMClassifier(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
         self.lstm = nn.LSTM(config.embedding_dim, config.hidden, batch_first=True, bidirectional=True)
         features = 2 * config.hidden * (4 if config.pair else 1)
-        self.head = nn.Sequential(nn.Linear(features, config.fc), nn.ReLU(), nn.Linear(config.fc, config.num_labels))
+        self.head = nn.Sequential(nn.Linear(features, config.fc), nn.ReLU(), nn.Dropout(config.dropout),
+                                  nn.Linear(config.fc, config.num_labels))
 
     def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Final forward state (at each sequence's own last word) and final backward state, concatenated;
@@ -104,14 +114,17 @@ class BiLSTMClassifier(nn.Module):
         return [p for n, p in self.named_parameters() if not n.startswith("embedding")]
 
 
-def build_bilstm(cfg, teacher, seed: int, texts: list[str] | None = None, pair: bool = False):
-    """A BiLSTM for the teacher's label set, its embedding table from `cfg.vectors`."""
+def build_bilstm(cfg, teacher, seed: int, texts: list[str] | None = None, pair: bool = False,
+                 other_texts: list[str] | None = None):
+    """A BiLSTM for the teacher's label set, its embedding table from `cfg.vectors`; `other_texts` (dev and test
+    text) add their words that have vectors when `cfg.vocab_from` is `all_splits`."""
     from augment.vectors import load_vectors
 
     if not texts:
         raise StudentError("a BiLSTM student needs the training texts to build its vocabulary")
     kv = load_vectors(cfg.vectors, cfg.vectors_limit)
-    vocab = WordVocab.build(texts, set(kv.key_to_index), cfg.min_count, cfg.max_vocab)
+    vocab = WordVocab.build(texts, set(kv.key_to_index), cfg.min_count, cfg.max_vocab,
+                            other_texts if cfg.vocab_from == "all_splits" else None)
     tc = teacher.config
     labels = [tc.id2label[i] for i in range(tc.num_labels)]
     config = BiLSTMConfig(len(vocab), kv.vector_size, cfg.hidden or 150, cfg.fc, tc.num_labels, pair, labels)
@@ -146,7 +159,10 @@ def load_bilstm(folder: str | Path) -> BiLSTMClassifier:
     raw = json.loads((folder / "config.json").read_text())
     raw.pop("model_type", None)
     model = BiLSTMClassifier(BiLSTMConfig(**raw))
-    model.load_state_dict(load_tensors(folder / "model.safetensors"))
+    state = load_tensors(folder / "model.safetensors")
+    if "head.2.weight" in state:  # exported before the dropout layer took index 2
+        state = {k.replace("head.2.", "head.3."): v for k, v in state.items()}
+    model.load_state_dict(state)
     itos = json.loads((folder / "vocab.json").read_text())
     model.vocab = WordVocab(itos[3:])
     return model.eval()

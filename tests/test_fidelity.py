@@ -272,3 +272,37 @@ def test_augmented_copies_keep_the_source_label_on_request():
     aug = datasets["augmented"]
     assert torch.equal(aug.labels, torch.tensor([ex.label for ex in aug.examples]))
     assert "augmented_labels" not in workflow.teacher_info
+
+
+# ---------------------------------------------------------------- 8. the BiLSTM: dropout, vocabulary
+
+
+def test_bilstm_drops_out_after_the_fc_relu_as_the_reference():
+    from students.bilstm import BiLSTMClassifier, BiLSTMConfig
+
+    torch.manual_seed(0)
+    m = BiLSTMClassifier(BiLSTMConfig(vocab_size=20, embedding_dim=4, hidden=3, fc=64, num_labels=2))
+    ids, lengths = torch.tensor([[4, 5, 6]]), torch.tensor([3])
+    m.eval()
+    with torch.no_grad():
+        features = m.encode(ids, lengths)
+        fc = torch.relu(m.head[0](features))
+        assert torch.allclose(m(ids, lengths), m.head[-1](fc))  # eval: no dropout
+        m.train()
+        m.head[2].p = 0.5
+        torch.manual_seed(1)
+        got = m(ids, lengths)
+        torch.manual_seed(1)
+        kept = torch.nn.functional.dropout(fc, 0.5, training=True)  # the same draw, applied after the ReLU
+        assert torch.allclose(got, m.head[-1](kept)) and not torch.allclose(got, m.head[-1](fc))
+    assert BiLSTMConfig(1, 1).dropout == 0.1
+
+
+def test_bilstm_vocabulary_takes_dev_and_test_words_that_have_vectors():
+    from students.bilstm import WordVocab
+
+    known = {"good", "film", "great", "movie"}
+    train, other = ["good movie", "odd odd"], ["great film", "zzqx unseen"]
+    vocab = WordVocab.build(train, known, min_count=2, other_texts=other)
+    assert vocab.itos[3:] == ["odd", "good", "movie", "great", "film"]  # no labels read; OOV dev words stay out
+    assert WordVocab.build(train, known, min_count=2).itos[3:] == ["odd", "good", "movie"]

@@ -72,9 +72,12 @@ class TaskWorkflow:
             say(f"teacher gate: dev {task.main_metric} {gate['dev_' + task.main_metric]:.4f} against the "
                 f"majority-class {gate['majority_baseline']:.4f}: passed")
         set_seed(cfg.seed)
-        texts = [t for split in ("train", "augmented") if split in datasets
-                 for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
-        student = build_student(cfg.student, teacher, cfg.seed, texts, task.is_pair)
+        def texts(splits):
+            return [t for split in splits if split in datasets
+                    for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
+
+        student = build_student(cfg.student, teacher, cfg.seed, texts(("train", "augmented")), task.is_pair,
+                                other_texts=texts(("dev", "test")))
         if hasattr(student, "vocab"):
             for ds in datasets.values():
                 ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
