@@ -24,22 +24,106 @@ def whole_word_ids(tokenizer) -> torch.Tensor:
     return torch.tensor([i not in special and tok.isalpha() for i, tok in enumerate(vocab)])
 
 
+def word_window(counts: list[int], i: int, budget: int, own: int | None = None) -> tuple[int, int]:
+    """The words [lo, hi) around word i whose pieces (`counts`; `own` for word i itself if given, e.g. 1 for
+    a [MASK]) fit in `budget`: grown one word at a time, left and right alternately (left first), so that
+    the context stays centred on word i; a side that is blocked (an edge, or a word too long for what is
+    left) lets the other side go on. (i, i) when word i alone does not fit."""
+    used = counts[i] if own is None else own
+    if used > budget:
+        return i, i
+    lo, hi, left_turn = i, i + 1, True
+    while True:
+        can_left = lo > 0 and used + counts[lo - 1] <= budget
+        can_right = hi < len(counts) and used + counts[hi] <= budget
+        if can_left and (left_turn or not can_right):
+            lo -= 1
+            used += counts[lo]
+            left_turn = False
+        elif can_right:
+            used += counts[hi]
+            hi += 1
+            left_turn = True
+        else:
+            return lo, hi
+
+
+def piece_counts(tokenizer, words: list[str]) -> dict[str, int]:
+    """Word pieces per distinct word. BERT's tokenizer splits on whitespace before anything else, so a
+    sentence's pieces are its words' pieces; a tokenizer that disagrees is caught by `encode_masked`."""
+    distinct = sorted(set(words))
+    if not distinct:
+        return {}
+    ids = tokenizer(distinct, add_special_tokens=False)["input_ids"]
+    return {w: len(p) for w, p in zip(distinct, ids, strict=True)}
+
+
+def encode_masked(tokenizer, inputs: list[tuple[list[str], int]], pair: bool = False,
+                  max_length: int = 128) -> tuple[list[list[int]], list[list[int]]]:
+    """Input ids and token types for each (words, i) with word i masked: `[CLS] masked [SEP]`, or
+    `[CLS] masked [SEP] original [SEP]` with `pair`. Every row is at most `max_length` long and holds its
+    [MASK] (if `max_length` leaves room for one).
+
+    A sentence that fits is encoded whole, exactly as `tokenizer(masked, original)`. A longer one keeps a
+    window of words around word i (`word_window`, from per-word piece counts), so that no word is ever
+    out of reach whatever the sentence's length. Pairs keep as much of the masked copy as fits and give
+    the original what is left, also as a window around word i: the original is what gets truncated, as in
+    the reference code (which cuts the end of `masked + original`)."""
+    if not inputs:
+        return [], []
+    mask = tokenizer.mask_token
+    budget = max_length - (3 if pair else 2)
+    # Callers pass one list per sentence for all of its positions: count each sentence's pieces once.
+    sentences = {id(words): words for words, _ in inputs}
+    pieces = piece_counts(tokenizer, [w for words in sentences.values() for w in words])
+    per_sentence = {key: [pieces[w] for w in words] for key, words in sentences.items()}
+    firsts, seconds = [], []
+    for words, i in inputs:
+        counts = per_sentence[id(words)]
+        lo, hi = word_window(counts, i, budget, own=1)  # [MASK] is one piece
+        firsts.append(" ".join(words[lo:i] + [mask] + words[i + 1:hi]) if lo < hi else "")
+        if pair:
+            used = sum(counts[lo:hi]) - counts[i] + 1 if lo < hi else 0
+            lo2, hi2 = word_window(counts, i, budget - used)
+            seconds.append(" ".join(words[lo2:hi2]))
+    enc = tokenizer(firsts, seconds if pair else None)
+    ids = enc["input_ids"]
+    types = enc.get("token_type_ids") or [[0] * len(x) for x in ids]
+    for r, row in enumerate(ids):
+        if len(row) > max_length:  # piece counts that did not add up: cut by tokens instead
+            ids[r], types[r] = _cut_tokens(tokenizer, firsts[r], seconds[r] if pair else None, max_length)
+    return ids, types
+
+
+def _cut_tokens(tokenizer, first: str, second: str | None, max_length: int) -> tuple[list[int], list[int]]:
+    """The safety net: token windows around the [MASK] (and around the same place in the original),
+    assembled by hand, so that a tokenizer surprise costs context, never the [MASK] or an exception."""
+    a = tokenizer(first, add_special_tokens=False)["input_ids"]
+    b = None if second is None else tokenizer(second, add_special_tokens=False)["input_ids"]
+    budget = max(max_length - (2 if b is None else 3), 0)
+    at = a.index(tokenizer.mask_token_id) if tokenizer.mask_token_id in a else 0
+    lo, hi = word_window([1] * len(a), at, budget) if a else (0, 0)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    ids = [cls, *a[lo:hi], sep]
+    types = [0] * len(ids)
+    if b is not None:
+        lo2, hi2 = word_window([1] * len(b), min(at, len(b) - 1), budget - (hi - lo)) if b else (0, 0)
+        ids += [*b[lo2:hi2], sep]
+        types += [1] * (hi2 - lo2 + 1)
+    return ids, types
+
+
 @torch.inference_mode()
 def masked_top_k(model, tokenizer, inputs: list[tuple[list[str], int]], k: int, valid: torch.Tensor,
                  pair: bool = False, batch_size: int = 128, max_length: int = 128) -> list[list[str]]:
     """For each (words, i): the top-k whole-word predictions at word i masked.
 
-    All masked copies are batched (longest-first, dynamic padding); the MLM head runs only at the masked
-    positions; top-k is a partial selection, not a sort of the vocabulary. A position cut off by
-    truncation gets no candidates."""
+    Inputs are built by `encode_masked` (a window around word i for sentences too long to fit, so every
+    word gets candidates); all masked copies are batched (longest-first, dynamic padding); the MLM head
+    runs only at the masked positions; top-k is a partial selection, not a sort of the vocabulary."""
     device = next(model.parameters()).device
     max_length = min(max_length, model.config.max_position_embeddings)
-    mask = tokenizer.mask_token
-    texts = [" ".join(w[:i] + [mask] + w[i + 1:]) for w, i in inputs]
-    originals = [" ".join(w) for w, _ in inputs] if pair else None
-    enc = tokenizer(texts, originals, truncation="only_first" if pair else True, max_length=max_length)
-    ids = enc["input_ids"]
-    types = enc.get("token_type_ids") or [[0] * len(x) for x in ids]
+    ids, types = encode_masked(tokenizer, inputs, pair, max_length)
     order = sorted(range(len(ids)), key=lambda j: -len(ids[j]))
     out: list[list[str]] = [[] for _ in inputs]
     bad = ~valid.to(device)

@@ -29,7 +29,8 @@ from distill.loaders import DataError, fingerprint
 from distill.resources import content_key, source_identity
 from distill.tasks import Example, TaskData
 
-FORMAT = 1
+# 2: long sentences windowed for the masked LM, blocked neighbours, Tang counts over every occurrence.
+FORMAT = 2
 
 
 def augment_key(cfg: ExperimentConfig, task: TaskData) -> str:
@@ -81,7 +82,7 @@ def _make_augmenter(cfg: ExperimentConfig, examples: list[Example], log):
     from augment.pos import load_tagger
     from augment.tang import TangAugmenter
 
-    return TangAugmenter(a.tang, a.copies, load_tagger(a.tang.tagger)).fit(examples)
+    return TangAugmenter(a.tang, a.copies, load_tagger(a.tang.tagger), count=a.tang.count).fit(examples)
 
 
 def rows_for(examples: list[Example], variants: list[list[tuple[str, str | None]]], method: str) -> tuple[list, int]:

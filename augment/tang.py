@@ -17,27 +17,39 @@ from augment.words import join_words
 from distill.config import TangAugmentConfig
 from distill.tasks import Example
 
+COUNTS = ("occurrences", "unique_texts")
+
 
 class TangAugmenter:
     method = "tang"
 
-    def __init__(self, cfg: TangAugmentConfig, copies: int, tagger, mask_token: str = "[MASK]"):
+    def __init__(self, cfg: TangAugmentConfig, copies: int, tagger, mask_token: str = "[MASK]",
+                 count: str = "occurrences"):
+        """`count`: what the POS unigram distributions count, `occurrences` (every occurrence of a word in
+        the corpus, as the paper's unigram distribution) or `unique_texts` (a text repeated in the corpus
+        counts once: this code's earlier behaviour)."""
+        if count not in COUNTS:
+            raise ValueError(f"unknown count {count!r}; expected one of {list(COUNTS)}")
         self.cfg = cfg
         self.copies = copies
         self.tagger = tagger
         self.mask = mask_token
+        self.count = count
         self.tags: dict[str, Tagged] = {}
         self.unigram: dict[str, tuple[list[str], np.ndarray]] = {}
 
     def fit(self, corpus: list[Example]) -> TangAugmenter:
-        """Tag the training corpus once and build each tag's unigram distribution of words."""
-        texts = sorted({t for ex in corpus for t in (ex.text_a, ex.text_b) if t is not None})
+        """Tag the training corpus (each distinct text once) and build each tag's unigram distribution of
+        words, over every occurrence unless `count="unique_texts"`."""
+        times = Counter(t for ex in corpus for t in (ex.text_a, ex.text_b) if t is not None)
+        texts = sorted(times)  # each distinct text is tagged once ...
         for text, tagged in zip(texts, self.tagger(texts), strict=True):
             self.tags[text] = tagged
         counts: dict[str, Counter] = defaultdict(Counter)
-        for tagged in self.tags.values():
-            for word, tag in tagged:
-                counts[tag][word] += 1
+        for text in texts:
+            weight = times[text] if self.count == "occurrences" else 1  # ... and counts as often as it occurs
+            for word, tag in self.tags[text]:
+                counts[tag][word] += weight
         for tag, c in sorted(counts.items()):
             words = sorted(c)
             freq = np.array([c[w] for w in words], dtype=np.float64)

@@ -114,26 +114,76 @@ def _load(source: str, limit: int | None, allow_pickle: bool) -> KeyedVectors:
     return _text_vectors(path, limit)
 
 
+def block_similarities(queries: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities (queries x block) of unit-normalised query vectors against one block of the
+    vocabulary: the only similarity matrix `Neighbours` builds, so its size is what bounds the memory."""
+    return queries @ block.T
+
+
+def _top_k(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's k largest values and their columns, ordered by value descending, then column ascending
+    (ties to the lower column, as a stable sort of the whole row would give)."""
+    vals, cols = sims.topk(k, dim=1)
+    kth = vals[:, -1:]
+    # topk keeps an unspecified few of the values tied at the k-th place; pick the lowest columns instead.
+    if not bool(((sims >= kth).sum(1) == k).all()):
+        above = sims > kth
+        tied = sims == kth
+        keep = above | (tied & (tied.cumsum(1, dtype=torch.int32) <= k - above.sum(1, keepdim=True)))
+        cols = keep.nonzero()[:, 1].view(-1, k)  # row-major: exactly k per row, columns ascending
+    else:
+        cols = cols.sort(dim=1).values
+    vals = sims.gather(1, cols)
+    order = vals.sort(dim=1, descending=True, stable=True).indices
+    return vals.gather(1, order), cols.gather(1, order)
+
+
 class Neighbours:
-    """K nearest words by cosine, as one matrix product over the unit-normalised vectors."""
+    """K nearest words by cosine over the unit-normalised vectors, computed in blocks of the vocabulary with
+    a running top-k, so that memory is chunk x block whatever the vocabulary's size. The result is the brute
+    force's: best first, ties to the word that comes first in the vectors."""
 
     def __init__(self, kv: KeyedVectors, device: str | torch.device = "cpu", lowercase: bool = True):
         self.kv = kv
         self.lowercase = lowercase
         m = torch.from_numpy(np.asarray(kv.vectors, dtype=np.float32))
-        self.matrix = torch.nn.functional.normalize(m, dim=1).to(device)
+        # A NaN or infinite value would make NaN similarities, which no top-k can order.
+        self.matrix = torch.nan_to_num(torch.nn.functional.normalize(m, dim=1), nan=0.0, posinf=0.0,
+                                       neginf=0.0).to(device)
 
-    def __call__(self, words: list[str], k: int, chunk: int = 1024) -> dict[str, list[str]]:
-        """Neighbours of each known word (the word itself excluded); unknown words get none."""
+    def __call__(self, words: list[str], k: int, chunk: int = 1024, block: int = 16384) -> dict[str, list[str]]:
+        """Neighbours of each known word (the word itself excluded); unknown words get none. `chunk` query
+        words at a time against `block` vocabulary words at a time (1024 x 16384 float32 is 64 MiB)."""
+        if chunk < 1 or block < 1:
+            raise ValueError(f"chunk and block must be at least 1, got {chunk} and {block}")
         keys = [w.lower() if self.lowercase else w for w in words]
         known = sorted({w for w in keys if w in self.kv.key_to_index})
+        size = self.matrix.shape[0]
+        k = min(k, size - 1)
         found: dict[str, list[str]] = {}
         for start in range(0, len(known), chunk):
             part = known[start:start + chunk]
-            idx = torch.tensor([self.kv.key_to_index[w] for w in part], device=self.matrix.device)
-            sims = self.matrix[idx] @ self.matrix.T
-            sims[torch.arange(len(part)), idx] = -float("inf")
-            top = sims.topk(min(k, self.matrix.shape[0] - 1), dim=1).indices.cpu().tolist()
-            for w, row in zip(part, top, strict=True):
-                found[w] = [self.kv.index_to_key[j] for j in row]
+            found.update(zip(part, self._chunk(part, k, block), strict=True))
         return {w: found.get(key, []) for w, key in zip(words, keys, strict=True)}
+
+    def _chunk(self, part: list[str], k: int, block: int) -> list[list[str]]:
+        if k <= 0:
+            return [[] for _ in part]
+        device = self.matrix.device
+        idx = torch.tensor([self.kv.key_to_index[w] for w in part], device=device)
+        queries = self.matrix[idx]
+        rows = torch.arange(len(part), device=device)
+        best_vals = torch.empty((len(part), 0), device=device)
+        best_idx = torch.empty((len(part), 0), dtype=torch.long, device=device)
+        for lo in range(0, self.matrix.shape[0], block):
+            sims = block_similarities(queries, self.matrix[lo:lo + block])
+            inside = (idx >= lo) & (idx < lo + sims.shape[1])
+            sims[rows[inside], idx[inside] - lo] = -float("inf")  # the word itself
+            vals, cols = _top_k(sims, min(k, sims.shape[1]))
+            # Every index kept so far is below this block's, and both lists are already ordered, so a stable
+            # sort of the two keeps ties going to the lower index.
+            pool_vals = torch.cat([best_vals, vals], dim=1)
+            pool_idx = torch.cat([best_idx, cols + lo], dim=1)
+            order = pool_vals.sort(dim=1, descending=True, stable=True).indices[:, :k]
+            best_vals, best_idx = pool_vals.gather(1, order), pool_idx.gather(1, order)
+        return [[self.kv.index_to_key[j] for j in row] for row in best_idx.cpu().tolist()]

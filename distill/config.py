@@ -131,7 +131,9 @@ class TinyBertAugmentConfig:
     # `single`: [CLS] masked sentence [SEP]; `pair`: [CLS] masked [SEP] original [SEP] (the reference code).
     mlm_input: Literal["single", "pair"] = "single"
     vectors: str = "packaged:glove-6b-50d"
-    vectors_limit: int | None = None
+    # The most frequent words kept for neighbours (the reference keeps GloVe's first 100,000; the rest of a large
+    # GloVe gives rare tokens and misspellings as neighbours); null: every word.
+    vectors_limit: int | None = 100_000
     allow_pickle: bool = False
     skip_stopwords: bool = True
     batch_size: int = 128
@@ -148,6 +150,9 @@ class TangAugmentConfig:
     max_ngram: int = 5
     # `spacy:packaged` (en_core_web_sm from PyPI), `spacy:<name or path>`, or `nltk`.
     tagger: str = "spacy:packaged"
+    # Each POS tag's unigram distribution counts every occurrence of a word in the training set (the reference), or
+    # each distinct text once (`unique_texts`).
+    count: Literal["occurrences", "unique_texts"] = "occurrences"
     # For sentence pairs, each copy synthesises one of these, chosen uniformly.
     pair_modes: list[Literal["first", "second", "both"]] = field(default_factory=lambda: ["first", "second", "both"])
 
@@ -212,7 +217,9 @@ class StageConfig:
     # Adadelta is Tang et al.'s choice for the BiLSTM (use lr 1.0 with it; rho 0.95 as their code).
     optimizer: Literal["adamw", "adadelta"] = "adamw"
     rho: float = 0.95
-    schedule: Literal["linear", "constant"] = "linear"
+    # Learning-rate schedule; null: constant for a task-distillation stage of intermediate losses only (TinyBERT's
+    # task_distill.py uses no schedule there), else linear warmup and decay.
+    schedule: Literal["linear", "constant"] | None = None
 
 
 @dataclass
@@ -229,6 +236,13 @@ class TrainConfig:
     dropout: float | None = None
     # W_h / W_e when student and teacher widths differ: one each, one shared, or none (then an error).
     projection: Literal["separate", "shared", "none"] = "separate"
+    # `carried`: start W_h / W_e from those saved with the `student.init` checkpoint (a general-distillation
+    # student of this tool, or a General TinyBERT's `fit_dense`), as TinyBERT's task distillation does; `fresh`:
+    # random.
+    projection_init: Literal["carried", "fresh"] = "carried"
+    # Precision of the teacher's targets: `auto` follows `precision` (a half-precision teacher under
+    # bf16/fp16), `fp32` keeps the teacher in full precision whatever the student uses.
+    teacher_precision: Literal["auto", "fp32"] = "auto"
 
 
 @dataclass

@@ -45,6 +45,15 @@ class StageInputs:
     mlm: MlmMasking | None = None
 
     @property
+    def schedule(self) -> str:
+        """The stage's learning-rate schedule: constant for task distillation of intermediate losses only (TinyBERT's
+        reference trains that step without a schedule), else linear, unless the config names one."""
+        if self.config.schedule is not None:
+            return self.config.schedule
+        intermediate = self.objective.needs_hidden or self.objective.needs_attention
+        return "constant" if self.task is not None and intermediate and not self.objective.trains_logits else "linear"
+
+    @property
     def select(self) -> str:
         """Which epoch the stage keeps: its best dev metric when it trains the logits on a task, else the last."""
         if self.task is None:

@@ -7,6 +7,8 @@ the last checkpoint mid-epoch, and stops on a non-finite loss keeping the last g
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
 import time
 from dataclasses import replace
@@ -163,9 +165,9 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
     optimizer = make_optimizer(module, st)
     clip = module.clip_parameters()
     model, optimizer, train_dl, dev_dl = acc.prepare(module, optimizer, train_dl, dev_dl)
-    total = max(1, len(train_dl) // st.grad_accum) * st.epochs
+    total = optimizer_steps(len(train_dl), st.grad_accum) * st.epochs
     scheduler = (get_linear_schedule_with_warmup(optimizer, int(st.warmup * total), total)
-                 if st.schedule == "linear" else get_constant_schedule(optimizer))
+                 if stage.schedule == "linear" else get_constant_schedule(optimizer))
     if progress.epoch > 0 or progress.batches_done > 0:
         ckpt.load_optimizer(optimizer, scheduler)
         ckpt.restore_rng()
@@ -188,7 +190,7 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
         seen, t0 = 0, time.perf_counter()
         for batch in bar:
             with acc.accumulate(model):
-                with acc.autocast():
+                with teacher_precision(acc, cfg):
                     t_rec = (teacher_record(teacher, batch, objective, stage.data.teacher_logits)
                              if objective.uses_teacher else None)
                 loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec,
@@ -240,6 +242,17 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
     if stage.select == "metric" and ckpt.best.exists():
         acc.unwrap_model(model).load_state_dict(ckpt.load_model_state(best=True))
     acc.free_memory()
+
+
+def optimizer_steps(batches: int, grad_accum: int) -> int:
+    """Optimiser steps in an epoch of `batches`, as accelerate takes them: every `grad_accum` batches and at the
+    end of the data (a last, shorter accumulation still steps)."""
+    return max(1, math.ceil(batches / grad_accum))
+
+
+def teacher_precision(accelerator: Accelerator, cfg: TrainConfig):
+    """The context the teacher's targets are computed in: the run's autocast, or none (`teacher_precision: fp32`)."""
+    return accelerator.autocast() if cfg.teacher_precision == "auto" else contextlib.nullcontext()
 
 
 def make_optimizer(module: nn.Module, stage: StageConfig) -> torch.optim.Optimizer:

@@ -11,6 +11,7 @@ from distill.config import StudentConfig
 from students import distilbert, tinybert
 from students.bilstm import BiLSTMClassifier, build_bilstm, save_bilstm
 from students.common import StudentError
+from students.projections import save_projections
 
 KINDS = ("tinybert", "distilbert", "bilstm")
 
@@ -51,8 +52,9 @@ def plan_student(cfg: StudentConfig, teacher_config) -> tuple[int, int]:
     return (tinybert if cfg.kind == "tinybert" else distilbert).planned_shape(cfg, teacher_config)
 
 
-def export_student(student: nn.Module, folder: str | Path, tokenizer) -> None:
-    """A BERT student as a Hugging Face folder (with the tokenizer); a BiLSTM as safetensors + config + vocab."""
+def export_student(student: nn.Module, folder: str | Path, tokenizer, projections: nn.ModuleDict | None = None) -> None:
+    """A BERT student as a Hugging Face folder (with the tokenizer and the run's W_h / W_e, which a later task
+    distillation starts from); a BiLSTM as safetensors + config + vocab."""
     if isinstance(student, BiLSTMClassifier):
         save_bilstm(student, folder)
         return
@@ -61,6 +63,8 @@ def export_student(student: nn.Module, folder: str | Path, tokenizer) -> None:
     with atomic_dir(folder) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if projections is not None:
+            save_projections(tmp, projections)
 
 
 def describe(student: nn.Module) -> dict:

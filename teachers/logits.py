@@ -20,11 +20,14 @@ from distill.batching import EncodedDataset
 from distill.config import TrainConfig
 from distill.io import cache_root, load_tensors, save_tensors
 from distill.resources import content_key
-from distill.trainer import make_loader
+from distill.trainer import make_loader, teacher_precision
 
 
-def logits_path(teacher_id: str, ds: EncodedDataset) -> Path:
-    return cache_root() / "logits" / f"{content_key({'teacher': teacher_id, 'data': ds.identity}, 20)}.safetensors"
+def logits_path(teacher_id: str, ds: EncodedDataset, precision: str = "auto") -> Path:
+    ident = {"teacher": teacher_id, "data": ds.identity}
+    if precision != "auto":
+        ident["precision"] = precision
+    return cache_root() / "logits" / f"{content_key(ident, 20)}.safetensors"
 
 
 @torch.inference_mode()
@@ -35,7 +38,7 @@ def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelera
     loader = accelerator.prepare(loader)
     out = torch.zeros(len(ds), teacher.config.num_labels)
     for batch in tqdm(loader, desc="teacher logits", leave=False, disable=not accelerator.is_local_main_process):
-        with accelerator.autocast():
+        with teacher_precision(accelerator, cfg):
             logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              token_type_ids=batch["token_type_ids"]).logits
         logits, index = accelerator.gather_for_metrics((logits.float(), batch["index"]))
@@ -45,7 +48,7 @@ def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelera
 
 def cached_logits(teacher: nn.Module, teacher_id: str, ds: EncodedDataset, accelerator: Accelerator,
                   cfg: TrainConfig, log=print) -> torch.Tensor:
-    path = logits_path(teacher_id, ds)
+    path = logits_path(teacher_id, ds, cfg.teacher_precision)
     if path.exists():
         logits = load_tensors(path)["logits"]
         if logits.shape[0] == len(ds):

@@ -239,6 +239,17 @@ def test_soft_targets_restricted_to_masked_positions_on_request():
 # ---------------------------------------------------------------- 7. labels of augmented copies
 
 
+@pytest.fixture(scope="module")
+def own_cache(tmp_path_factory):
+    """A cache of this module's own, so that its augmented set is never another test's "first build"."""
+    import os
+
+    old = os.environ["DISTILLERY_CACHE"]
+    os.environ["DISTILLERY_CACHE"] = str(tmp_path_factory.mktemp("fidelity-cache"))
+    yield
+    os.environ["DISTILLERY_CACHE"] = old
+
+
 def _augmented_workflow(*over):
     from accelerate import Accelerator
 
@@ -254,7 +265,7 @@ def _augmented_workflow(*over):
     return workflow, datasets
 
 
-def test_augmented_copies_take_the_teachers_label_and_originals_keep_theirs():
+def test_augmented_copies_take_the_teachers_label_and_originals_keep_theirs(own_cache):
     workflow, datasets = _augmented_workflow()
     aug = datasets["augmented"]
     train_ids = {ex.id for ex in workflow.task.splits["train"]}
@@ -267,7 +278,7 @@ def test_augmented_copies_take_the_teachers_label_and_originals_keep_theirs():
     assert workflow.teacher_info["augmented_labels"]["changed"] == int((teacher != gold)[copies].sum())
 
 
-def test_augmented_copies_keep_the_source_label_on_request():
+def test_augmented_copies_keep_the_source_label_on_request(own_cache):
     workflow, datasets = _augmented_workflow("augment.labels=source")
     aug = datasets["augmented"]
     assert torch.equal(aug.labels, torch.tensor([ex.label for ex in aug.examples]))
@@ -306,3 +317,124 @@ def test_bilstm_vocabulary_takes_dev_and_test_words_that_have_vectors():
     vocab = WordVocab.build(train, known, min_count=2, other_texts=other)
     assert vocab.itos[3:] == ["odd", "good", "movie", "great", "film"]  # no labels read; OOV dev words stay out
     assert WordVocab.build(train, known, min_count=2).itos[3:] == ["odd", "good", "movie"]
+
+
+# ---------------------------------------------------------------- 8. schedules
+
+
+def _inputs(losses: dict, task: bool = True, **stage):
+    from distill.losses import LossContext
+    from distill.objective import Objective
+    from distill.stage import StageInputs
+    from distill.tasks import TaskData
+
+    config = StageConfig(name="s", losses=losses, **stage)
+    data = TaskData("x", ["a", "b"], ("accuracy",)) if task else None
+    return StageInputs(config, Objective(losses), LossContext([]), None, None, data, None, 0)
+
+
+def test_tinybert_intermediate_task_stage_has_no_schedule_unless_asked():
+    intermediate = {"embedding_mse": 1, "attention_mse": 1, "hidden_mse": 1}
+    assert _inputs(intermediate).schedule == "constant"  # TinyBERT task_distill.py: schedule 'none'
+    assert _inputs({"soft_cross_entropy": 1}).schedule == "linear"
+    assert _inputs(intermediate, task=False).schedule == "linear"  # general distillation keeps its warmup/decay
+    assert _inputs(intermediate, schedule="linear").schedule == "linear"
+
+
+def test_schedule_length_counts_optimizer_steps_as_accelerate_takes_them():
+    """10 batches with accumulation 3: accelerate steps after batches 3, 6, 9 and at the end of the data (10)."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    from distill.trainer import optimizer_steps
+
+    acc = Accelerator(cpu=True, gradient_accumulation_steps=3)
+    model = nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    model, opt, loader = acc.prepare(model, opt, DataLoader(torch.ones(10, 1), batch_size=1))
+    epochs, lrs = 2, []
+    sched = get_linear_schedule_with_warmup(opt, 0, optimizer_steps(len(loader), 3) * epochs)
+    for _ in range(epochs):
+        for x in loader:
+            with acc.accumulate(model):
+                model(x).sum().backward()
+                if acc.sync_gradients:
+                    lrs.append(sched.get_last_lr()[0])
+                    sched.step()
+    assert len(lrs) == optimizer_steps(10, 3) * epochs == 8
+    assert min(lrs) > 0  # floor(10 / 3) = 3 steps per epoch would give the last two steps lr 0
+
+
+# ---------------------------------------------------------------- 8. projections carried into task distillation
+
+
+def _projections(mode="separate", s=4, t=6):
+    from distill.lab.run import make_projections
+
+    torch.manual_seed(len(mode) + s)
+    return make_projections(mode, s, t, True)
+
+
+def test_projections_saved_with_a_student_start_the_next_distillation(tmp_path):
+    from students.projections import carry_projections, save_projections
+
+    learned = _projections()
+    save_projections(tmp_path, learned)
+    assert carry_projections(str(tmp_path), _projections(s=5)) is None  # another width: nothing applies
+    target = nn.ModuleDict({k: nn.Linear(4, 6) for k in ("hidden", "embedding")})
+    assert carry_projections(str(tmp_path), target) == str(tmp_path / "projections.safetensors")
+    for name in ("hidden", "embedding"):
+        assert torch.equal(target[name].weight, learned[name].weight)
+
+
+def test_a_general_tinybert_fit_dense_initialises_both_projections(tmp_path):
+    from distill.io import save_tensors
+    from students.projections import carry_projections
+
+    fit = nn.Linear(4, 6)
+    save_tensors(tmp_path / "model.safetensors", {"fit_dense.weight": fit.weight, "fit_dense.bias": fit.bias,
+                                                  "bert.embeddings.word_embeddings.weight": torch.zeros(3, 4)})
+    target = _projections()
+    assert carry_projections(str(tmp_path), target) == str(tmp_path / "model.safetensors")
+    for name in ("hidden", "embedding"):
+        assert torch.equal(target[name].weight, fit.weight) and torch.equal(target[name].bias, fit.bias)
+    shared = _projections("shared")
+    carry_projections(str(tmp_path), shared)
+    assert torch.equal(shared["shared"].weight, fit.weight)
+
+
+# ---------------------------------------------------------------- 8. teacher precision
+
+
+def test_teacher_targets_in_full_precision_on_request():
+    from distill.config import TrainConfig
+    from distill.trainer import teacher_precision
+
+    class BF16Run:  # an accelerator's autocast under bf16 (a real Accelerator's state is process-wide)
+        def autocast(self):
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    acc = BF16Run()
+    torch.manual_seed(0)
+    teacher, x = nn.Linear(64, 8), torch.randn(4, 64)
+    exact = teacher(x)
+    with teacher_precision(acc, TrainConfig(teacher_precision="fp32")):
+        full = teacher(x)
+    with teacher_precision(acc, TrainConfig()):
+        auto = teacher(x)
+    assert full.dtype == torch.float32 and torch.equal(full, exact)
+    assert auto.dtype == torch.bfloat16
+
+
+# ---------------------------------------------------------------- 6. GloVe neighbours from the frequent words
+
+
+def test_tinybert_neighbours_come_from_the_100k_most_frequent_words_by_default(tmp_path):
+    from augment.vectors import load_vectors
+    from distill.config import TinyBertAugmentConfig
+
+    assert TinyBertAugmentConfig().vectors_limit == 100_000  # the reference reads GloVe's first 100,000 lines
+    glove = tmp_path / "g.txt"
+    glove.write_text("".join(f"w{i} {i} 1\n" for i in range(5)))
+    assert list(load_vectors(str(glove), 3).key_to_index) == ["w0", "w1", "w2"]

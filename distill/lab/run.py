@@ -26,6 +26,7 @@ from distill.provenance import device_info, git_state, library_versions
 from distill.stage import Session, stage_inputs
 from distill.trainer import DistillModule, train_stage
 from students import export_student
+from students.projections import carry_projections
 
 
 def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
@@ -98,12 +99,16 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
             if isinstance(m, nn.Dropout):
                 m.p = cfg.train.dropout
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
-    if half is not None:
+    if half is not None and cfg.train.teacher_precision == "auto":
         # The frozen teacher only infers: held in half precision it takes half the memory and no autocast
         # casts per step. Cast only now, after the student has copied any teacher layers in full precision.
         teacher.to(half)
     needs_proj = any(o.needs_hidden for o in plan.objectives)
     module = DistillModule(student, make_projections(cfg.train.projection, *plan.widths, needs_proj))
+    if cfg.train.projection_init == "carried" and cfg.student.init not in ("scratch", "teacher"):
+        source = carry_projections(cfg.student.init, module.projections)
+        if source is not None:
+            say(f"projections W_h / W_e: carried from {source}")
     ckpt = Checkpointer(out / "checkpoints")
     progress = Progress()
     if resume and ckpt.exists():
@@ -134,7 +139,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         accelerator.wait_for_everyone()
     metrics = workflow.finish(session, module, stages, progress.history, before, lambda: time.perf_counter() - start)
     if main:
-        export_student(student, out / "student", plan.tokenizer)
+        export_student(student, out / "student", plan.tokenizer, module.projections)
         write_json(out / "metrics.json", metrics)
         hparams(writer, cfg, metrics, labels)
         writer.close()
