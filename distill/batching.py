@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from distill.loaders import fingerprint
-from distill.mlm_masking import mask_tokens
+from distill.mlm_masking import choose_smoothed, corrupt, mask_tokens, smoothed_token_probs
 from distill.tasks import Example
 
 
@@ -46,6 +47,10 @@ class EncodedDataset(Dataset):
     def lengths(self) -> list[int]:
         return [len(x) for x in self.input_ids]
 
+    def token_counts(self) -> np.ndarray:
+        """How often each token id occurs in the dataset (masking weights)."""
+        return np.bincount(np.fromiter((t for x in self.input_ids for t in x), dtype=np.int64))
+
     def __getitem__(self, i: int) -> dict:
         item = {"input_ids": self.input_ids[i], "token_type_ids": self.token_type_ids[i],
                 "labels": self.labels[i], "index": i}
@@ -65,13 +70,27 @@ class MlmMasking:
     vocab_size: int
     special_ids: tuple[int, ...]
     seed: int
+    pad_id: int = 0
+    # DistilBERT's frequency-smoothed choice (see distill/mlm_masking.py); None: BERT's uniform 15%.
+    token_probs: torch.Tensor | None = field(default=None, compare=False)
 
     @classmethod
-    def for_tokenizer(cls, tokenizer, seed: int) -> MlmMasking:
-        return cls(tokenizer.mask_token_id, len(tokenizer), tuple(sorted(set(tokenizer.all_special_ids))), seed)
+    def for_tokenizer(cls, tokenizer, seed: int, counts: np.ndarray | None = None,
+                      smoothing: float | None = None) -> MlmMasking:
+        """`counts` (per vocabulary entry, over the training data) and `smoothing`: DistilBERT's choice."""
+        special = tuple(sorted(set(tokenizer.all_special_ids)))
+        probs = None
+        if smoothing is not None and counts is not None:
+            padded = np.zeros(len(tokenizer), dtype=np.int64)
+            padded[:min(len(counts), len(padded))] = counts[:len(padded)]
+            probs = smoothed_token_probs(padded, smoothing, special)
+        return cls(tokenizer.mask_token_id, len(tokenizer), special, seed, tokenizer.pad_token_id or 0, probs)
 
     def __call__(self, ids: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(hash((self.seed, *index.tolist())) % (2**63))
+        if self.token_probs is not None:
+            chosen = choose_smoothed(ids, self.pad_id, self.token_probs, gen)
+            return corrupt(ids, chosen, self.mask_id, self.vocab_size, gen)
         special = torch.isin(ids, torch.tensor(self.special_ids))
         return mask_tokens(ids, special, self.mask_id, self.vocab_size, gen)
 

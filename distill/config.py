@@ -214,6 +214,9 @@ class StageConfig:
     # BERT's 15% / 80-10-10 masking of the inputs (DistilBERT's losses need it); teacher and student
     # see the same masked input.
     mlm_masking: bool = False
+    # DistilBERT's choice of positions: ceil(15%) of each batch's tokens drawn with weight count^-mlm_smoothing
+    # (0.7, the reference; counts over the stage's training data); null: BERT's independent 15% per token.
+    mlm_smoothing: float | None = 0.7
     # Adadelta is Tang et al.'s choice for the BiLSTM (use lr 1.0 with it; rho 0.95 as their code).
     optimizer: Literal["adamw", "adadelta"] = "adamw"
     rho: float = 0.95

@@ -172,6 +172,11 @@ class CorpusDataset(torch.utils.data.Dataset):
         o = self.offsets
         return (o[self.rows + 1] - o[self.rows]).tolist()
 
+    def token_counts(self) -> np.ndarray:
+        """How often each token id occurs in the packed corpus, both splits (masking weights, as the reference's
+        counts over the whole binarised data)."""
+        return np.bincount(np.asarray(self.ids, dtype=np.int64))
+
     def tokens(self, i: int) -> list[int]:
         r = self.rows[i]
         return self.ids[self.offsets[r]:self.offsets[r + 1]].astype(np.int64).tolist()

@@ -65,6 +65,9 @@ def stage_inputs(config: StageConfig, objective: Objective, datasets: dict, task
                  teacher: nn.Module | None, seed: int, depths: tuple[int, int], tokenizer) -> StageInputs:
     """The inputs of a distillation stage; `depths` = (student layers, teacher layers) for its layer map."""
     pairs = layer_map(config.layer_map, *depths) if objective.needs_hidden or objective.needs_attention else []
-    mlm = MlmMasking.for_tokenizer(tokenizer, seed) if config.mlm_masking else None
+    mlm = None
+    if config.mlm_masking:
+        counts = datasets[config.data].token_counts() if config.mlm_smoothing is not None else None
+        mlm = MlmMasking.for_tokenizer(tokenizer, seed, counts, config.mlm_smoothing)
     return StageInputs(config, objective, LossContext(pairs, task is not None and task.is_regression),
                        datasets[config.data], datasets["dev"], task, teacher, seed, mlm)

@@ -438,3 +438,57 @@ def test_tinybert_neighbours_come_from_the_100k_most_frequent_words_by_default(t
     glove = tmp_path / "g.txt"
     glove.write_text("".join(f"w{i} {i} 1\n" for i in range(5)))
     assert list(load_vectors(str(glove), 3).key_to_index) == ["w0", "w1", "w2"]
+
+
+# ---------------------------------------------------------------- 8. DistilBERT's frequency-smoothed masking
+
+
+def test_smoothed_token_weights_by_hand():
+    import numpy as np
+
+    from distill.mlm_masking import smoothed_token_probs
+
+    probs = smoothed_token_probs(np.array([0, 1, 100, 5, 7]), 0.7, special_ids=(0, 4))
+    assert probs.tolist() == pytest.approx([0.0, 1.0, 100 ** -0.7, 5 ** -0.7, 0.0])
+
+
+def test_smoothed_choice_masks_ceil_15_percent_and_prefers_rare_tokens():
+    import math
+
+    from distill.mlm_masking import choose_smoothed, smoothed_token_probs
+
+    counts = torch.zeros(10, dtype=torch.long)
+    counts[5], counts[6] = 1, 100  # token 5 is rare, token 6 frequent
+    probs = smoothed_token_probs(counts.numpy(), 0.7, special_ids=(0, 1, 2))  # 0 pad, 1 [CLS], 2 [SEP]
+    batch = torch.tensor([[1, 5, 6, 6, 6, 2, 0, 0], [1, 6, 6, 2, 0, 0, 0, 0]] * 20)
+    chosen = choose_smoothed(batch, 0, probs, torch.Generator().manual_seed(0))
+    assert int(chosen.sum()) == math.ceil(0.15 * int((batch != 0).sum()))  # 0.15 * 200 tokens = 30
+    assert not chosen[(batch == 0) | (batch == 1) | (batch == 2)].any()
+    # One position per draw (6 tokens: ceil(0.9) = 1): P(rare) = 1 / (1 + 3 * 100^-0.7) = 0.893.
+    row = torch.tensor([[1, 5, 6, 6, 6, 2]])
+    hits = sum(bool(choose_smoothed(row, 0, probs, torch.Generator().manual_seed(s))[0, 1]) for s in range(4000))
+    assert hits / 4000 == pytest.approx(1 / (1 + 3 * 100 ** -0.7), abs=0.02)
+
+
+def test_distilbert_stages_mask_with_smoothing_by_default():
+    from distill.objective import Objective
+    from distill.stage import stage_inputs
+    from teachers.load import load_tokenizer
+
+    class Data:
+        def token_counts(self):
+            import numpy as np
+
+            return np.bincount([2023, 2023, 2003], minlength=30522)
+
+    tok = load_tokenizer("packaged:all-minilm-l6-v2")
+    config = StageConfig(name="d", losses={"mlm": 1.0}, data="corpus", mlm_masking=True)
+    assert config.mlm_smoothing == 0.7
+    inputs = stage_inputs(config, Objective(config.losses), {"corpus": Data(), "dev": Data()}, None, None, 0,
+                          (1, 1), tok)
+    probs = inputs.mlm.token_probs
+    assert probs[2023] == pytest.approx(2 ** -0.7) and probs[2003] == pytest.approx(1.0)
+    assert probs[tok.cls_token_id] == 0 and probs[tok.pad_token_id] == 0
+    config.mlm_smoothing = None
+    assert stage_inputs(config, Objective(config.losses), {"corpus": Data(), "dev": Data()}, None, None, 0,
+                        (1, 1), tok).mlm.token_probs is None
