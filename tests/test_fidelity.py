@@ -359,6 +359,8 @@ def test_schedule_length_counts_optimizer_steps_as_accelerate_takes_them():
         for x in loader:
             with acc.accumulate(model):
                 model(x).sum().backward()
+                opt.step()
+                opt.zero_grad()
                 if acc.sync_gradients:
                     lrs.append(sched.get_last_lr()[0])
                     sched.step()
