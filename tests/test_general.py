@@ -102,7 +102,9 @@ def test_general_tinybert_then_task_distillation_from_it(pretrained_teacher, tmp
     from safetensors.torch import load_file
 
     general_w = load_file(folder / "model.safetensors")
-    task = load_config(SMOKE, [f"student.init={folder}", "student.hidden=null", "student.layers=null"])
+    assert (folder / "projections.safetensors").exists()  # W_h / W_e (16 -> 32) travel with the student
+    task = load_config(SMOKE, [f"student.init={folder}", "student.hidden=null", "student.layers=null",
+                               "teacher.random.hidden=32"])
     from students import build_student
     from teachers.load import random_bert
 
@@ -110,7 +112,9 @@ def test_general_tinybert_then_task_distillation_from_it(pretrained_teacher, tmp
     s = build_student(task.student, t, 0)
     key = "bert.encoder.layer.1.output.dense.weight"
     torch.testing.assert_close(s.state_dict()[key], general_w[key])
-    run_experiment(task, tmp_path / "task", log=lambda *_: None)  # the general student as a task init
+    logs = []
+    run_experiment(task, tmp_path / "task", log=logs.append)  # the general student as a task init
+    assert f"projections W_h / W_e: carried from {folder / 'projections.safetensors'}" in logs
 
 
 def test_general_distilbert_triple_loss(pretrained_teacher, tmp_path):
