@@ -38,6 +38,11 @@ def label_copies(ds: EncodedDataset, teacher_logits, originals: set[str], regres
     return changed
 
 
+def _texts(datasets: dict, splits) -> list[str]:
+    return [t for split in splits if split in datasets
+            for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
+
+
 class TaskWorkflow:
     def __init__(self, cfg: ExperimentConfig, plan: Plan):
         self.cfg, self.plan = cfg, plan
@@ -64,41 +69,41 @@ class TaskWorkflow:
             datasets["augmented"] = EncodedDataset(examples, tokenizer, cfg.task.max_length, task.is_regression)
         say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
         teacher, self.teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
-        if cfg.teacher.gate is not None:
-            dev_logits = cached_logits(teacher, self.teacher_info["key"], datasets["dev"], accelerator, cfg.train, say)
-            datasets["dev"].teacher_logits = dev_logits
-            gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], datasets["dev"].examples,
-                                 cfg.teacher.gate, cfg.teacher.checkpoint)
-            self.teacher_info["gate"] = gate
-            say(f"teacher gate: dev {task.main_metric} {gate['dev_' + task.main_metric]:.4f} against the "
-                f"majority-class {gate['majority_baseline']:.4f}: passed")
-        set_seed(cfg.seed)
-        def texts(splits):
-            return [t for split in splits if split in datasets
-                    for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
 
-        student = build_student(cfg.student, teacher, cfg.seed, texts(("train", "augmented")), task.is_pair,
-                                other_texts=texts(EVAL_SPLITS))
+        def logits_of(ds):  # the teacher's logits over a split, computed once (teacher-output cache)
+            if ds.teacher_logits is None:
+                ds.teacher_logits = cached_logits(teacher, self.teacher_info["key"], ds, accelerator, cfg.train, say)
+            return ds.teacher_logits
+
+        if cfg.teacher.gate is not None:
+            self._gate(logits_of(datasets["dev"]), datasets["dev"], say)
+        if "augmented" in datasets and cfg.augment.labels == "teacher":
+            changed = label_copies(datasets["augmented"], logits_of(datasets["augmented"]),
+                                   {ex.id for ex in task.splits["train"]}, task.is_regression)
+            self.teacher_info["augmented_labels"] = {"by": "teacher", "changed": changed}
+            say(f"augmented copies labelled by the teacher: {changed} differ from their source's label")
+        set_seed(cfg.seed)
+        student = build_student(cfg.student, teacher, cfg.seed, _texts(datasets, ("train", "augmented")),
+                                task.is_pair, other_texts=_texts(datasets, EVAL_SPLITS))
         if hasattr(student, "vocab"):
             for ds in datasets.values():
                 ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
             say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
                 f"pre-trained vectors")
-        if "augmented" in datasets and cfg.augment.labels == "teacher":
-            aug = datasets["augmented"]
-            logits = cached_logits(teacher, self.teacher_info["key"], aug, accelerator, cfg.train, say)
-            aug.teacher_logits = logits
-            changed = label_copies(aug, logits, {ex.id for ex in task.splits["train"]}, task.is_regression)
-            self.teacher_info["augmented_labels"] = {"by": "teacher", "changed": changed}
-            say(f"augmented copies labelled by the teacher: {changed} differ from their source's label")
         for stage, objective in zip(cfg.stages, self.plan.objectives, strict=True):
             if objective.uses_teacher and not (objective.needs_hidden or objective.needs_attention):
-                for ds in (datasets[stage.data], datasets["dev"]):
-                    if ds.teacher_logits is None:
-                        ds.teacher_logits = cached_logits(teacher, self.teacher_info["key"], ds, accelerator,
-                                                          cfg.train, say)
+                logits_of(datasets[stage.data])
+                logits_of(datasets["dev"])
         self.datasets = datasets
         return teacher, student, datasets
+
+    def _gate(self, dev_logits, dev: EncodedDataset, say) -> None:
+        task = self.task
+        gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], dev.examples, self.cfg.teacher.gate,
+                             self.cfg.teacher.checkpoint)
+        self.teacher_info["gate"] = gate
+        say(f"teacher gate: dev {task.main_metric} {gate['dev_' + task.main_metric]:.4f} against the majority-class "
+            f"{gate['majority_baseline']:.4f}: passed")
 
     def before(self, session: Session, module, stages: list[StageInputs], out) -> None:
         return None  # judged by task metrics after training, not by held-out losses before it
