@@ -82,7 +82,7 @@ def _make_augmenter(cfg: ExperimentConfig, examples: list[Example], log):
     from augment.pos import load_tagger
     from augment.tang import TangAugmenter
 
-    return TangAugmenter(a.tang, a.copies, load_tagger(a.tang.tagger), count=a.tang.count).fit(examples)
+    return TangAugmenter(a.tang, a.copies, load_tagger(a.tang.tagger)).fit(examples)
 
 
 def rows_for(examples: list[Example], variants: list[list[tuple[str, str | None]]], method: str) -> tuple[list, int]:

@@ -17,37 +17,28 @@ from augment.words import join_words
 from distill.config import TangAugmentConfig
 from distill.tasks import Example
 
-COUNTS = ("occurrences", "unique_texts")
-
 
 class TangAugmenter:
     method = "tang"
 
-    def __init__(self, cfg: TangAugmentConfig, copies: int, tagger, mask_token: str = "[MASK]",
-                 count: str = "occurrences"):
-        """`count`: what the POS unigram distributions count, `occurrences` (every occurrence of a word in
-        the corpus, as the paper's unigram distribution) or `unique_texts` (a text repeated in the corpus
-        counts once: this code's earlier behaviour)."""
-        if count not in COUNTS:
-            raise ValueError(f"unknown count {count!r}; expected one of {list(COUNTS)}")
+    def __init__(self, cfg: TangAugmentConfig, copies: int, tagger, mask_token: str = "[MASK]"):
         self.cfg = cfg
         self.copies = copies
         self.tagger = tagger
         self.mask = mask_token
-        self.count = count
         self.tags: dict[str, Tagged] = {}
         self.unigram: dict[str, tuple[list[str], np.ndarray]] = {}
 
     def fit(self, corpus: list[Example]) -> TangAugmenter:
         """Tag the training corpus (each distinct text once) and build each tag's unigram distribution of
-        words, over every occurrence unless `count="unique_texts"`."""
+        words, over every occurrence unless `cfg.count` is `unique_texts` (a repeated text counts once)."""
         times = Counter(t for ex in corpus for t in (ex.text_a, ex.text_b) if t is not None)
         texts = sorted(times)  # each distinct text is tagged once ...
         for text, tagged in zip(texts, self.tagger(texts), strict=True):
             self.tags[text] = tagged
         counts: dict[str, Counter] = defaultdict(Counter)
         for text in texts:
-            weight = times[text] if self.count == "occurrences" else 1  # ... and counts as often as it occurs
+            weight = times[text] if self.cfg.count == "occurrences" else 1  # ... and counts as often as it occurs
             for word, tag in self.tags[text]:
                 counts[tag][word] += weight
         for tag, c in sorted(counts.items()):

@@ -149,6 +149,12 @@ def pack_corpus(cfg: CorpusConfig, tokenizer, log=print) -> Path:
     return folder
 
 
+def heldout_rows(sequences: int, heldout: float) -> np.ndarray:
+    """Which packed sequences are held out: every round(1 / heldout)-th one (none when `heldout` is 0)."""
+    every = max(2, round(1 / heldout)) if heldout > 0 else sequences + 1
+    return np.arange(sequences) % every == every - 1
+
+
 class CorpusDataset(torch.utils.data.Dataset):
     """A split of a packed corpus, read through a memory map (items look like task items, label 0)."""
 
@@ -157,10 +163,8 @@ class CorpusDataset(torch.utils.data.Dataset):
         self.meta = read_json(folder / "meta.json")
         self.offsets = np.load(folder / "offsets.npy")
         self.ids = np.memmap(folder / "ids.bin", dtype=np.uint32, mode="r")
-        n = len(self.offsets) - 1
-        every = max(2, round(1 / heldout)) if heldout > 0 else n + 1
-        keep = np.arange(n) % every == every - 1
-        self.rows = np.nonzero(keep if split == "heldout" else ~keep)[0]
+        held = heldout_rows(len(self.offsets) - 1, heldout)
+        self.rows = np.nonzero(held if split == "heldout" else ~held)[0]
         self.pad_id = pad_id
         self.teacher_logits = None
         self.identity = f"corpus:{folder.name}:{split}"

@@ -367,12 +367,16 @@ def test_tang_unigram_counts_every_occurrence():
 
 
 def test_tang_unique_texts_keeps_the_old_counts():
-    aug = TangAugmenter(TangAugmentConfig(), 1, StubTagger(), count="unique_texts").fit(tang_corpus())
+    aug = TangAugmenter(TangAugmentConfig(count="unique_texts"), 1, StubTagger()).fit(tang_corpus())
     # Distinct texts: "n1 v1 n1", "n2 v2", "n2 v1", "n1 v3", "n3 v2" -> nouns n1 3, n2 2, n3 1; verbs v1 2, v2 2, v3 1.
     assert distribution(aug, "NN") == pytest.approx({"n1": 3 / 6, "n2": 2 / 6, "n3": 1 / 6})
     assert distribution(aug, "VB") == pytest.approx({"v1": 2 / 5, "v2": 2 / 5, "v3": 1 / 5})
 
 
 def test_tang_refuses_an_unknown_count():
-    with pytest.raises(ValueError, match="count"):
-        TangAugmenter(TangAugmentConfig(), 1, StubTagger(), count="tokens")
+    from distill.config import ConfigError, from_dict
+
+    raw = {"name": "x", "teacher": {}, "student": {}, "stages": [{"name": "s", "losses": {"hard_ce": 1}}],
+           "augment": {"method": "tang", "tang": {"count": "tokens"}}}
+    with pytest.raises(ConfigError, match=r"augment\.tang\.count"):
+        from_dict(raw)

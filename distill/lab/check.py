@@ -95,21 +95,16 @@ class Runs:
     lines: list[str]  # what the sweep holds
 
 
-def _is_sweep(raw: dict) -> bool:
-    # The condition under which `distill run` hands a config to the sweep.
-    return bool(raw.get("variants") or raw.get("seeds") or (raw.get("sweep") or {}).get("grid"))
-
-
 def select_runs(path: str | Path, overrides, variant: str | None) -> Runs:
     raw = load_raw(path)
     for assignment in overrides:
         apply_override(raw, assignment)
-    if not _is_sweep(raw):
+    from distill.lab.sweep import expand, is_sweep
+
+    if not is_sweep(raw):
         if variant is not None:
             raise ConfigError(f"--variant {variant!r}: {path} has no variants, seeds or grid")
         return Runs(load_config(path, overrides), None, {}, [])
-    from distill.lab.sweep import expand
-
     plans = expand(path, list(overrides))  # builds, and so validates, every run's config
     first = {}
     for p in plans:  # seeds change no check: one run per variant
@@ -161,11 +156,6 @@ def augmented_size(cfg: ExperimentConfig, task: TaskData, tokenizer, train: Size
                 note=f"not built yet (the run, or `distill augment`, builds it at {path}): at most "
                      f"{train.examples:,} x (1 + {cfg.augment.copies} copies) examples, as duplicates are dropped; "
                      f"tokens estimated as the training set's x {k}")
-
-
-def _heldout_count(sequences: int, heldout: float) -> int:
-    # As `CorpusDataset`: every round(1 / heldout)-th packed sequence is held out.
-    return sequences // max(2, round(1 / heldout)) if heldout > 0 else 0
 
 
 def corpus_size(c: CorpusConfig, tokenizer) -> Size:
@@ -231,7 +221,9 @@ def estimate_corpus(c: CorpusConfig, tokenizer, folder: Path) -> Size:
     if c.limit is not None and sequences > c.limit:
         sequences, tokens = c.limit, tokens * c.limit / sequences
     n = round(sequences)
-    train = n - _heldout_count(n, c.heldout)
+    from distill.corpus import heldout_rows
+
+    train = n - int(heldout_rows(n, c.heldout).sum())
     return Size(train, round(tokens * train / n) if n else 0, ESTIMATE, ESTIMATE,
                 note=f"not packed yet (the run packs it into {folder}); estimated from up to the first "
                      f"{SAMPLE_LINES:,} lines of each source")

@@ -109,9 +109,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from distill.config import load_config, load_raw
     from distill.lab.run import run_experiment
     from distill.lab.run_folder import RunError, latest_unfinished
+    from distill.lab.sweep import is_sweep
 
     raw = load_raw(args.config)
-    if raw.get("variants") or raw.get("seeds") or (raw.get("sweep") or {}).get("grid"):
+    if is_sweep(raw):
         return _sweep([args.config], args.set, args.out, [], None, None, None)
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else None

@@ -62,6 +62,11 @@ def _point_name(point: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in point.items()).replace("/", "_")
 
 
+def is_sweep(raw: dict) -> bool:
+    """Whether a raw config describes several runs (variants, seeds or a grid): `distill run` then sweeps it."""
+    return bool(raw.get("variants") or raw.get("seeds") or (raw.get("sweep") or {}).get("grid"))
+
+
 def expand(path: str | Path, overrides: list[str] | tuple[str, ...] = (), out_root: str | Path | None = None,
            grid: dict[str, list[Any]] | None = None, seeds: list[int] | None = None) -> list[Planned]:
     """Every (variant, grid point, seed) of a config, in a fixed order; a config without variants is one
