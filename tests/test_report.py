@@ -60,12 +60,16 @@ def test_means_stds_deltas_and_counts_by_hand(experiment):
     md = to_markdown(rep)
     lines = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
     # full: dev 0.80, 0.90 -> mean 0.85, sample std sqrt(2 * 0.05^2 / 1) = 0.0707; test 0.70, 0.74 -> 0.72, 0.0283
-    assert "| full | 2/2 | 0.8500 ± 0.0707 | ref | 0.8600 ± 0.0707 | 0.7200 ± 0.0283 | ref |" in lines["full"]
-    # no-att: one of two seeds finished; Δ = 0.60 - 0.85 and 0.50 - 0.72
-    assert "| no-att | 1/2 | 0.6000 | -0.2500 | 0.6100 | 0.5000 | -0.2200 |" in lines["no-att"]
+    # 95% t-interval over 2 seeds: mean ± t(0.975, 1) * s / sqrt(2) = 0.85 ± 12.7062 * 0.0707 / 1.4142 = ± 0.6353
+    assert ("| full | 2/2 | 0.8500 ± 0.0707 | [0.2147, 1.4853] | ref |  | 0.8600 ± 0.0707 | 0.7200 ± 0.0283 | "
+            "[0.4659, 0.9741] | ref |  |") in lines["full"]
+    # no-att: one of two seeds finished, no per-example predictions: no interval, Δ = 0.60 - 0.85 untested
+    assert "| no-att | 1/2 | 0.6000 | - | -0.2500 | - | 0.6100 | 0.5000 | - | -0.2200 | - |" in lines["no-att"]
     assert lines["no-att"].endswith("| 10.00M | 25.0% | 100 |")
-    assert "| teacher | - | 0.9000 |  | 0.9500 | 0.8800 |  | 0.9000 | 100.00M | 100% | - |" in md
-    assert "| broken | 0/1 | n/a | n/a |" in lines["broken"]
+    assert "| teacher | - | 0.9000 | - |  |  | 0.9500 | 0.8800 | - |  |  | 0.9000 | 100.00M | 100% | - |" in md
+    assert "| broken | 0/1 | n/a | - | n/a |  |" in lines["broken"]
+    assert "Warning: `no-att` has 1 finished run(s) against the reference's 2" in md
+    assert "dev macro_f1: 0 of 0 differences" in md and "not tested" in md
     notes = md.split("Not in the means")[1]
     assert "no-att seed 2: never started" in notes
     assert "broken seed 1: failed: RuntimeError: out of memory" in notes
@@ -80,7 +84,9 @@ def test_csv_and_latex_carry_the_same_numbers(experiment):
     assert math.isclose(float(full["dev macro_f1 std"]), math.sqrt(0.005), rel_tol=1e-5)
     no_att = next(r for r in rows if r["model"] == "no-att")
     assert no_att["dev macro_f1 std"] == "" and no_att["finished"] == "1" and no_att["planned"] == "2"
-    assert math.isclose(float(no_att["delta dev macro_f1"]), -0.25)
+    assert math.isclose(float(no_att["dev macro_f1 delta"]), -0.25) and no_att["dev macro_f1 p"] == ""
+    half = 12.7062 * math.sqrt(0.005) / math.sqrt(2)  # t(0.975, 1) * s / sqrt(n)
+    assert math.isclose(float(full["dev macro_f1 ci_low"]), 0.85 - half, rel_tol=1e-4)
     assert next(r for r in rows if r["model"] == "teacher")["parameters"] == "100000000"
     tex = to_latex(rep)
     assert r"0.8500 $\pm$ 0.0707" in tex and r"$\Delta$ dev macro\_f1" in tex and r"\toprule" in tex
@@ -89,7 +95,7 @@ def test_csv_and_latex_carry_the_same_numbers(experiment):
 
 def test_reference_can_be_chosen_and_must_exist(experiment):
     rep = build(experiment, reference="no-att")
-    assert "| full | 2/2 | 0.8500 ± 0.0707 | +0.2500 |" in to_markdown(rep)
+    assert "| full | 2/2 | 0.8500 ± 0.0707 | [0.2147, 1.4853] | +0.2500 |" in to_markdown(rep)
     with pytest.raises(ReportError, match="reference variant 'nope' is not among the runs"):
         build(experiment, reference="nope")
 
@@ -142,7 +148,7 @@ def test_general_distillation_runs_report_held_out_losses(tmp_path):
     rep = build(root)
     assert rep.lower_is_better and rep.teacher is None
     md = to_markdown(rep)
-    assert "| no-emb | 1/1 | 3.5000 | +0.5000 | 1.0000 |" in md and "lower is better" in md
+    assert "| no-emb | 1/1 | 3.5000 | - | +0.5000 | - | 1.0000 |" in md and "lower is better" in md
     _, paths = write_report(root)
     assert paths["ablation_plot"].exists()
 

@@ -55,9 +55,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from distill.lab.report import write_report
+    from distill.lab.report import ReportError, write_report
 
-    rep, paths = write_report(args.root, args.out, args.reference, plots=not args.no_plots)
+    if args.resamples < 100:
+        raise ReportError(f"--resamples {args.resamples}: expected at least 100 (percentile intervals need them)")
+    rep, paths = write_report(args.root, args.out, args.reference, plots=not args.no_plots,
+                              resamples=args.resamples)
     print(Path(paths[args.format]).read_text(), end="")
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -246,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--reference", help="variant the changes are measured against (default: the sweep's "
                     "`sweep.reference`, else its first variant)")
     rp.add_argument("--no-plots", action="store_true")
+    rp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the intervals and tests "
+                    "(default 2000)")
     rp.set_defaults(func=cmd_report)
 
     b = sub.add_parser("bench", help="parameters, size, FLOPs, latency and throughput of the teacher and students, "

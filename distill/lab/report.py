@@ -1,8 +1,11 @@
-"""Ablation tables and plots made from run folders alone (metrics.json, run.json, TensorBoard events).
+"""Ablation tables and plots made from run folders alone (metrics.json, run.json, predictions.safetensors,
+TensorBoard events).
 
-One row per variant: each metric as mean ± std over the variant's finished seeds, the change of the main
-metric against the reference variant (the full method), parameters, encoder compute and inference speed, and
-the teacher's row. Runs that are missing, unfinished or failed are listed, never averaged away."""
+One row per variant: each metric as mean ± std over the variant's finished seeds; for the main metric a 95%
+interval, the difference against the reference variant (the full method) with its 95% interval and a
+Holm-corrected p-value (`uncertainty.py` says how), and a line saying how many differences can be told from
+noise. Also parameters, encoder compute, inference speed, the teacher's row and the majority class. Runs that
+are missing, unfinished or failed are listed, never averaged away."""
 
 from __future__ import annotations
 
@@ -10,13 +13,28 @@ import csv
 import io
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from distill.errors import DistillError
 from distill.io import read_json, write_json, write_text
 from distill.lab.run_folder import FAILED, FINISHED, MISSING, UNFINISHED, run_state
 from distill.lab.sweep import read_plan
+from distill.lab.uncertainty import (
+    CONFIDENCE,
+    RESAMPLES,
+    Difference,
+    Interval,
+    bootstrap_interval,
+    holm,
+    paired_bootstrap,
+    t_interval,
+    welch_difference,
+)
+from distill.predictions import FILE as PREDICTIONS
+from distill.predictions import read_predictions
 from distill.tasks import EVAL_SPLITS
 
 
@@ -28,6 +46,14 @@ class RunRecord:
     state: str  # finished | failed | unfinished | missing
     metrics: dict | None = None
     error: str | None = None
+    _predictions: tuple | None = field(default=None, repr=False)
+
+    def predictions(self) -> tuple[dict, dict] | None:
+        """(split -> per-example predictions, metadata), or None for a run that kept none."""
+        if self._predictions is None:
+            f = self.folder / PREDICTIONS
+            self._predictions = (read_predictions(f),) if f.exists() else (None,)
+        return self._predictions[0]
 
 
 @dataclass
@@ -39,6 +65,9 @@ class VariantRow:
     parameters: int | None = None
     compute: float | None = None  # student/teacher encoder FLOPs per token
     speed: list[float] = field(default_factory=list)  # inference examples/s per seed
+    runs: list[RunRecord] = field(default_factory=list)  # the finished ones
+    intervals: dict[str, Interval] = field(default_factory=dict)  # main columns
+    diffs: dict[str, Difference] = field(default_factory=dict)  # main columns, against the reference
 
 
 class ReportError(DistillError):
@@ -95,11 +124,10 @@ def run_values(metrics: dict) -> dict[str, float]:
 
 
 def main_columns(metrics: dict) -> list[str]:
-    """The columns whose change against the reference is shown: dev and test of the main metric."""
+    """The columns whose change against the reference is judged: the main metric on each evaluation split."""
     if metrics.get("general"):
         return [next(iter(run_values(metrics)))]
-    return [c for c in (f"dev {metrics['main_metric']}", f"test {metrics['main_metric']}") if c in
-            run_values(metrics)]
+    return [c for c in (f"{split} {metrics['main_metric']}" for split in EVAL_SPLITS) if c in run_values(metrics)]
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -117,9 +145,16 @@ class Report:
     teacher: dict | None
     problems: list[RunRecord]
     lower_is_better: bool = False
+    teacher_intervals: dict[str, Interval] = field(default_factory=dict)  # bootstrap over the dev examples
+    baseline: dict[str, float] = field(default_factory=dict)  # majority class, per main column
+    warnings: list[str] = field(default_factory=list)
+    resamples: int = RESAMPLES
+
+    def row(self, name: str) -> VariantRow:
+        return next(r for r in self.rows if r.name == name)
 
 
-def build(root: str | Path, reference: str | None = None) -> Report:
+def build(root: str | Path, reference: str | None = None, resamples: int = RESAMPLES) -> Report:
     records = discover(root)
     plan = read_plan(Path(root))
     order: list[str] = []  # the sweep's order when it left a plan, else by name
@@ -137,6 +172,7 @@ def build(root: str | Path, reference: str | None = None) -> Report:
         if r.state != FINISHED:
             continue
         row.finished += 1
+        row.runs.append(r)
         vals = run_values(r.metrics)
         for c in columns:
             row.values.setdefault(c, [])
@@ -157,11 +193,155 @@ def build(root: str | Path, reference: str | None = None) -> Report:
         teacher = {"parameters": t["parameters"],
                    "values": {f"{split} {k}": v for split in EVAL_SPLITS for k, v in (t.get(split) or {}).items()
                               if not k.startswith("loss/")}}
-    return Report(columns, main_columns(first) if first else [], reference, list(rows.values()), teacher,
-                  [r for r in records if r.state != FINISHED], lower_is_better=bool(first and first.get("general")))
+    rep = Report(columns, main_columns(first) if first else [], reference, list(rows.values()), teacher,
+                 [r for r in records if r.state != FINISHED], lower_is_better=bool(first and first.get("general")),
+                 resamples=resamples)
+    judge(rep, first)
+    return rep
+
+
+# ---------------------------------------------------------------- uncertainty
+
+
+def _split_metric(column: str) -> tuple[str, str]:
+    split, _, metric = column.partition(" ")
+    return split, metric
+
+
+def _aligned(runs: list[RunRecord], split: str) -> tuple[np.ndarray, list[np.ndarray], int] | None:
+    """Gold labels and each run's logits over the examples every run evaluated, in the first run's order;
+    None when a run kept no predictions or the split has no gold labels."""
+    preds = [r.predictions() for r in runs]
+    if any(p is None or split not in p[0] or p[0][split].labels is None for p in preds):
+        return None
+    first = preds[0][0][split]
+    common = set(first.ids).intersection(*(set(p[0][split].ids) for p in preds[1:]))
+    order = [i for i in first.ids if i in common]
+    if not order:
+        return None
+    logits = []
+    for p in preds:
+        sp = p[0][split]
+        if sp.ids == order:
+            logits.append(sp.student)
+        else:
+            where = {ex_id: k for k, ex_id in enumerate(sp.ids)}
+            logits.append(sp.student[[where[i] for i in order]])
+    where = {ex_id: k for k, ex_id in enumerate(first.ids)}
+    gold = first.labels[[where[i] for i in order]]
+    return gold, logits, int(preds[0][1].get("num_labels") or first.student.shape[1])
+
+
+def _interval(row: VariantRow, column: str, resamples: int) -> Interval | None:
+    values = row.values.get(column) or []
+    if not values:
+        return None
+    if len(values) >= 2:
+        return t_interval(values)
+    split, metric = _split_metric(column)
+    got = _aligned(row.runs, split) if row.runs else None
+    if got is None:
+        return Interval(values[0], None, None, None, 1, "none")
+    gold, (logits,), k = got
+    return bootstrap_interval(metric, logits, gold, k, resamples)
+
+
+def _difference(row: VariantRow, ref: VariantRow, column: str, resamples: int) -> Difference | None:
+    mine, theirs = row.values.get(column) or [], ref.values.get(column) or []
+    if not mine or not theirs:
+        return None
+    split, metric = _split_metric(column)
+    by_seed = {r.seed: r for r in ref.runs if r.seed is not None}
+    pairs = [(r, by_seed[r.seed]) for r in row.runs if r.seed in by_seed]
+    got = _aligned([r for pair in pairs for r in pair], split) if pairs else None
+    if got is None:
+        return welch_difference(mine, theirs)
+    gold, logits, k = got
+    return paired_bootstrap(metric, logits[0::2], logits[1::2], gold, k, resamples)
+
+
+def judge(rep: Report, first: dict | None) -> None:
+    """Intervals per variant, paired differences against the reference with Holm's correction per column,
+    the teacher's and the majority class's scores, and the warnings a reader needs."""
+    ref = rep.row(rep.reference) if rep.reference is not None else None
+    for column in rep.columns:
+        for row in rep.rows:
+            got = _interval(row, column, rep.resamples) if column in rep.main else None
+            if got is not None:
+                row.intervals[column] = got
+    for column in rep.main:
+        if ref is None:
+            break
+        others = [r for r in rep.rows if r is not ref]
+        diffs = [_difference(r, ref, column, rep.resamples) for r in others]
+        adjusted = holm([d.p if d else None for d in diffs])
+        for row, d, p in zip(others, diffs, adjusted, strict=True):
+            if d is not None:
+                d.p_holm = p
+                row.diffs[column] = d
+    if first and not first.get("general"):
+        baselines = (first["teacher"].get("majority_baseline") or {})
+        gate = first["teacher"].get("gate") or {}
+        for column in rep.main:
+            split, metric = _split_metric(column)
+            if metric == first.get("main_metric") and split in baselines:
+                rep.baseline[column] = baselines[split]
+            elif split == "dev" and "majority_baseline" in gate:
+                rep.baseline[column] = gate["majority_baseline"]
+        _teacher_intervals(rep)
+    if ref is not None:
+        for row in rep.rows:
+            if row is not ref and 0 < row.finished < ref.finished:
+                rep.warnings.append(f"`{row.name}` has {row.finished} finished run(s) against the reference's "
+                                    f"{ref.finished}: its differences rest on {row.finished} matched seed(s)")
+        if ref.finished == 1:
+            rep.warnings.append("the reference has one finished run: no interval or difference can include "
+                                "run-to-run variance; run more seeds (`seeds:` or `distill sweep --seeds 1,2,3`)")
+
+
+def _teacher_intervals(rep: Report) -> None:
+    runs = [r for row in rep.rows for r in row.runs]
+    got = next((r.predictions() for r in runs if r.predictions() is not None), None)
+    if got is None:
+        return
+    splits, meta = got
+    for column in rep.main:
+        split, metric = _split_metric(column)
+        sp = splits.get(split)
+        if sp is not None and sp.teacher is not None and sp.labels is not None:
+            rep.teacher_intervals[column] = bootstrap_interval(metric, sp.teacher, sp.labels,
+                                                               int(meta.get("num_labels") or sp.teacher.shape[1]),
+                                                               rep.resamples)
+
+
+def verdicts(rep: Report) -> list[str]:
+    """One plain-language line per main column: how many differences can be told from noise."""
+    lines = []
+    for column in rep.main:
+        rows = [r for r in rep.rows if r.name != rep.reference]
+        tested = [(r, r.diffs[column]) for r in rows if column in r.diffs and r.diffs[column].p is not None]
+        if not rows:
+            continue
+        sig = [(r, d) for r, d in tested if d.significant]
+        text = (f"{column}: {len(sig)} of {len(tested)} differences from `{rep.reference}` are distinguishable from "
+                f"noise at 95% (Holm-corrected)")
+        if sig:
+            text += ": " + ", ".join(f"{r.name} {d.delta:+.4f}" for r, d in sig)
+        rest = len(tested) - len(sig)
+        if rest:
+            text += f"; the other {rest} cannot be told apart from the reference"
+        untested = [r.name for r in rows if r not in [t for t, _ in tested]]
+        if untested:
+            text += f"; not tested (no matched runs with two seeds or predictions): {', '.join(untested)}"
+        lines.append(text + ".")
+    return lines
 
 
 # ---------------------------------------------------------------- formats
+
+
+def _num(x: float | None, signed: bool = False) -> str:
+    return "n/a" if x is None else (f"{x:+.4f}" if signed else f"{x:.4f}")
 
 
 def _fmt(mean: float | None, std: float | None, pm: str = " ± ") -> str:
@@ -170,34 +350,54 @@ def _fmt(mean: float | None, std: float | None, pm: str = " ± ") -> str:
     return f"{mean:.4f}" if std is None else f"{mean:.4f}{pm}{std:.4f}"
 
 
-def _delta(rep: Report, row: VariantRow, column: str) -> str:
+def _ci(iv: Interval | None, signed: bool = False) -> str:
+    if iv is None or iv.low is None:
+        return "-"
+    return f"[{_num(iv.low, signed)}, {_num(iv.high, signed)}]" + (" (b)" if iv.method.startswith("bootstrap") else "")
+
+
+def _delta_cells(rep: Report, row: VariantRow, column: str) -> list[str]:
     if rep.reference is None:
-        return ""
+        return ["", ""]
     if row.name == rep.reference:
-        return "ref"
-    mine, _ = mean_std(row.values.get(column, []))
-    ref, _ = mean_std(next(r for r in rep.rows if r.name == rep.reference).values.get(column, []))
-    return "n/a" if mine is None or ref is None else f"{mine - ref:+.4f}"
+        return ["ref", ""]
+    d = row.diffs.get(column)
+    if d is None:
+        return ["n/a", ""]
+    ci = "" if d.low is None else f" [{_num(d.low, True)}, {_num(d.high, True)}]"
+    return [f"{d.delta:+.4f}{ci}" + (" *" if d.significant else ""), "-" if d.p_holm is None else f"{d.p_holm:.3f}"]
 
 
 def _header(rep: Report) -> list[str]:
-    return ["model", "runs", *[h for c in rep.columns for h in ([c, f"Δ {c}"] if c in rep.main else [c])],
-            "params", "compute", "eval ex/s"]
+    cells = ["model", "runs"]
+    for c in rep.columns:
+        cells += [c, "95% CI", f"Δ {c} [95% CI]", "p (Holm)"] if c in rep.main else [c]
+    return cells + ["params", "compute", "eval ex/s"]
 
 
 def table_rows(rep: Report, pm: str = " ± ") -> list[list[str]]:
     rows = []
     if rep.teacher:
         t = rep.teacher
-        rows.append(["teacher", "-", *[h for c in rep.columns for h in (
-            [_fmt(t["values"].get(c), None), ""] if c in rep.main else [_fmt(t["values"].get(c), None)])],
-            f"{t['parameters'] / 1e6:.2f}M", "100%", "-"])
+        cells = ["teacher", "-"]
+        for c in rep.columns:
+            cells.append(_fmt(t["values"].get(c), None))
+            if c in rep.main:
+                cells += [_ci(rep.teacher_intervals.get(c)), "", ""]
+        rows.append(cells + [f"{t['parameters'] / 1e6:.2f}M", "100%", "-"])
+    if rep.baseline:
+        cells = ["majority class", "-"]
+        for c in rep.columns:
+            cells.append(_num(rep.baseline[c]) if c in rep.baseline else "")
+            if c in rep.main:
+                cells += ["", "", ""]
+        rows.append(cells + ["", "", ""])
     for row in rep.rows:
         cells = [row.name, f"{row.finished}/{row.planned}"]
         for c in rep.columns:
             cells.append(_fmt(*mean_std(row.values.get(c, [])), pm=pm))
             if c in rep.main:
-                cells.append(_delta(rep, row, c))
+                cells += [_ci(row.intervals.get(c)), *_delta_cells(rep, row, c)]
         cells.append(f"{row.parameters / 1e6:.2f}M" if row.parameters else "n/a")
         cells.append(f"{100 * row.compute:.1f}%" if row.compute is not None else "-")
         cells.append(f"{statistics.mean(row.speed):.0f}" if row.speed else "-")
@@ -214,33 +414,65 @@ def problems_text(rep: Report) -> list[str]:
     return out
 
 
+def method_note(rep: Report) -> str:
+    methods = {d.method for r in rep.rows for d in r.diffs.values()}
+    how = []
+    if "paired bootstrap" in methods:
+        how.append(f"Δ: paired bootstrap over evaluation examples and matched seeds ({rep.resamples} resamples), "
+                   "percentile interval")
+    if "Welch t over seeds" in methods:
+        how.append("Δ without per-example predictions: Welch t-interval and test over seeds")
+    return (f"Mean ± sample std over finished seeds; 95% CI: t-interval over seeds, (b) bootstrap over evaluation "
+            f"examples where there is one run; Δ = variant minus the reference `{rep.reference}`"
+            + ("; lower is better (held-out losses)" if rep.lower_is_better else "") + ". "
+            + ". ".join(how) + ("." if how else "")
+            + " p: two-sided, Holm-corrected over the variants of a column; * = distinguishable from noise at 95%.")
+
+
 def to_markdown(rep: Report) -> str:
     rows = [_header(rep), *table_rows(rep)]
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     lines.insert(1, "| " + " | ".join("---" for _ in rows[0]) + " |")
-    notes = [f"Mean ± sample std over finished seeds; Δ = mean minus the reference variant `{rep.reference}`"
-             + ("; lower is better (held-out losses)" if rep.lower_is_better else "") + "."]
+    notes = [method_note(rep), ""] + [f"**{v}**" for v in verdicts(rep)]
+    if rep.warnings:
+        notes += [""] + [f"Warning: {w}" for w in rep.warnings]
     if rep.problems:
         notes += ["", "Not in the means (missing, unfinished or failed):"] + [f"- {p}" for p in problems_text(rep)]
     return "\n".join(lines + [""] + notes) + "\n"
 
 
 def to_csv(rep: Report) -> str:
-    """Numbers for machines: mean, std and n per column, one row per variant plus the teacher."""
+    """Numbers for machines: mean, std, n and the 95% interval per column; for the main columns the difference
+    against the reference with its interval, raw and Holm-corrected p-values and the method."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["model", "finished", "planned", *[f"{c} {s}" for c in rep.columns for s in ("mean", "std")],
-                *[f"delta {c}" for c in rep.main], "parameters", "encoder_compute", "eval_examples_per_s"])
+    stats_cols = ("mean", "std", "ci_low", "ci_high")
+    diff_cols = ("delta", "delta_low", "delta_high", "p", "p_holm", "method")
+    w.writerow(["model", "finished", "planned", *[f"{c} {s}" for c in rep.columns for s in stats_cols],
+                *[f"{c} {s}" for c in rep.main for s in diff_cols], "parameters", "encoder_compute",
+                "eval_examples_per_s"])
+
+    def r6(x):
+        return "" if x is None else round(x, 6)
+
     if rep.teacher:
         t = rep.teacher
-        w.writerow(["teacher", "", "", *[x for c in rep.columns for x in (t["values"].get(c, ""), "")],
-                    *["" for _ in rep.main], t["parameters"], 1.0, ""])
+        cells = []
+        for c in rep.columns:
+            iv = rep.teacher_intervals.get(c)
+            cells += [t["values"].get(c, ""), "", r6(iv and iv.low), r6(iv and iv.high)]
+        w.writerow(["teacher", "", "", *cells, *["" for _ in rep.main for _ in diff_cols], t["parameters"], 1.0, ""])
     for row in rep.rows:
-        stats = [mean_std(row.values.get(c, [])) for c in rep.columns]
-        deltas = [_delta(rep, row, c) for c in rep.main]
-        w.writerow([row.name, row.finished, row.planned,
-                    *["" if x is None else round(x, 6) for m, s in stats for x in (m, s)],
-                    *["" if d in ("ref", "n/a") else d for d in deltas], row.parameters or "",
+        cells = []
+        for c in rep.columns:
+            mean, std = mean_std(row.values.get(c, []))
+            iv = row.intervals.get(c)
+            cells += [r6(mean), r6(std), r6(iv and iv.low), r6(iv and iv.high)]
+        for c in rep.main:
+            d = row.diffs.get(c)
+            cells += ["", "", "", "", "", ""] if d is None else [r6(d.delta), r6(d.low), r6(d.high), r6(d.p),
+                                                                  r6(d.p_holm), d.method]
+        w.writerow([row.name, row.finished, row.planned, *cells, row.parameters or "",
                     "" if row.compute is None else round(row.compute, 4),
                     round(statistics.mean(row.speed), 1) if row.speed else ""])
     return buf.getvalue()
@@ -255,13 +487,31 @@ def to_latex(rep: Report) -> str:
     lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in table_rows(rep)]
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}", "% " + method_note(rep)]
+    lines += ["% " + v for v in verdicts(rep)]
     if rep.problems:
         lines += ["% not in the means: " + p for p in problems_text(rep)]
     return "\n".join(lines) + "\n"
 
 
 FORMATS = {"md": ("table.md", to_markdown), "csv": ("table.csv", to_csv), "latex": ("table.tex", to_latex)}
+
+
+def to_json(rep: Report) -> dict:
+    def iv(x: Interval | None):
+        return None if x is None else asdict(x)
+
+    return {"reference": rep.reference, "columns": rep.columns, "main": rep.main, "teacher": rep.teacher,
+            "teacher_intervals": {c: iv(x) for c, x in rep.teacher_intervals.items()},
+            "majority_baseline": rep.baseline, "resamples": rep.resamples, "confidence": CONFIDENCE,
+            "variants": {r.name: {"values": r.values, "planned": r.planned, "finished": r.finished,
+                                  "seeds": [x.seed for x in r.runs],
+                                  "intervals": {c: iv(x) for c, x in r.intervals.items()},
+                                  "differences": {c: {**asdict(d), "significant": d.significant}
+                                                  for c, d in r.diffs.items()},
+                                  "parameters": r.parameters, "compute": r.compute,
+                                  "eval_examples_per_s": r.speed} for r in rep.rows},
+            "verdicts": verdicts(rep), "warnings": rep.warnings, "not_in_means": problems_text(rep)}
 
 
 # ---------------------------------------------------------------- plots
@@ -274,8 +524,16 @@ def _save(fig, path: Path, dpi: int) -> None:
         fig.savefig(tmp, dpi=dpi, format="png")
 
 
+def _err(center: float, iv: Interval | Difference | None) -> tuple[float, float]:
+    if iv is None or iv.low is None:
+        return 0.0, 0.0
+    return max(0.0, center - iv.low), max(0.0, iv.high - center)
+
+
 def plot_ablation(rep: Report, path: Path) -> Path | None:
-    """Bar chart of the main metric per variant with std error bars; the teacher as a dashed line."""
+    """Left: the main metric per variant with 95% error bars, the teacher and the majority class as lines.
+    Right: each variant's difference from the reference with its 95% interval; filled = distinguishable from
+    noise after Holm's correction."""
     if not rep.main:
         return None
     import matplotlib
@@ -288,21 +546,47 @@ def plot_ablation(rep: Report, path: Path) -> Path | None:
     if not rows:
         return None
     means = [statistics.mean(r.values[col]) for r in rows]
-    stds = [statistics.stdev(r.values[col]) if len(r.values[col]) > 1 else 0.0 for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    errs = np.array([_err(m, r.intervals.get(col)) for m, r in zip(means, rows, strict=True)]).T
+    compare = [r for r in rows if col in r.diffs]
+    fig, axes = plt.subplots(1, 2 if compare else 1, figsize=(12 if compare else 7, 0.45 * len(rows) + 1.8),
+                             squeeze=False)
+    ax = axes[0][0]
     colors = ["tab:orange" if r.name == rep.reference else "tab:blue" for r in rows]
-    ax.barh(range(len(rows)), means, xerr=stds, color=colors, capsize=3)
+    ax.barh(range(len(rows)), means, xerr=errs, color=colors, capsize=3)
     ax.set_yticks(range(len(rows)), [f"{r.name} (n={r.finished})" for r in rows])
     ax.invert_yaxis()
+    lines = []
     if rep.teacher and col in rep.teacher["values"]:
-        ax.axvline(rep.teacher["values"][col], color="black", linestyle="--", label="teacher")
-        ax.legend(loc="lower right")
-    lo = min(m - s for m, s in zip(means, stds, strict=True))
-    hi = max([m + s for m, s in zip(means, stds, strict=True)] + list((rep.teacher or {}).get("values", {}).values()
-                                                                        if rep.teacher else []))
-    ax.set_xlim(max(0.0, lo - 0.1 * (hi - lo + 1e-9)), hi + 0.05 * (hi - lo + 1e-9))
+        lines.append(rep.teacher["values"][col])
+        ax.axvline(lines[-1], color="black", linestyle="--", label="teacher")
+        tiv = rep.teacher_intervals.get(col)
+        if tiv is not None and tiv.low is not None:
+            ax.axvspan(tiv.low, tiv.high, color="black", alpha=0.08)
+    if col in rep.baseline:
+        lines.append(rep.baseline[col])
+        ax.axvline(lines[-1], color="tab:red", linestyle=":", label="majority class")
+    if lines:
+        ax.legend(loc="lower right", fontsize=8)
+    lo = min(m - e for m, e in zip(means, errs[0], strict=True))
+    hi = max([m + e for m, e in zip(means, errs[1], strict=True)] + lines)
+    lo = min([lo] + lines)
+    pad = 0.05 * (hi - lo + 1e-9)
+    ax.set_xlim(lo - pad, hi + pad)
     ax.set_xlabel(col + (" (lower is better)" if rep.lower_is_better else ""))
-    ax.set_title(f"ablation: {col}, mean ± std over seeds")
+    ax.set_title(f"{col}: mean and 95% CI over seeds", fontsize=10)
+    if compare:
+        ax = axes[0][1]
+        deltas = [r.diffs[col].delta for r in compare]
+        derr = np.array([_err(d, r.diffs[col]) for d, r in zip(deltas, compare, strict=True)]).T
+        for i, (r, d) in enumerate(zip(compare, deltas, strict=True)):
+            sig = r.diffs[col].significant
+            ax.errorbar([d], [i], xerr=derr[:, i:i + 1], fmt="o", capsize=3, color="tab:green" if sig else "gray",
+                        markerfacecolor=None if sig else "white")
+        ax.axvline(0, color="tab:orange", linewidth=1)
+        ax.set_yticks(range(len(compare)), [f"{r.name}{' *' if r.diffs[col].significant else ''}" for r in compare])
+        ax.invert_yaxis()
+        ax.set_xlabel(f"Δ {col} against {rep.reference}")
+        ax.set_title("difference, 95% CI (* / filled: Holm-corrected p < 0.05)", fontsize=10)
     fig.tight_layout()
     _save(fig, path, 120)
     plt.close(fig)
@@ -370,23 +654,59 @@ def plot_curves(rep: Report, records: list[RunRecord], path: Path) -> Path | Non
     return path
 
 
+def _tag(column: str) -> str:
+    split, metric = _split_metric(column)
+    return f"student_{split}_{metric}" if metric else column.replace(" ", "_")
+
+
+def write_tensorboard(rep: Report, folder: Path) -> Path:
+    """One TensorBoard HParams row per variant (`<out>/tb/<variant>`) beside the per-run rows of a sweep: the
+    mean over seeds under the runs' own metric tag, its 95% interval, and the difference from the reference
+    with its interval and Holm-corrected p. Rewritten whole on every report."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from distill.io import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        for row in rep.rows:
+            if not row.finished:
+                continue
+            final = {}
+            for c in rep.main:
+                mean, _ = mean_std(row.values.get(c, []))
+                if mean is None:
+                    continue
+                tag, iv, d = _tag(c), row.intervals.get(c), row.diffs.get(c)
+                final[f"hparam/{tag}"] = mean
+                if iv is not None and iv.low is not None:
+                    final.update({f"hparam/{tag}_ci_low": iv.low, f"hparam/{tag}_ci_high": iv.high})
+                if d is not None:
+                    final[f"hparam/{tag}_delta"] = d.delta
+                    if d.low is not None:
+                        final.update({f"hparam/{tag}_delta_low": d.low, f"hparam/{tag}_delta_high": d.high})
+                    if d.p_holm is not None:
+                        final[f"hparam/{tag}_p_holm"] = d.p_holm
+            writer = SummaryWriter(str(tmp / re.sub(r"[^\w.,=+-]", "_", row.name)))
+            writer.add_hparams({"variant": row.name, "summary": f"mean of {row.finished} seeds"}, final,
+                               run_name=".")
+            writer.close()
+    return folder
+
+
 def write_report(root: str | Path, out: str | Path | None = None, reference: str | None = None,
-                 plots: bool = True) -> tuple[Report, dict[str, Path]]:
+                 plots: bool = True, resamples: int = RESAMPLES) -> tuple[Report, dict[str, Path]]:
     """Every format and the plots into `out` (default: <root>/report); returns the report and the paths."""
     root = Path(root)
-    rep = build(root, reference)  # first: a wrong folder is refused before anything is written into it
+    rep = build(root, reference, resamples)  # first: a wrong folder is refused before anything is written into it
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for fmt, (name, render) in FORMATS.items():
         write_text(out / name, render(rep))
         paths[fmt] = out / name
-    write_json(out / "report.json", {"reference": rep.reference, "columns": rep.columns, "main": rep.main,
-                                     "teacher": rep.teacher,
-                                     "variants": {r.name: {"values": r.values, "planned": r.planned,
-                                                           "parameters": r.parameters, "compute": r.compute,
-                                                           "eval_examples_per_s": r.speed} for r in rep.rows},
-                                     "not_in_means": problems_text(rep)})
+    write_json(out / "report.json", to_json(rep))
+    paths["json"] = out / "report.json"
+    paths["tensorboard"] = write_tensorboard(rep, out / "tb")
     if plots:
         for key, fn, name in (("ablation_plot", plot_ablation, "ablation.png"),
                               ("curves_plot", lambda r, p: plot_curves(r, discover(root), p), "curves.png")):
