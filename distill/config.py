@@ -33,6 +33,9 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     # Independent of the run's seed, so that a seed sweep of students shares one teacher.
     seed: int = 0
+    # `full`: the task's whole training split even when `task.train_limit` subsamples the student's (the papers
+    # fine-tune their teachers on the full training set); `task`: the student's training split.
+    train: Literal["task", "full"] = "task"
 
 
 @dataclass
@@ -302,6 +305,10 @@ def _convert(value: Any, tp: Any, where: str, src: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        inner = [arg for arg in args if arg is not type(None)]
+        # An optional block (`teacher.finetune`) given as a mapping: its own errors name the key inside it.
+        if isinstance(value, dict) and len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return _build(inner[0], value, where, src)
         errors = []
         for arg in args:
             if arg is type(None):

@@ -108,11 +108,13 @@ def project(rec: Record, projections: nn.ModuleDict) -> Record:
 @torch.no_grad()
 def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: TaskData,
              teacher: nn.Module | None = None, objective: Objective | None = None,
-             ctx: LossContext | None = None, cached: torch.Tensor | None = None) -> dict[str, float]:
+             ctx: LossContext | None = None, cached: torch.Tensor | None = None,
+             keep: dict | None = None) -> dict[str, float]:
     """Task metrics on a split (none when `task` is None: corpus text) and, when an objective is given,
-    its held-out terms (all of them when there is no task, else those that use the teacher)."""
+    its held-out terms (all of them when there is no task, else those that use the teacher). `keep`, a dict,
+    receives the gathered "logits" and each row's dataset "index" (rows come in the loader's order)."""
     module.eval()
-    logits, golds, sums, batches = [], [], {}, 0
+    logits, golds, indices, sums, batches = [], [], [], {}, 0
     use_objective = objective is not None and (objective.uses_teacher or task is None)
     for batch in loader:
         rec = module(batch, use_objective and objective.needs_hidden, use_objective and objective.needs_attention,
@@ -124,9 +126,11 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
                 sums[k] = sums.get(k, 0.0) + float(v)
             batches += 1
         if task is not None:
-            lg, gold = accelerator.gather_for_metrics((rec.logits.float(), batch["labels"]))
+            wanted = (rec.logits.float(), batch["labels"]) + ((batch["index"],) if keep is not None else ())
+            lg, gold, *index = accelerator.gather_for_metrics(wanted)
             logits.append(lg.cpu().numpy())
             golds.append(gold.cpu().numpy())
+            indices += [i.cpu().numpy() for i in index]
     module.train()
     if accelerator.num_processes > 1 and use_objective:
         # Each process saw its slice of every batch: average the per-process means (equal slices).
@@ -136,19 +140,36 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
     out = {} if task is None else task_metrics.compute(task.metrics, np.concatenate(logits), np.concatenate(golds),
                                                        task.num_labels)
     out.update({f"loss/{k}": v / max(batches, 1) for k, v in sums.items()})
+    if keep is not None and task is not None:
+        keep.update(logits=np.concatenate(logits), index=np.concatenate(indices))
     return out
 
 
 def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
-                    datasets: dict[str, EncodedDataset], cfg: TrainConfig) -> dict[str, dict[str, float]]:
-    """Task metrics of a classifier on every evaluation split there is (dev, MNLI's mismatched dev, test)."""
+                    datasets: dict[str, EncodedDataset], cfg: TrainConfig,
+                    predictions: dict | None = None) -> dict[str, dict[str, float]]:
+    """Task metrics of a classifier on every evaluation split there is (dev, MNLI's mismatched dev, test).
+    `predictions`, a dict, receives each split's logits (float32, one row per example in dataset order)."""
     set_attention(model, False)
     module = DistillModule(model).to(accelerator.device)
     out = {}
     for split in EVAL_SPLITS:
         if split in datasets:
             loader, _ = make_loader(datasets[split], cfg.eval_batch_size, 0, False, cfg)
-            out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task)
+            keep = {} if predictions is not None else None
+            out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task, keep=keep)
+            if keep is not None:
+                predictions[split] = in_dataset_order(keep["logits"], keep["index"], len(datasets[split]))
+    return out
+
+
+def in_dataset_order(logits: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    """`logits` rows (in a loader's order, e.g. length-grouped) moved to their examples' places in the dataset."""
+    # Every example exactly once: a missing or repeated row would silently pair logits with the wrong example.
+    if len(index) != n or len(np.unique(index)) != n:
+        raise DistillError(f"evaluation gave {len(index)} rows for {len(np.unique(index))} of {n} examples")
+    out = np.empty((n, logits.shape[-1]), dtype=np.float32)
+    out[index] = logits
     return out
 
 

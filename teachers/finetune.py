@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -20,24 +20,38 @@ from distill.batching import EncodedDataset
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ExperimentConfig, StageConfig
 from distill.io import atomic_dir, cache_root, read_json, write_json
-from distill.loaders import fingerprint
+from distill.loaders import fingerprint, load_task
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.resources import content_key, source_identity
 from distill.stage import Session, StageInputs
-from distill.tasks import TaskData
+from distill.tasks import Example, TaskData
 from distill.trainer import DistillModule, evaluate_splits, train_stage
 from teachers.load import load_classifier, random_bert
 
 
-def teacher_key(cfg: ExperimentConfig, task: TaskData) -> str:
+def full_train_split(cfg: ExperimentConfig) -> list[Example] | None:
+    """The task's whole training split when the teacher is fine-tuned on it (`teacher.finetune.train: full`) and
+    `task.train_limit` subsamples the student's; None when the teacher trains on the student's training split."""
+    ft = cfg.teacher.finetune
+    if ft is None or ft.train != "full" or cfg.task.train_limit is None:
+        return None
+    return load_task(replace(cfg.task, train_limit=None)).splits["train"]
+
+
+def teacher_key(cfg: ExperimentConfig, task: TaskData, train: list[Example] | None = None) -> str:
+    """The cache key of the teacher fine-tuned on `train` (default: the task's training split)."""
     t = cfg.teacher
+    train = task.splits["train"] if train is None else train
+    # `finetune.train` is left out: the fingerprint of the examples trained on says it, and a `full` teacher
+    # without a train limit is the same teacher as a `task` one (and keeps the keys cached before the setting).
+    finetune = {k: v for k, v in asdict(t.finetune).items() if k != "train"} if t.finetune else None
     ident = {
         "checkpoint": source_identity(t.checkpoint),
         "tokenizer": t.tokenizer,
         "random": asdict(t.random) if t.random else None,
-        "finetune": asdict(t.finetune) if t.finetune else None,
-        "task": [task.name, task.labels, fingerprint(task.splits["train"]), fingerprint(task.splits["dev"])],
+        "finetune": finetune,
+        "task": [task.name, task.labels, fingerprint(train), fingerprint(task.splits["dev"])],
         "max_length": cfg.task.max_length,
         "length_grouped": cfg.train.length_grouped,
         "precision": cfg.train.precision,
@@ -50,8 +64,9 @@ def _hard_loss(task: TaskData) -> dict:
 
 
 def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: dict[str, EncodedDataset],
-                    accelerator: Accelerator, log=print) -> tuple[nn.Module, dict]:
-    """The fine-tuned teacher (eval mode, on the accelerator's device) and its metrics record."""
+                    accelerator: Accelerator, log=print, train: EncodedDataset | None = None) -> tuple[nn.Module, dict]:
+    """The fine-tuned teacher (eval mode, on the accelerator's device) and its metrics record. `train`: the
+    teacher's training data when it is not the student's (`datasets["train"]`)."""
     t = cfg.teacher
     if t.finetune is None:
         model = load_classifier(t.checkpoint, task.labels, require_head=True, label_order=t.label_order)
@@ -61,14 +76,15 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
         return _ready(model, accelerator), info
 
-    key = teacher_key(cfg, task)
+    train = datasets["train"] if train is None else train
+    key = teacher_key(cfg, task, train.examples)
     folder = cache_root() / "teachers" / key
     if (folder / "teacher.json").exists():
         log(f"teacher: reusing the fine-tuned teacher cached at {folder}")
         model = BertForSequenceClassification.from_pretrained(folder, attn_implementation="sdpa")
         return _ready(model, accelerator), read_json(folder / "teacher.json")
 
-    log(f"teacher: fine-tuning {t.checkpoint} on {task.name} (cache: {folder})")
+    log(f"teacher: fine-tuning {t.checkpoint} on {task.name}, {len(train):,} training examples (cache: {folder})")
     set_seed(t.finetune.seed)
     if t.checkpoint == "random":
         model = random_bert(t.random, tokenizer, task.labels, t.finetune.seed)
@@ -85,11 +101,12 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     stage = StageConfig(name="teacher", losses=_hard_loss(task), epochs=ft.epochs, lr=ft.lr,
                         batch_size=ft.batch_size, warmup=ft.warmup, weight_decay=ft.weight_decay, select="metric")
     start = time.perf_counter()
-    inputs = StageInputs(stage, Objective(stage.losses), LossContext([], task.is_regression), datasets["train"],
+    inputs = StageInputs(stage, Objective(stage.losses), LossContext([], task.is_regression), train,
                          datasets["dev"], task, None, ft.seed)
     train_stage(Session(accelerator, cfg.train, work), module, inputs, progress)
     info = {"source": t.checkpoint, "finetuned_here": True, "key": key, "finetune": asdict(ft),
-            "history": progress.history, "train_seconds": round(time.perf_counter() - start, 1)}
+            "train_examples": len(train), "history": progress.history,
+            "train_seconds": round(time.perf_counter() - start, 1)}
     info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
     if accelerator.is_main_process:
         with atomic_dir(folder) as tmp:

@@ -134,11 +134,11 @@ def test_bilstm_run_uses_the_logit_cache_and_exports(tmp_path, monkeypatch):
 
     logs = []
     m = run_experiment(load_config(SMOKE, BILSTM), tmp_path / "a", log=logs.append)
-    assert sum(x.startswith("teacher logits: computing") for x in logs) == 2  # train and dev
+    assert sum(x.startswith("teacher logits: computing") for x in logs) == 3  # train, dev, test (predictions)
     assert m["student"]["kind"] == "bilstm" and m["student"]["parameters"] < m["teacher"]["parameters"]
     logs2 = []
     run_experiment(load_config(SMOKE, [*BILSTM, "seed=5"]), tmp_path / "b", log=logs2.append)
-    assert sum(x.startswith("teacher logits: reusing") for x in logs2) == 2
+    assert sum(x.startswith("teacher logits: reusing") for x in logs2) == 3
     back = load_bilstm(tmp_path / "a" / "student")
     assert back.config.labels == ["negative", "neutral", "positive"]
     assert predict(back, ["thanks for the great flight"]).shape == (1, 3)

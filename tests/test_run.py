@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -45,6 +46,47 @@ def test_run_folder_is_complete(finished):
     dev = saved["student"]["dev"]
     assert f"dev: macro_f1 {dev['macro_f1']:.4f}, accuracy {dev['accuracy']:.4f}" in text[4]
     assert text[6].startswith(f"student/teacher: dev macro_f1 {100 * saved['ratios']['dev_score']:.1f}%, parameters")
+
+
+def test_predictions_file_reproduces_the_runs_metrics(finished):
+    from distill.loaders import load_task
+    from distill.metrics import compute
+    from distill.predictions import read_predictions
+    from teachers.gate import majority_baseline
+
+    out, _, _ = finished
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["student"]["predictions"] == "predictions.safetensors"
+    splits, meta = read_predictions(out / saved["student"]["predictions"])
+    assert meta == {"task": "tweets", "labels": ["negative", "neutral", "positive"], "main_metric": "macro_f1",
+                    "metrics": ["macro_f1", "accuracy"], "num_labels": 3}
+    task = load_task(load_config(SMOKE).task)
+    assert set(splits) == {"dev", "test"}
+    for split, p in splits.items():
+        examples = task.splits[split]
+        assert p.ids == [ex.id for ex in examples]
+        assert p.labels.dtype == np.int64 and p.labels.tolist() == [ex.label for ex in examples]
+        assert p.student.shape == p.teacher.shape == (len(examples), 3)
+        for who in ("student", "teacher"):
+            got = compute(tuple(meta["metrics"]), getattr(p, who), p.labels, meta["num_labels"])
+            assert got == pytest.approx(saved[who][split], abs=1e-6), (who, split)
+        # The majority-class baseline is recorded whether or not the gate is on (smoke turns it off).
+        assert saved["teacher"]["majority_baseline"][split] == pytest.approx(
+            majority_baseline(task, task.splits["train"], examples))
+
+
+def test_predict_library_gives_the_logits_in_the_predictions_file(finished):
+    from distill.lab.predict import load_predictor
+    from distill.loaders import load_task
+    from distill.predictions import read_predictions
+
+    out, _, _ = finished
+    cfg = load_config(out / "config.yaml")
+    dev = load_task(cfg.task).splits["dev"]
+    splits, _ = read_predictions(out)
+    assert splits["dev"].ids == [ex.id for ex in dev]
+    logits = load_predictor(out, max_length=cfg.task.max_length).logits([ex.text_a for ex in dev])
+    np.testing.assert_allclose(logits.numpy(), splits["dev"].student, atol=1e-4)
 
 
 def test_exported_student_loads_with_transformers_and_predicts_like_the_run(finished):

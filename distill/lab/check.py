@@ -309,9 +309,14 @@ def teacher_lines(cfg: ExperimentConfig, plan: Plan, task: TaskData | None) -> l
     if t.finetune is None:
         lines = [f"teacher:  {shape}; used as it is" + (" (pre-trained)" if task is None else " (no fine-tuning)")]
     else:
-        f = t.finetune
-        lines = [f"teacher:  {shape}; fine-tuned on the task first: {_count(f.epochs, 'epoch')}, lr {f.lr:g}, batch "
-                 f"{f.batch_size} = {_finetune_steps(f, task):,} optimizer steps ({_teacher_cache(cfg, task)})"]
+        from teachers.finetune import full_train_split
+
+        f, full = t.finetune, full_train_split(cfg)
+        train = task.splits["train"] if full is None else full
+        data = "the task" if f.train == "task" else f"the task's full training split ({len(train):,} examples)"
+        lines = [f"teacher:  {shape}; fine-tuned on {data} first: {_count(f.epochs, 'epoch')}, lr {f.lr:g}, batch "
+                 f"{f.batch_size} = {_finetune_steps(f, len(train)):,} optimizer steps "
+                 f"({_teacher_cache(cfg, task, train)})"]
     if t.gate is not None and task is not None:
         lines.append("  gate:   " + _gate(cfg, task))
     return lines
@@ -330,15 +335,15 @@ def _adapted(source: str) -> str:
     return f" (not built yet: the run first gives {encoder} an MLM head and fine-tunes it, once, into {folder})"
 
 
-def _finetune_steps(f, task: TaskData) -> int:
-    return optimizer_steps(math.ceil(len(task.splits["train"]) / f.batch_size), 1) * f.epochs
+def _finetune_steps(f, examples: int) -> int:
+    return optimizer_steps(math.ceil(examples / f.batch_size), 1) * f.epochs
 
 
-def _teacher_cache(cfg: ExperimentConfig, task: TaskData) -> str:
+def _teacher_cache(cfg: ExperimentConfig, task: TaskData, train: list[Example]) -> str:
     from distill.io import cache_root
     from teachers.finetune import teacher_key
 
-    folder = cache_root() / "teachers" / teacher_key(cfg, task)
+    folder = cache_root() / "teachers" / teacher_key(cfg, task, train)
     return f"cached at {folder}" if (folder / "teacher.json").exists() else "not cached yet"
 
 

@@ -49,7 +49,7 @@ class GeneralWorkflow:
         return heldout_losses(session, module, stages, out / "heldout_before.json")
 
     def finish(self, session: Session, module, stages: list[StageInputs], history: list[dict], before: dict,
-               seconds) -> dict:
+               seconds, out: Path) -> dict:
         after = heldout_losses(session, module, stages)
         corpus = self.datasets["corpus"]
         return summarise(

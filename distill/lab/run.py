@@ -137,7 +137,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         if main:
             ckpt.save(module.state_dict(), progress)
         accelerator.wait_for_everyone()
-    metrics = workflow.finish(session, module, stages, progress.history, before, lambda: time.perf_counter() - start)
+    metrics = workflow.finish(session, module, stages, progress.history, before, lambda: time.perf_counter() - start,
+                              out)
     if main:
         export_student(student, out / "student", plan.tokenizer, module.projections)
         write_json(out / "metrics.json", metrics)

@@ -3,12 +3,14 @@ set or its augmented copies, judged by dev and test metrics.
 
 Constructing a `TaskWorkflow` reads and checks the task data and the augmentation resources (before the run
 folder exists); `build` tokenises, builds or reuses the augmented set, the fine-tuned teacher and the
-teacher-logit caches, and the student; `finish` evaluates and summarises."""
+teacher-logit caches, and the student; `finish` evaluates, writes the per-example predictions and summarises."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate.utils import set_seed
 
@@ -17,12 +19,14 @@ from distill.config import ExperimentConfig
 from distill.lab.preflight import Plan
 from distill.lab.summary import summarise
 from distill.loaders import load_task
+from distill.predictions import FILE as PREDICTIONS_FILE
+from distill.predictions import SplitPredictions, write_predictions
 from distill.stage import Session, StageInputs
-from distill.tasks import EVAL_SPLITS
+from distill.tasks import EVAL_SPLITS, Example
 from distill.trainer import evaluate_splits
 from students import build_student
-from teachers.finetune import prepare_teacher
-from teachers.gate import check_teacher
+from teachers.finetune import full_train_split, prepare_teacher
+from teachers.gate import check_teacher, majority_baseline
 from teachers.logits import cached_logits
 
 
@@ -38,6 +42,14 @@ def label_copies(ds: EncodedDataset, teacher_logits, originals: set[str], regres
     return changed
 
 
+def gold_labels(examples: list[Example], regression: bool) -> np.ndarray | None:
+    """The split's gold labels (float32 scores, int64 classes); None unless every example has one (GLUE's test
+    split has none), as a partly labelled split would be scored on the labelled part only, silently."""
+    if any(ex.label is None for ex in examples):
+        return None
+    return np.array([ex.label for ex in examples], dtype=np.float32 if regression else np.int64)
+
+
 def _texts(datasets: dict, splits) -> list[str]:
     return [t for split in splits if split in datasets
             for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
@@ -49,6 +61,7 @@ class TaskWorkflow:
         self.task = load_task(cfg.task)
         self.teacher_info: dict = {}
         self.datasets: dict = {}
+        self._logits_of = None  # set by `build`: the teacher's logits over a dataset, from the teacher-output cache
         if any(st.data == "augmented" for st in cfg.stages):
             from augment.runner import augmented_path, check_sources
 
@@ -68,13 +81,15 @@ class TaskWorkflow:
             say(f"augmented training set: {len(examples)} examples from {path}")
             datasets["augmented"] = EncodedDataset(examples, tokenizer, cfg.task.max_length, task.is_regression)
         say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
-        teacher, self.teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say)
+        teacher, self.teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say,
+                                                     self._teacher_train(tokenizer, say))
 
         def logits_of(ds):  # the teacher's logits over a split, computed once (teacher-output cache)
             if ds.teacher_logits is None:
                 ds.teacher_logits = cached_logits(teacher, self.teacher_info["key"], ds, accelerator, cfg.train, say)
             return ds.teacher_logits
 
+        self._logits_of = logits_of
         if cfg.teacher.gate is not None:
             self._gate(logits_of(datasets["dev"]), datasets["dev"], say)
         if "augmented" in datasets and cfg.augment.labels == "teacher":
@@ -97,6 +112,15 @@ class TaskWorkflow:
         self.datasets = datasets
         return teacher, student, datasets
 
+    def _teacher_train(self, tokenizer, say) -> EncodedDataset | None:
+        """The teacher's own training data when it is not the student's (`teacher.finetune.train: full`)."""
+        examples = full_train_split(self.cfg)
+        if examples is None:
+            return None
+        say(f"teacher: trains on the full training split, {len(examples)} examples "
+            f"(the student's is limited to {len(self.task.splits['train'])})")
+        return EncodedDataset(examples, tokenizer, self.cfg.task.max_length, self.task.is_regression)
+
     def _gate(self, dev_logits, dev: EncodedDataset, say) -> None:
         task = self.task
         gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], dev.examples, self.cfg.teacher.gate,
@@ -109,12 +133,17 @@ class TaskWorkflow:
         return None  # judged by task metrics after training, not by held-out losses before it
 
     def finish(self, session: Session, module, stages: list[StageInputs], history: list[dict], before,
-               seconds) -> dict:
+               seconds, out: Path) -> dict:
         cfg, task, info = self.cfg, self.task, self.teacher_info
         t0 = time.perf_counter()
-        results = evaluate_splits(session.accelerator, module.student, task, self.datasets, cfg.train)
+        logits: dict = {}
+        results = evaluate_splits(session.accelerator, module.student, task, self.datasets, cfg.train, logits)
         # Inference speed on the run's own device and eval batch size: the report's "speed" column.
         speed = sum(len(self.datasets[s]) for s in results) / (time.perf_counter() - t0)
+        # Every process computes the teacher's logits (they are gathered across processes); one writes.
+        predictions = self._predictions(logits)
+        if session.accelerator.is_main_process:
+            write_predictions(Path(out) / PREDICTIONS_FILE, predictions, self._predictions_meta())
         main = task.main_metric
         t_dev, s_dev = (info.get("dev") or {}).get(main), results.get("dev", {}).get(main)
         return summarise(
@@ -122,6 +151,28 @@ class TaskWorkflow:
             head={"task": task.name, "main_metric": main},
             teacher_facts={**{s: info.get(s) for s in EVAL_SPLITS}, "source": info.get("source"),
                            "cache_key": info.get("key"), "gate": info.get("gate"),
-                           "augmented_labels": info.get("augmented_labels")},
-            student_facts={**results, "eval_examples_per_s": round(speed, 1)},
+                           "augmented_labels": info.get("augmented_labels"),
+                           "majority_baseline": self._majority_baselines(results)},
+            student_facts={**results, "eval_examples_per_s": round(speed, 1), "predictions": PREDICTIONS_FILE},
             dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)
+
+    def _predictions(self, student: dict[str, np.ndarray]) -> dict[str, SplitPredictions]:
+        """Each evaluated split's student logits with its ids, gold labels and the teacher's (cached) logits."""
+        out = {}
+        for split, logits in student.items():
+            ds = self.datasets[split]
+            out[split] = SplitPredictions([ex.id for ex in ds.examples], logits,
+                                          gold_labels(ds.examples, self.task.is_regression),
+                                          self._logits_of(ds).float().numpy())
+        return out
+
+    def _predictions_meta(self) -> dict:
+        task = self.task
+        return {"task": task.name, "labels": task.labels, "main_metric": task.main_metric,
+                "metrics": list(task.metrics), "num_labels": task.num_labels}
+
+    def _majority_baselines(self, splits) -> dict[str, float]:
+        """The majority class's main metric on each evaluated split with labels: the floor any model should beat."""
+        train = self.task.splits["train"]
+        return {split: majority_baseline(self.task, train, self.datasets[split].examples) for split in splits
+                if all(ex.label is not None for ex in self.datasets[split].examples)}
