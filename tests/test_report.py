@@ -102,8 +102,10 @@ def test_reference_can_be_chosen_and_must_exist(experiment):
 
 def test_report_command_writes_every_format_and_the_plots(experiment, tmp_path, capsys):
     assert main(["report", str(experiment), "--format", "csv", "--out", str(tmp_path / "rep")]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert printed.startswith("model,finished,planned,")
+    assert "warning: `no-att` has 1 finished run(s) against the reference's 2" in captured.err
     for name in ("table.md", "table.csv", "table.tex", "report.json", "ablation.png", "curves.png"):
         assert (tmp_path / "rep" / name).stat().st_size > 0, name
     for png in ("ablation.png", "curves.png"):

@@ -62,6 +62,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     rep, paths = write_report(args.root, args.out, args.reference, plots=not args.no_plots,
                               resamples=args.resamples)
     print(Path(paths[args.format]).read_text(), end="")
+    if args.format != "md":  # the markdown carries them already
+        for w in rep.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
