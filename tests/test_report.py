@@ -23,7 +23,7 @@ def finished_run(folder, variant, seed, f1_dev, f1_test, params=10_000_000, spee
         "student": {"dev": {"macro_f1": f1_dev, "accuracy": f1_dev + 0.01, "loss/kl_div": 0.3},
                     "test": {"macro_f1": f1_test, "accuracy": f1_test + 0.01},
                     "parameters": params, "eval_examples_per_s": speed},
-        "ratios": {"encoder_compute": 0.25}}))
+        "ratios": {"encoder_compute": 0.25}, "wall_seconds": 90.0}))
     if tb:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -65,8 +65,8 @@ def test_means_stds_deltas_and_counts_by_hand(experiment):
             "[0.4659, 0.9741] | ref |  |") in lines["full"]
     # no-att: one of two seeds finished, no per-example predictions: no interval, Δ = 0.60 - 0.85 untested
     assert "| no-att | 1/2 | 0.6000 | - | -0.2500 | - | 0.6100 | 0.5000 | - | -0.2200 | - |" in lines["no-att"]
-    assert lines["no-att"].endswith("| 10.00M | 25.0% | 100 |")
-    assert "| teacher | - | 0.9000 | - |  |  | 0.9500 | 0.8800 | - |  |  | 0.9000 | 100.00M | 100% | - |" in md
+    assert lines["no-att"].endswith("| 10.00M | 25.0% | 100 | 1.5 |")  # 90 s per run
+    assert "| teacher | - | 0.9000 | - |  |  | 0.9500 | 0.8800 | - |  |  | 0.9000 | 100.00M | 100% | - | - |" in md
     assert "| broken | 0/1 | n/a | - | n/a |  |" in lines["broken"]
     assert "Warning: `no-att` has 1 finished run(s) against the reference's 2" in md
     assert "dev macro_f1: 0 of 0 differences" in md and "not tested" in md

@@ -65,6 +65,7 @@ class VariantRow:
     parameters: int | None = None
     compute: float | None = None  # student/teacher encoder FLOPs per token
     speed: list[float] = field(default_factory=list)  # inference examples/s per seed
+    wall: list[float] = field(default_factory=list)  # seconds per finished run (the sweep's cost per run)
     runs: list[RunRecord] = field(default_factory=list)  # the finished ones
     intervals: dict[str, Interval] = field(default_factory=dict)  # main columns
     diffs: dict[str, Difference] = field(default_factory=dict)  # main columns, against the reference
@@ -183,6 +184,8 @@ def build(root: str | Path, reference: str | None = None, resamples: int = RESAM
         row.compute = (r.metrics.get("ratios") or {}).get("encoder_compute")
         if s.get("eval_examples_per_s"):
             row.speed.append(s["eval_examples_per_s"])
+        if r.metrics.get("wall_seconds") is not None:
+            row.wall.append(r.metrics["wall_seconds"])
     reference = reference or (plan or {}).get("reference") or (order[0] if order else None)
     if reference is not None and reference not in rows:
         raise ReportError(f"reference variant {reference!r} is not among the runs: {order}")
@@ -372,7 +375,7 @@ def _header(rep: Report) -> list[str]:
     cells = ["model", "runs"]
     for c in rep.columns:
         cells += [c, "95% CI", f"Δ {c} [95% CI]", "p (Holm)"] if c in rep.main else [c]
-    return cells + ["params", "compute", "eval ex/s"]
+    return cells + ["params", "compute", "eval ex/s", "min/run"]
 
 
 def table_rows(rep: Report, pm: str = " ± ") -> list[list[str]]:
@@ -384,14 +387,14 @@ def table_rows(rep: Report, pm: str = " ± ") -> list[list[str]]:
             cells.append(_fmt(t["values"].get(c), None))
             if c in rep.main:
                 cells += [_ci(rep.teacher_intervals.get(c)), "", ""]
-        rows.append(cells + [f"{t['parameters'] / 1e6:.2f}M", "100%", "-"])
+        rows.append(cells + [f"{t['parameters'] / 1e6:.2f}M", "100%", "-", "-"])
     if rep.baseline:
         cells = ["majority class", "-"]
         for c in rep.columns:
             cells.append(_num(rep.baseline[c]) if c in rep.baseline else "")
             if c in rep.main:
                 cells += ["", "", ""]
-        rows.append(cells + ["", "", ""])
+        rows.append(cells + ["", "", "", ""])
     for row in rep.rows:
         cells = [row.name, f"{row.finished}/{row.planned}"]
         for c in rep.columns:
@@ -401,6 +404,7 @@ def table_rows(rep: Report, pm: str = " ± ") -> list[list[str]]:
         cells.append(f"{row.parameters / 1e6:.2f}M" if row.parameters else "n/a")
         cells.append(f"{100 * row.compute:.1f}%" if row.compute is not None else "-")
         cells.append(f"{statistics.mean(row.speed):.0f}" if row.speed else "-")
+        cells.append(f"{statistics.mean(row.wall) / 60:.1f}" if row.wall else "-")
         rows.append(cells)
     return rows
 
@@ -450,7 +454,7 @@ def to_csv(rep: Report) -> str:
     diff_cols = ("delta", "delta_low", "delta_high", "p", "p_holm", "method")
     w.writerow(["model", "finished", "planned", *[f"{c} {s}" for c in rep.columns for s in stats_cols],
                 *[f"{c} {s}" for c in rep.main for s in diff_cols], "parameters", "encoder_compute",
-                "eval_examples_per_s"])
+                "eval_examples_per_s", "wall_seconds_per_run"])
 
     def r6(x):
         return "" if x is None else round(x, 6)
@@ -461,7 +465,8 @@ def to_csv(rep: Report) -> str:
         for c in rep.columns:
             iv = rep.teacher_intervals.get(c)
             cells += [t["values"].get(c, ""), "", r6(iv and iv.low), r6(iv and iv.high)]
-        w.writerow(["teacher", "", "", *cells, *["" for _ in rep.main for _ in diff_cols], t["parameters"], 1.0, ""])
+        w.writerow(["teacher", "", "", *cells, *["" for _ in rep.main for _ in diff_cols], t["parameters"], 1.0, "",
+                    ""])
     for row in rep.rows:
         cells = []
         for c in rep.columns:
@@ -474,7 +479,8 @@ def to_csv(rep: Report) -> str:
                                                                   r6(d.p_holm), d.method]
         w.writerow([row.name, row.finished, row.planned, *cells, row.parameters or "",
                     "" if row.compute is None else round(row.compute, 4),
-                    round(statistics.mean(row.speed), 1) if row.speed else ""])
+                    round(statistics.mean(row.speed), 1) if row.speed else "",
+                    round(statistics.mean(row.wall), 1) if row.wall else ""])
     return buf.getvalue()
 
 
@@ -510,7 +516,7 @@ def to_json(rep: Report) -> dict:
                                   "differences": {c: {**asdict(d), "significant": d.significant}
                                                   for c, d in r.diffs.items()},
                                   "parameters": r.parameters, "compute": r.compute,
-                                  "eval_examples_per_s": r.speed} for r in rep.rows},
+                                  "eval_examples_per_s": r.speed, "wall_seconds": r.wall} for r in rep.rows},
             "verdicts": verdicts(rep), "warnings": rep.warnings, "not_in_means": problems_text(rep)}
 
 
