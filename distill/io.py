@@ -21,6 +21,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("DISTILLERY_CACHE", Path.home() / ".cache" / "distillery")).expanduser()
 
 
+def _ordinary_mode(path: Path, mode: int) -> None:
+    """Give a temporary from mkstemp/mkdtemp (0600/0700) the permissions an ordinary write would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
@@ -33,6 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
+        _ordinary_mode(tmp_path, 0o666)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -96,6 +104,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _ordinary_mode(tmp, 0o777)
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

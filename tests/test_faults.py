@@ -205,3 +205,19 @@ def test_a_checkpoint_moved_aside_by_a_killed_save_is_put_back(tmp_path):
     assert torch.equal(ckpt.load_model_state()["w"], torch.ones(2))
     no_temporaries(tmp_path)
     assert not aside.exists()
+
+
+def test_atomic_writes_get_the_permissions_of_an_ordinary_write(tmp_path):
+    """mkstemp/mkdtemp create 0600/0700 temporaries; renamed into place they made every result file (tables,
+    metrics, predictions, exported students) unreadable to anyone but their writer."""
+    from distill.io import atomic_dir, write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "table.md", "x")
+        with atomic_dir(tmp_path / "student") as tmp:
+            (tmp / "config.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "table.md").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "student").stat().st_mode & 0o777 == 0o755
