@@ -14,6 +14,7 @@ import io
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +47,12 @@ class RunRecord:
     state: str  # finished | failed | unfinished | missing
     metrics: dict | None = None
     error: str | None = None
-    _predictions: tuple | None = field(default=None, repr=False)
 
+    @cached_property
     def predictions(self) -> tuple[dict, dict] | None:
         """(split -> per-example predictions, metadata), or None for a run that kept none."""
-        if self._predictions is None:
-            f = self.folder / PREDICTIONS
-            self._predictions = (read_predictions(f),) if f.exists() else (None,)
-        return self._predictions[0]
+        f = self.folder / PREDICTIONS
+        return read_predictions(f) if f.exists() else None
 
 
 @dataclass
@@ -214,7 +213,7 @@ def _split_metric(column: str) -> tuple[str, str]:
 def _aligned(runs: list[RunRecord], split: str) -> tuple[np.ndarray, list[np.ndarray], int] | None:
     """Gold labels and each run's logits over the examples every run evaluated, in the first run's order;
     None when a run kept no predictions or the split has no gold labels."""
-    preds = [r.predictions() for r in runs]
+    preds = [r.predictions for r in runs]
     if any(p is None or split not in p[0] or p[0][split].labels is None for p in preds):
         return None
     first = preds[0][0][split]
@@ -304,7 +303,7 @@ def judge(rep: Report, first: dict | None) -> None:
 
 def _teacher_intervals(rep: Report) -> None:
     runs = [r for row in rep.rows for r in row.runs]
-    got = next((r.predictions() for r in runs if r.predictions() is not None), None)
+    got = next((r.predictions for r in runs if r.predictions is not None), None)
     if got is None:
         return
     splits, meta = got

@@ -175,4 +175,4 @@ class TaskWorkflow:
         """The majority class's main metric on each evaluated split with labels: the floor any model should beat."""
         train = self.task.splits["train"]
         return {split: majority_baseline(self.task, train, self.datasets[split].examples) for split in splits
-                if all(ex.label is not None for ex in self.datasets[split].examples)}
+                if gold_labels(self.datasets[split].examples, self.task.is_regression) is not None}
