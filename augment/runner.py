@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from distill.config import AugmentConfig, ExperimentConfig, check_shard
-from distill.io import atomic_path, cache_root, clear_stale, read_json, write_json, write_text
+from distill.encoded import EncodedDataset, encode_stream
+from distill.io import atomic_path, cache_root, clear_stale, file_digest, read_json, write_json, write_text
 from distill.loaders import DataError, fingerprint
 from distill.resources import content_key, source_identity
 from distill.tasks import Example, TaskData
@@ -169,16 +172,26 @@ def _merge(folder: Path, parts: list[Path], cfg: ExperimentConfig, log) -> Path:
     return final
 
 
-def read_augmented(path: str | Path) -> list[Example]:
-    out = []
+def iter_augmented(path: str | Path) -> Iterator[Example]:
+    """The rows of an augmented set, streamed (an 8M-pair set is never held whole)."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             try:
                 row = json.loads(line)
-                out.append(Example(row["id"], row["text_a"], row["text_b"], row["label"]))
-            except (json.JSONDecodeError, KeyError) as e:
+                yield Example(row["id"], row["text_a"], row["text_b"], row["label"])
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise DataError(f"{path}:{line_no}: not an augmented-set row ({e})") from None
-    return out
+
+
+def encode_augmented(path: str | Path, tokenizer, max_length: int, regression: bool, log=print) -> EncodedDataset:
+    """The augmented set tokenised once into a memory-mapped dataset, keyed by the file's bytes."""
+    return encode_stream(partial(iter_augmented, path), augmented_identity(path), tokenizer, max_length,
+                         regression, log, "the augmented set")
+
+
+def augmented_identity(path: str | Path) -> dict:
+    """What the encoded form of an augmented file is keyed by: its bytes."""
+    return {"augmented": file_digest(path)}
 
 
 def stats(path: str | Path) -> dict:

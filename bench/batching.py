@@ -16,8 +16,9 @@ import torch
 import transformers
 
 from distill.adaptor import forward_record, set_attention
-from distill.batching import EncodedDataset, LengthGroupedBatches, PadCollator
+from distill.batching import LengthGroupedBatches, PadCollator
 from distill.config import TaskConfig
+from distill.encoded import EncodedDataset, encode_examples
 from distill.loaders import load_task
 from teachers.load import load_classifier, load_tokenizer
 
@@ -68,7 +69,7 @@ def main() -> None:
     device = torch.device(args.device)
     task = load_task(TaskConfig(train_limit=args.examples))
     tok = load_tokenizer(TEACHER)
-    ds = EncodedDataset(task.splits["train"], tok, args.max_length)
+    ds = encode_examples(task.splits["train"], tok, args.max_length)
     model = load_classifier(TEACHER, task.labels).eval().to(device)
     lengths = ds.lengths()
     plain = LengthGroupedBatches(lengths, args.batch_size, seed=0, grouped=False).batches()

@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from distill.batching import EncodedDataset, MlmMasking, PadCollator
+from distill.batching import MlmMasking, PadCollator
 from distill.config import StudentConfig, TaskConfig
+from distill.encoded import encode_examples
 from distill.loaders import load_task
 from distill.losses import LossContext
 from distill.objective import Objective
@@ -59,7 +60,7 @@ def main() -> None:
     tok = load_tokenizer(TEACHER)
     teacher = load_bert_mlm(TEACHER, need_head=False).eval()
     task = load_task(TaskConfig(name="tweets", max_length=args.max_length))
-    ds = EncodedDataset(task.splits["train"][: args.batches * args.batch_size], tok, args.max_length)
+    ds = encode_examples(task.splits["train"][: args.batches * args.batch_size], tok, args.max_length)
     masking = MlmMasking.for_tokenizer(tok, 0, ds.token_counts(), 0.7)
     collate = PadCollator(ds.pad_id, masking)
     batches = [collate([ds[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)])

@@ -1,64 +1,15 @@
-"""Tokenised examples, dynamic padding and length-grouped batches."""
+"""Dynamic padding, MLM masking in the collator, and length-grouped batches (index arithmetic in numpy, so that
+a sampler over 8M examples costs tens of megabytes, not a list of Python ints per example)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from distill.loaders import fingerprint
 from distill.mlm_masking import choose_smoothed, corrupt, mask_tokens, smoothed_token_probs
-from distill.tasks import Example
-
-
-class EncodedDataset(Dataset):
-    """Examples tokenised once with the teacher's (fast) tokenizer, without padding."""
-
-    def __init__(self, examples: list[Example], tokenizer, max_length: int, regression: bool = False):
-        a = [ex.text_a for ex in examples]
-        b = [ex.text_b for ex in examples]
-        pair = any(x is not None for x in b)
-        enc = tokenizer(a, b if pair else None, truncation=True, max_length=max_length)
-        self.input_ids: list[list[int]] = enc["input_ids"]
-        self.token_type_ids: list[list[int]] = enc.get("token_type_ids") or [[0] * len(x) for x in self.input_ids]
-        dtype = torch.float32 if regression else torch.long
-        labels = [ex.label if ex.label is not None else (0.0 if regression else -100) for ex in examples]
-        self.labels = torch.tensor(labels, dtype=dtype)
-        self.pad_id = tokenizer.pad_token_id or 0
-        self.examples = examples
-        self.identity = f"{fingerprint(examples)}:{tokenizer.name_or_path}:{len(tokenizer)}:{max_length}"
-        self.student_a: list[list[int]] | None = None
-        self.student_b: list[list[int]] | None = None
-        # Teacher logits for every example (from the teacher-output cache), when a stage needs only those.
-        self.teacher_logits: torch.Tensor | None = None
-
-    def attach_student(self, encode) -> None:
-        """Also encode the texts for a student with its own vocabulary (e.g. the BiLSTM's words)."""
-        self.student_a = [encode(ex.text_a) for ex in self.examples]
-        if any(ex.text_b is not None for ex in self.examples):
-            self.student_b = [encode(ex.text_b or "") for ex in self.examples]
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def lengths(self) -> list[int]:
-        return [len(x) for x in self.input_ids]
-
-    def token_counts(self) -> np.ndarray:
-        """How often each token id occurs in the dataset (masking weights)."""
-        return np.bincount(np.fromiter((t for x in self.input_ids for t in x), dtype=np.int64))
-
-    def __getitem__(self, i: int) -> dict:
-        item = {"input_ids": self.input_ids[i], "token_type_ids": self.token_type_ids[i],
-                "labels": self.labels[i], "index": i}
-        if self.student_a is not None:
-            item["student_ids"] = self.student_a[i]
-        if self.student_b is not None:
-            item["student_ids_b"] = self.student_b[i]
-        return item
 
 
 @dataclass(frozen=True)
@@ -117,12 +68,13 @@ class PadCollator:
         return batch
 
 
-def pad_ids(seqs: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded id matrix and the lengths."""
-    out = torch.full((len(seqs), max(len(x) for x in seqs)), pad, dtype=torch.long)
+def pad_ids(seqs: Sequence[Sequence[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded id matrix and the lengths (rows are lists or arrays, e.g. views into a memory map)."""
+    lengths = np.fromiter((len(x) for x in seqs), dtype=np.int64, count=len(seqs))
+    out = np.full((len(seqs), int(lengths.max())), pad, dtype=np.int64)
     for r, x in enumerate(seqs):
-        out[r, :len(x)] = torch.tensor(x)
-    return out, torch.tensor([len(x) for x in seqs])
+        out[r, :len(x)] = x
+    return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
 class LengthGroupedBatches:
@@ -132,9 +84,9 @@ class LengthGroupedBatches:
     cut into batches, and the batches shuffled again. The order depends only on (seed, epoch), so a
     resumed run sees the same batches. `grouped=False` gives plain shuffled batches."""
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, grouped: bool = True,
+    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, seed: int, grouped: bool = True,
                  shuffle: bool = True, window: int = 50):
-        self.lengths = lengths
+        self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.seed = seed
         self.grouped = grouped
@@ -145,24 +97,26 @@ class LengthGroupedBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def batches(self) -> list[list[int]]:
-        n = len(self.lengths)
+    def batches(self) -> list[np.ndarray]:
+        n, size = len(self.lengths), self.batch_size
         if not self.shuffle:
-            order = sorted(range(n), key=lambda i: self.lengths[i]) if self.grouped else list(range(n))
-            return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+            order = np.argsort(self.lengths, kind="stable") if self.grouped else np.arange(n)
+            return [order[i:i + size] for i in range(0, n, size)]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(n, generator=g).tolist()
+        order = torch.randperm(n, generator=g).numpy()
         if self.grouped:
-            span = self.batch_size * self.window
-            order = [i for s in range(0, n, span) for i in sorted(order[s:s + span], key=lambda i: self.lengths[i])]
-        batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+            # Each window of the shuffled order sorted by length; lexsort is stable, so equal lengths keep their
+            # shuffled order (as Python's sorted did: resumed runs of older versions see the same batches).
+            window = np.arange(n) // (size * self.window)
+            order = order[np.lexsort((self.lengths[order], window))]
+        batches = [order[i:i + size] for i in range(0, n, size)]
         if self.grouped:
             perm = torch.randperm(len(batches), generator=g).tolist()
             batches = [batches[p] for p in perm]
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        return (b.tolist() for b in self.batches())
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size

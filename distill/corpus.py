@@ -3,8 +3,8 @@
 Text is read line by line (one sentence per line; a blank line ends a document), tokenised in chunks with
 the teacher's tokenizer, and packed: consecutive sentences of a document fill a sequence of up to
 `max_length` tokens ([CLS] ... [SEP]); a sentence longer than that is cut into pieces. Token ids are
-appended to a flat uint32 file as they are produced, so memory stays flat whatever the corpus size, and
-read back through `numpy.memmap`. The folder `<cache>/corpus/<key>/` is written atomically; the key
+appended to a flat uint32 file as they are produced (`distill.ragged`), so memory stays flat whatever the
+corpus size, and read back through `numpy.memmap`. The folder `<cache>/corpus/<key>/` is written atomically; the key
 digests the sources (paths, sizes, times), the tokenizer and the packing settings."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from distill.config import CorpusConfig
 from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.loaders import DataError
+from distill.ragged import Ragged, RaggedWriter
 from distill.resources import content_key, packaged_path, source_identity
 
 
@@ -90,20 +91,28 @@ def pack_corpus(cfg: CorpusConfig, tokenizer, log=print) -> Path:
         return folder
     room = cfg.max_length - 2
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    offsets, count, sentences = [0], 0, 0
+    count, tokens, sentences = 0, 0, 0
     log(f"corpus: packing {cfg.sources} into sequences of up to {cfg.max_length} tokens -> {folder}")
-    with atomic_dir(folder) as tmp, open(tmp / "ids.bin", "wb") as out:
+    with atomic_dir(folder) as tmp:
+        out = RaggedWriter(tmp / "ids.bin", tmp / "offsets.npy", np.uint32)
         current: list[int] = []
+        packed: list[list[int]] = []  # this chunk's sequences, written together
 
         def emit(ids: list[int]) -> bool:
-            nonlocal count
-            seq = np.asarray([cls, *ids, sep], dtype=np.uint32)
-            out.write(seq.tobytes())
-            offsets.append(offsets[-1] + len(seq))
+            nonlocal count, tokens
+            packed.append([cls, *ids, sep])
             count += 1
+            tokens += len(ids) + 2
             return cfg.limit is not None and count >= cfg.limit
 
         def flush_chunk(chunk: list[str]) -> bool:
+            try:
+                return pack_chunk(chunk)
+            finally:
+                out.append(packed)
+                packed.clear()
+
+        def pack_chunk(chunk: list[str]) -> bool:
             nonlocal current, sentences
             encoded = tokenizer([t for t in chunk if t], add_special_tokens=False)["input_ids"] if any(chunk) else []
             it = iter(encoded)
@@ -138,14 +147,13 @@ def pack_corpus(cfg: CorpusConfig, tokenizer, log=print) -> Path:
             current = []
             if done:
                 break
-        out.flush()
+        out.close()
         if count == 0:
             raise DataError(f"corpus {cfg.sources}: no text")
-        np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-        write_json(tmp / "meta.json", {"sequences": count, "tokens": offsets[-1], "sentences": sentences,
+        write_json(tmp / "meta.json", {"sequences": count, "tokens": tokens, "sentences": sentences,
                                         "max_length": cfg.max_length, "sources": cfg.sources,
                                         "tokenizer": tokenizer.name_or_path})
-    log(f"corpus: {count} sequences, {offsets[-1]} tokens from {sentences} sentences")
+    log(f"corpus: {count} sequences, {tokens} tokens from {sentences} sentences")
     return folder
 
 
@@ -161,9 +169,8 @@ class CorpusDataset(torch.utils.data.Dataset):
     def __init__(self, folder: str | Path, split: str, heldout: float, pad_id: int):
         folder = Path(folder)
         self.meta = read_json(folder / "meta.json")
-        self.offsets = np.load(folder / "offsets.npy")
-        self.ids = np.memmap(folder / "ids.bin", dtype=np.uint32, mode="r")
-        held = heldout_rows(len(self.offsets) - 1, heldout)
+        self.ids = Ragged(folder / "ids.bin", folder / "offsets.npy", np.uint32)
+        held = heldout_rows(len(self.ids), heldout)
         self.rows = np.nonzero(held if split == "heldout" else ~held)[0]
         self.pad_id = pad_id
         self.teacher_logits = None
@@ -172,19 +179,18 @@ class CorpusDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def lengths(self) -> list[int]:
-        o = self.offsets
-        return (o[self.rows + 1] - o[self.rows]).tolist()
+    def lengths(self) -> np.ndarray:
+        return self.ids.lengths()[self.rows]
 
     def token_counts(self) -> np.ndarray:
         """How often each token id occurs in the packed corpus, both splits (masking weights, as the reference's
         counts over the whole binarised data)."""
-        return np.bincount(np.asarray(self.ids, dtype=np.int64))
+        return self.ids.bincount()
 
-    def tokens(self, i: int) -> list[int]:
-        r = self.rows[i]
-        return self.ids[self.offsets[r]:self.offsets[r + 1]].astype(np.int64).tolist()
+    def tokens(self, i: int) -> np.ndarray:
+        return self.ids.row(self.rows[i])
 
     def __getitem__(self, i: int) -> dict:
         ids = self.tokens(i)
-        return {"input_ids": ids, "token_type_ids": [0] * len(ids), "labels": torch.tensor(0), "index": i}
+        return {"input_ids": ids, "token_type_ids": np.zeros(len(ids), np.uint8), "labels": torch.tensor(0),
+                "index": i}

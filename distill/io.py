@@ -4,6 +4,7 @@ leaves the previous version in place."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -62,6 +63,12 @@ def clear_stale(path: str | Path) -> None:
             pass
     for p in [*aside, *path.parent.glob(f".{path.name}.*.tmp")]:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def file_digest(path: str | Path, length: int = 16) -> str:
+    """sha256 of a file's bytes, read in blocks (a content key for a file too large to hold)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:length]
 
 
 def write_text(path: str | Path, text: str) -> None:

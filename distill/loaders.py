@@ -9,6 +9,7 @@ import hashlib
 import random
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from distill.config import TaskConfig
@@ -227,9 +228,14 @@ def load_task(cfg: TaskConfig) -> TaskData:
     return task
 
 
-def fingerprint(examples: list[Example]) -> str:
+def fingerprint(examples: Iterable[Example]) -> str:
     """A digest of the examples' content, for cache keys."""
     h = hashlib.sha256()
     for ex in examples:
-        h.update(f"{ex.text_a}\x1f{ex.text_b}\x1f{ex.label}\x1e".encode())
+        h.update(fingerprint_row(ex))
     return h.hexdigest()[:16]
+
+
+def fingerprint_row(ex: Example) -> bytes:
+    """What `fingerprint` digests of one example (also digested row by row while a stream is encoded)."""
+    return f"{ex.text_a}\x1f{ex.text_b}\x1f{ex.label}\x1e".encode()

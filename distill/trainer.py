@@ -23,9 +23,10 @@ from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
 from distill import metrics as task_metrics
 from distill.adaptor import Record, forward_record, set_attention
-from distill.batching import EncodedDataset, LengthGroupedBatches, MlmMasking, PadCollator
+from distill.batching import LengthGroupedBatches, MlmMasking, PadCollator
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import StageConfig, TrainConfig
+from distill.encoded import EncodedDataset
 from distill.errors import DistillError
 from distill.losses import LossContext
 from distill.objective import Objective

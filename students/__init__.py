@@ -3,6 +3,7 @@ it will build (and refuses what it cannot) before any weights are loaded."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from torch import nn
@@ -16,8 +17,8 @@ from students.projections import save_projections
 KINDS = ("tinybert", "distilbert", "bilstm")
 
 
-def build_student(cfg: StudentConfig, teacher: nn.Module, seed: int, texts: list[str] | None = None,
-                  pair: bool = False, masked_lm: bool = False, other_texts: list[str] | None = None) -> nn.Module:
+def build_student(cfg: StudentConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
+                  pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
     """The student for `cfg.kind`: a classifier for the teacher's labels, or (`masked_lm`, general distillation) a
     masked LM. `texts` (training and augmented text) and `other_texts` (dev and test) give a BiLSTM its
     vocabulary."""

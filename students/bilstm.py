@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,8 +57,8 @@ class WordVocab:
         return ids or [1]  # an empty text reads as one [UNK]
 
     @classmethod
-    def build(cls, texts: list[str], known: set[str], min_count: int, max_size: int | None = None,
-              other_texts: list[str] | None = None) -> WordVocab:
+    def build(cls, texts: Iterable[str], known: set[str], min_count: int, max_size: int | None = None,
+              other_texts: Iterable[str] | None = None) -> WordVocab:
         """Training words that have vectors or occur `min_count` times, most frequent first; then words of
         `other_texts` (dev and test) that have vectors."""
         counts = Counter(w for t in texts for w in words_of(t))
@@ -114,13 +115,13 @@ class BiLSTMClassifier(nn.Module):
         return [p for n, p in self.named_parameters() if not n.startswith("embedding")]
 
 
-def build_bilstm(cfg, teacher, seed: int, texts: list[str] | None = None, pair: bool = False,
-                 other_texts: list[str] | None = None):
+def build_bilstm(cfg, teacher, seed: int, texts: Iterable[str] | None = None, pair: bool = False,
+                 other_texts: Iterable[str] | None = None):
     """A BiLSTM for the teacher's label set, its embedding table from `cfg.vectors`; `other_texts` (dev and test
     text) add their words that have vectors when `cfg.vocab_from` is `all_splits`."""
     from augment.vectors import load_vectors
 
-    if not texts:
+    if texts is None:
         raise StudentError("a BiLSTM student needs the training texts to build its vocabulary")
     kv = load_vectors(cfg.vectors, cfg.vectors_limit)
     vocab = WordVocab.build(texts, set(kv.key_to_index), cfg.min_count, cfg.max_vocab,

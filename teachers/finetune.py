@@ -16,9 +16,9 @@ from accelerate.utils import set_seed
 from torch import nn
 from transformers import BertForSequenceClassification
 
-from distill.batching import EncodedDataset
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ExperimentConfig, StageConfig
+from distill.encoded import EncodedDataset, encode_examples
 from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.loaders import fingerprint, load_task
 from distill.losses import LossContext
@@ -64,9 +64,10 @@ def _hard_loss(task: TaskData) -> dict:
 
 
 def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: dict[str, EncodedDataset],
-                    accelerator: Accelerator, log=print, train: EncodedDataset | None = None) -> tuple[nn.Module, dict]:
+                    accelerator: Accelerator, log=print, train: list[Example] | None = None) -> tuple[nn.Module, dict]:
     """The fine-tuned teacher (eval mode, on the accelerator's device) and its metrics record. `train`: the
-    teacher's training data when it is not the student's (`datasets["train"]`)."""
+    teacher's training examples when they are not the student's (`datasets["train"]`); encoded only when the
+    teacher is not cached yet."""
     t = cfg.teacher
     if t.finetune is None:
         model = load_classifier(t.checkpoint, task.labels, require_head=True, label_order=t.label_order)
@@ -76,14 +77,16 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
         return _ready(model, accelerator), info
 
-    train = datasets["train"] if train is None else train
-    key = teacher_key(cfg, task, train.examples)
+    key = teacher_key(cfg, task, train)
     folder = cache_root() / "teachers" / key
     if (folder / "teacher.json").exists():
         log(f"teacher: reusing the fine-tuned teacher cached at {folder}")
         model = BertForSequenceClassification.from_pretrained(folder, attn_implementation="sdpa")
         return _ready(model, accelerator), read_json(folder / "teacher.json")
 
+    with accelerator.main_process_first():
+        train = datasets["train"] if train is None else encode_examples(
+            train, tokenizer, cfg.task.max_length, task.is_regression, log, "the teacher's training split")
     log(f"teacher: fine-tuning {t.checkpoint} on {task.name}, {len(train):,} training examples (cache: {folder})")
     set_seed(t.finetune.seed)
     if t.checkpoint == "random":

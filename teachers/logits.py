@@ -16,8 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from distill.adaptor import set_attention
-from distill.batching import EncodedDataset
 from distill.config import TrainConfig
+from distill.encoded import EncodedDataset
 from distill.io import cache_root, load_tensors, save_tensors
 from distill.resources import content_key
 from distill.trainer import make_loader, teacher_precision

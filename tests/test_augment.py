@@ -11,7 +11,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from augment.mlm import masked_top_k, whole_word_ids
-from augment.runner import augment_key, build_augmented, example_rng, read_augmented, rows_for, stats
+from augment.runner import augment_key, build_augmented, example_rng, iter_augmented, rows_for, stats
 from augment.tang import TangAugmenter
 from augment.tinybert import TinyBertAugmenter
 from augment.vectors import Neighbours, VectorsError, load_vectors
@@ -315,7 +315,7 @@ def test_shards_and_resume_give_the_same_set(tiny_mlm, glove_file, tmp_path, mon
     merged = build_augmented(cfg, task, num_shards=2, shard_index=0, log=lambda *_: None)
     assert merged.read_bytes() == whole
     assert not list((tmp_path / "two").rglob("part-*.jsonl")) and not list((tmp_path / "two").rglob("*.tmp"))
-    examples = read_augmented(merged)
+    examples = list(iter_augmented(merged))
     assert {ex.id for ex in examples} >= {ex.id for ex in task.splits["train"]}
 
 

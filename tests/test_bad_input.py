@@ -104,8 +104,8 @@ def test_data_errors(case, tmp_path, capsys):
 
 
 def test_a_one_megabyte_line_loads_and_is_truncated(tmp_path):
-    from distill.batching import EncodedDataset
     from distill.config import TaskConfig
+    from distill.encoded import encode_examples
     from distill.loaders import load_task
     from teachers.load import load_tokenizer
 
@@ -114,7 +114,7 @@ def test_a_one_megabyte_line_loads_and_is_truncated(tmp_path):
     tsv(tmp_path, GOOD_ROWS, "dev.tsv")
     task = load_task(TaskConfig(name="mine", source="csv", path=str(data)))
     assert len(task.splits["train"][0].text_a) == len(long)
-    ds = EncodedDataset(task.splits["train"], load_tokenizer("packaged:all-minilm-l6-v2"), 64, False)
+    ds = encode_examples(task.splits["train"], load_tokenizer("packaged:all-minilm-l6-v2"), 64, False)
     assert ds.lengths()[0] == 64
 
 

@@ -156,8 +156,8 @@ def test_logit_cache_is_keyed_reused_and_atomic(tmp_path, monkeypatch):
     from accelerate import Accelerator
 
     import teachers.logits as tl
-    from distill.batching import EncodedDataset
     from distill.config import RandomBertConfig, TrainConfig
+    from distill.encoded import encode_examples
     from distill.tasks import Example
     from teachers.load import load_tokenizer, random_bert
 
@@ -165,7 +165,7 @@ def test_logit_cache_is_keyed_reused_and_atomic(tmp_path, monkeypatch):
     tok = load_tokenizer("packaged:all-minilm-l6-v2")
     teacher = random_bert(RandomBertConfig(layers=1, hidden=16, heads=2, ffn=32), tok, ["a", "b"], seed=0).eval()
     exs = [Example(str(i), f"text number {i} " * (1 + i % 5), None, i % 2) for i in range(50)]
-    ds = EncodedDataset(exs, tok, 32)
+    ds = encode_examples(exs, tok, 32)
     acc = Accelerator(cpu=True)
     calls = []
     real = tl.compute_logits
@@ -189,7 +189,7 @@ def test_logit_cache_is_keyed_reused_and_atomic(tmp_path, monkeypatch):
     torch.testing.assert_close(first[3], direct, atol=1e-5, rtol=1e-4)  # row order = dataset order
     tl.cached_logits(teacher, "t2", ds, acc, TrainConfig(), log=lambda *_: None)
     assert len(calls) == 3  # another teacher -> another file
-    ds2 = EncodedDataset(exs[:-1], tok, 32)
+    ds2 = encode_examples(exs[:-1], tok, 32)
     tl.cached_logits(teacher, "t1", ds2, acc, TrainConfig(), log=lambda *_: None)
     assert len(calls) == 4  # other data -> another file
     assert len(list(tmp_path.rglob("*.safetensors"))) == 3

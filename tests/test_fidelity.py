@@ -269,8 +269,8 @@ def test_augmented_copies_take_the_teachers_label_and_originals_keep_theirs(own_
     workflow, datasets = _augmented_workflow()
     aug = datasets["augmented"]
     train_ids = {ex.id for ex in workflow.task.splits["train"]}
-    copies = torch.tensor([ex.id not in train_ids for ex in aug.examples])
-    gold = torch.tensor([ex.label for ex in aug.examples])
+    copies = torch.tensor([ex.id not in train_ids for ex in aug.source()])
+    gold = torch.tensor([ex.label for ex in aug.source()])
     teacher = aug.teacher_logits.argmax(-1)
     assert copies.any() and (~copies).any()
     assert torch.equal(aug.labels[copies], teacher[copies])
@@ -281,7 +281,7 @@ def test_augmented_copies_take_the_teachers_label_and_originals_keep_theirs(own_
 def test_augmented_copies_keep_the_source_label_on_request(own_cache):
     workflow, datasets = _augmented_workflow("augment.labels=source")
     aug = datasets["augmented"]
-    assert torch.equal(aug.labels, torch.tensor([ex.label for ex in aug.examples]))
+    assert torch.equal(aug.labels, torch.tensor([ex.label for ex in aug.source()]))
     assert "augmented_labels" not in workflow.teacher_info
 
 
@@ -503,8 +503,8 @@ def test_mnli_run_is_judged_on_matched_and_mismatched_dev(tmp_path):
     from accelerate import Accelerator
     from transformers import BertForSequenceClassification
 
-    from distill.batching import EncodedDataset
     from distill.config import TrainConfig
+    from distill.encoded import encode_examples
     from distill.loaders import load_glue
     from distill.trainer import evaluate_splits
     from teachers.load import load_tokenizer
@@ -520,7 +520,7 @@ def test_mnli_run_is_judged_on_matched_and_mismatched_dev(tmp_path):
     task = load_glue("mnli", tmp_path)
     assert [e.label for e in task.splits["dev_mismatched"]] == [1, 2] and len(task.splits["dev"]) == 1
     tok = load_tokenizer("packaged:all-minilm-l6-v2")
-    datasets = {s: EncodedDataset(exs, tok, 16) for s, exs in task.splits.items()}
+    datasets = {s: encode_examples(exs, tok, 16) for s, exs in task.splits.items()}
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny_bert_config(vocab_size=len(tok), num_labels=3))
     results = evaluate_splits(Accelerator(cpu=True), model, task, datasets, TrainConfig())

@@ -33,12 +33,12 @@ def test_packed_corpus_round_trips_and_splits(tmp_path, tokenizer, monkeypatch):
     ds = CorpusDataset(folder, "train", 0.0, 0)
     seqs = [ds.tokens(i) for i in range(len(ds))]
     assert all(s[0] == tokenizer.cls_token_id and s[-1] == tokenizer.sep_token_id and len(s) <= 16 for s in seqs)
-    body = [t for s in seqs for t in s[1:-1]]
+    body = [int(t) for s in seqs for t in s[1:-1]]
     want = [t for line in doc1 + doc2 for t in tokenizer(line, add_special_tokens=False)["input_ids"]]
     assert body == want  # every token, in order, nothing lost or duplicated
     first_doc = sum(len(tokenizer(x, add_special_tokens=False)["input_ids"]) for x in doc1)
     assert len(seqs[0]) - 2 + len(seqs[1]) - 2 >= first_doc  # documents never share a sequence
-    assert isinstance(ds.ids, np.memmap)
+    assert isinstance(ds.ids.values, np.memmap)
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["sentences"] == 5 and meta["sequences"] == len(seqs)
     train = CorpusDataset(folder, "train", 0.25, 0)

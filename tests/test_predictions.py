@@ -50,8 +50,9 @@ def test_evaluate_splits_gives_logits_in_dataset_order_from_length_grouped_batch
     from accelerate import Accelerator
     from transformers import BertForSequenceClassification
 
-    from distill.batching import EncodedDataset, LengthGroupedBatches
+    from distill.batching import LengthGroupedBatches
     from distill.config import TrainConfig
+    from distill.encoded import encode_examples
     from distill.trainer import evaluate_splits
     from teachers.load import load_tokenizer
 
@@ -61,7 +62,7 @@ def test_evaluate_splits_gives_logits_in_dataset_order_from_length_grouped_batch
                 for i in range(11)]
     task = TaskData("toy", ["a", "b", "c"], ("accuracy",), {"dev": examples})
     tok = load_tokenizer("packaged:all-minilm-l6-v2")
-    ds = EncodedDataset(examples, tok, 32)
+    ds = encode_examples(examples, tok, 32)
     cfg = TrainConfig(eval_batch_size=4)
     order = [i for b in LengthGroupedBatches(ds.lengths(), 4, 0, grouped=True, shuffle=False).batches() for i in b]
     assert cfg.length_grouped and order != list(range(len(ds)))  # rows do come out of dataset order
@@ -74,8 +75,8 @@ def test_evaluate_splits_gives_logits_in_dataset_order_from_length_grouped_batch
     assert got.shape == (len(ds), 3) and got.dtype == np.float32
     model.eval()  # evaluate() leaves the module in training mode (dropout on)
     with torch.no_grad():
-        alone = torch.cat([model(input_ids=torch.tensor([ds.input_ids[i]]),
-                                 token_type_ids=torch.tensor([ds.token_type_ids[i]])).logits
+        alone = torch.cat([model(input_ids=torch.tensor([ds.ids.row(i).tolist()]),
+                                 token_type_ids=torch.tensor([ds[i]['token_type_ids'].tolist()])).logits
                            for i in range(len(ds))])
     np.testing.assert_allclose(got, alone.numpy(), atol=1e-5)
     # The metrics are those of the collected logits.

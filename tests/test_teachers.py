@@ -7,8 +7,8 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 import distill.trainer
-from distill.batching import EncodedDataset
 from distill.config import TrainConfig, load_config
+from distill.encoded import encode_examples
 from distill.loaders import load_task
 from teachers.finetune import prepare_teacher, teacher_key
 from teachers.load import CheckpointError, load_bert_config, load_tokenizer, random_bert, resolve
@@ -61,7 +61,7 @@ def smoke_task():
     cfg = load_config(SMOKE, ["teacher.finetune.epochs=3"])
     task = load_task(cfg.task)
     tok = load_tokenizer(cfg.teacher.tokenizer)
-    datasets = {k: EncodedDataset(v, tok, cfg.task.max_length) for k, v in task.splits.items()}
+    datasets = {k: encode_examples(v, tok, cfg.task.max_length) for k, v in task.splits.items()}
     return cfg, task, tok, datasets
 
 
@@ -109,8 +109,8 @@ def test_logit_cache_holds_the_teachers_logits_in_order_and_is_computed_once(smo
     assert logits.shape == (len(ds), 3)
     with torch.no_grad():  # one example at a time, no padding: the reference
         for i in (0, 7, len(ds) - 1):
-            ids = torch.tensor([ds.input_ids[i]])
-            want = teacher(input_ids=ids, token_type_ids=torch.tensor([ds.token_type_ids[i]])).logits[0]
+            ids = torch.tensor([ds.ids.row(i).tolist()])
+            want = teacher(input_ids=ids, token_type_ids=torch.tensor([ds[i]['token_type_ids'].tolist()])).logits[0]
             torch.testing.assert_close(logits[i], want, atol=1e-5, rtol=1e-4)
     path = teachers.logits.logits_path("t1", ds)
     monkeypatch.setattr(teachers.logits, "compute_logits", lambda *a, **k: pytest.fail("computed again"))

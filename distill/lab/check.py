@@ -7,6 +7,7 @@ yet, a corpus not packed yet) are marked as upper bounds or estimates."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -22,7 +23,9 @@ from distill.config import (
     load_config,
     load_raw,
 )
+from distill.encoded import chunks, encoded_folder
 from distill.errors import DistillError
+from distill.io import read_json
 from distill.lab.preflight import Plan, plan_run
 from distill.lab.run import workflow_for
 from distill.layer_map import layer_map
@@ -30,8 +33,6 @@ from distill.objective import Objective
 from distill.tasks import Example, TaskData
 from distill.trainer import optimizer_steps
 
-# Examples tokenised per call: large enough for the fast tokenizer's batching, small enough for a live progress bar.
-CHUNK = 4096
 # Lines of an unpacked corpus read to estimate its size (a full pass is the run's packing, which can take hours).
 SAMPLE_LINES = 20_000
 ESTIMATE, AT_MOST = "~", "at most "
@@ -124,33 +125,38 @@ def select_runs(path: str | Path, overrides, variant: str | None) -> Runs:
 # ---------------------------------------------------------------- sizes
 
 
-def count_tokens(examples: list[Example], tokenizer, max_length: int, what: str) -> int:
-    """Tokens of `examples` as the run's `EncodedDataset` makes them: the teacher's tokenizer, special tokens
-    included, pairs as pairs, truncated to `max_length`."""
-    pair = any(ex.text_b is not None for ex in examples)
-    total = 0
+def count_tokens(examples: Iterable[Example], tokenizer, max_length: int, what: str, total: int | None = None) -> int:
+    """Tokens of `examples` (streamed) as the run encodes them: the teacher's tokenizer, special tokens included,
+    pairs as pairs, truncated to `max_length`."""
+    count = 0
     # Only a set that takes a while (a large GLUE training set, a built augmented set) shows the bar.
-    with tqdm(total=len(examples), desc=f"check: counting the tokens of {what}", unit=" examples", leave=False,
+    with tqdm(total=total, desc=f"check: counting the tokens of {what}", unit=" examples", leave=False,
               delay=1.0) as bar:
-        for start in range(0, len(examples), CHUNK):
-            chunk = examples[start:start + CHUNK]
+        for chunk in chunks(examples):
+            pair = any(ex.text_b is not None for ex in chunk)
             enc = tokenizer([ex.text_a for ex in chunk], [ex.text_b for ex in chunk] if pair else None,
                             truncation=True, max_length=max_length, return_attention_mask=False,
                             return_token_type_ids=False)
-            total += sum(len(ids) for ids in enc["input_ids"])
+            count += sum(len(ids) for ids in enc["input_ids"])
             bar.update(len(chunk))
-    return total
+    return count
 
 
 def augmented_size(cfg: ExperimentConfig, task: TaskData, tokenizer, train: Size) -> Size:
     """The augmented set's real size once built; before, the upper bound (every copy distinct) and an estimate."""
-    from augment.runner import augmented_path, read_augmented
+    from augment.runner import augmented_identity, augmented_path, iter_augmented
 
     path = augmented_path(cfg, task)
     if path.exists():
-        examples = read_augmented(path)
-        return Size(len(examples), count_tokens(examples, tokenizer, cfg.task.max_length, "the augmented set"),
-                    note=f"built: {path}")
+        folder = encoded_folder(augmented_identity(path), tokenizer, cfg.task.max_length, task.is_regression)
+        if (folder / "meta.json").exists():
+            meta = read_json(folder / "meta.json")
+            return Size(meta["examples"], meta["tokens"], note=f"built: {path}; encoded: {folder}")
+        examples = tokens = 0
+        for chunk in chunks(iter_augmented(path)):
+            examples += len(chunk)
+            tokens += count_tokens(chunk, tokenizer, cfg.task.max_length, "the augmented set")
+        return Size(examples, tokens, note=f"built: {path}")
     k = 1 + cfg.augment.copies
     return Size(train.examples * k, train.tokens * k, AT_MOST, ESTIMATE,
                 note=f"not built yet (the run, or `distill augment`, builds it at {path}): at most "
@@ -238,7 +244,7 @@ def data_sizes(cfg: ExperimentConfig, plan: Plan, workflow) -> dict[str, Size]:
     if needed & {"train", "augmented"}:
         train = workflow.task.splits["train"]
         sizes["train"] = Size(len(train), count_tokens(train, plan.tokenizer, cfg.task.max_length,
-                                                       "the training set"))
+                                                       "the training set", len(train)))
     if "augmented" in needed:
         sizes["augmented"] = augmented_size(cfg, workflow.task, plan.tokenizer, sizes["train"])
     return sizes

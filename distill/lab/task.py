@@ -8,19 +8,21 @@ teacher-logit caches, and the student; `finish` evaluates, writes the per-exampl
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from distill.batching import EncodedDataset
 from distill.config import ExperimentConfig
+from distill.encoded import EncodedDataset, encode_examples
 from distill.lab.preflight import Plan
 from distill.lab.summary import summarise
 from distill.loaders import load_task
 from distill.predictions import FILE as PREDICTIONS_FILE
 from distill.predictions import SplitPredictions, write_predictions
+from distill.resources import content_key
 from distill.stage import Session, StageInputs
 from distill.tasks import EVAL_SPLITS, Example
 from distill.trainer import evaluate_splits
@@ -33,7 +35,7 @@ from teachers.logits import cached_logits
 def label_copies(ds: EncodedDataset, teacher_logits, originals: set[str], regression: bool) -> int:
     """Give every augmented copy in `ds` (an example whose id is not among the `originals`) the teacher's label;
     returns how many copies' labels changed (classification) or moved by more than 0.5 (regression)."""
-    copies = torch.tensor([ex.id not in originals for ex in ds.examples])
+    copies = torch.from_numpy(np.fromiter((i not in originals for i in ds.example_ids()), dtype=bool, count=len(ds)))
     new = teacher_logits.float().squeeze(-1) if regression else teacher_logits.argmax(-1)
     new = new.to(ds.labels.dtype)
     moved = (new - ds.labels).abs() > 0.5 if regression else new != ds.labels
@@ -50,9 +52,11 @@ def gold_labels(examples: list[Example], regression: bool) -> np.ndarray | None:
     return np.array([ex.label for ex in examples], dtype=np.float32 if regression else np.int64)
 
 
-def _texts(datasets: dict, splits) -> list[str]:
-    return [t for split in splits if split in datasets
-            for ex in datasets[split].examples for t in (ex.text_a, ex.text_b) if t is not None]
+def _texts(datasets: dict, splits) -> Iterator[str]:
+    """The splits' texts, streamed (a student's vocabulary counts them; an augmented set is never held whole)."""
+    for split in splits:
+        if split in datasets:
+            yield from datasets[split].texts()
 
 
 class TaskWorkflow:
@@ -71,18 +75,21 @@ class TaskWorkflow:
     def build(self, accelerator, say):
         """(teacher, student, datasets by split name)."""
         cfg, task, tokenizer = self.cfg, self.task, self.plan.tokenizer
-        datasets = {split: EncodedDataset(exs, tokenizer, cfg.task.max_length, task.is_regression)
-                    for split, exs in task.splits.items()}
+        # Encoded once into the cache by the main process; the others then map the same files.
+        with accelerator.main_process_first():
+            datasets = {split: encode_examples(exs, tokenizer, cfg.task.max_length, task.is_regression, say,
+                                               f"the {split} split") for split, exs in task.splits.items()}
         if any(st.data == "augmented" for st in cfg.stages):
-            from augment.runner import build_in_processes, read_augmented
+            from augment.runner import build_in_processes, encode_augmented
 
             path = build_in_processes(cfg, task, accelerator, say)
-            examples = read_augmented(path)
-            say(f"augmented training set: {len(examples)} examples from {path}")
-            datasets["augmented"] = EncodedDataset(examples, tokenizer, cfg.task.max_length, task.is_regression)
+            with accelerator.main_process_first():
+                datasets["augmented"] = encode_augmented(path, tokenizer, cfg.task.max_length, task.is_regression,
+                                                         say)
+            say(f"augmented training set: {len(datasets['augmented']):,} examples from {path}")
         say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
         teacher, self.teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say,
-                                                     self._teacher_train(tokenizer, say))
+                                                     self._teacher_train(say))
 
         def logits_of(ds):  # the teacher's logits over a split, computed once (teacher-output cache)
             if ds.teacher_logits is None:
@@ -91,7 +98,7 @@ class TaskWorkflow:
 
         self._logits_of = logits_of
         if cfg.teacher.gate is not None:
-            self._gate(logits_of(datasets["dev"]), datasets["dev"], say)
+            self._gate(logits_of(datasets["dev"]), say)
         if "augmented" in datasets and cfg.augment.labels == "teacher":
             changed = label_copies(datasets["augmented"], logits_of(datasets["augmented"]),
                                    {ex.id for ex in task.splits["train"]}, task.is_regression)
@@ -101,8 +108,11 @@ class TaskWorkflow:
         student = build_student(cfg.student, teacher, cfg.seed, _texts(datasets, ("train", "augmented")),
                                 task.is_pair, other_texts=_texts(datasets, EVAL_SPLITS))
         if hasattr(student, "vocab"):
-            for ds in datasets.values():
-                ds.attach_student(lambda text: student.vocab.encode(text, cfg.task.max_length))
+            vocab = student.vocab
+            key = content_key({"words": vocab.itos, "max_length": cfg.task.max_length})
+            with accelerator.main_process_first():
+                for ds in datasets.values():
+                    ds.attach_student(lambda text: vocab.encode(text, cfg.task.max_length), key, len(vocab), say)
             say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
                 f"pre-trained vectors")
         for stage, objective in zip(cfg.stages, self.plan.objectives, strict=True):
@@ -112,18 +122,17 @@ class TaskWorkflow:
         self.datasets = datasets
         return teacher, student, datasets
 
-    def _teacher_train(self, tokenizer, say) -> EncodedDataset | None:
-        """The teacher's own training data when it is not the student's (`teacher.finetune.train: full`)."""
+    def _teacher_train(self, say) -> list[Example] | None:
+        """The teacher's own training examples when they are not the student's (`teacher.finetune.train: full`)."""
         examples = full_train_split(self.cfg)
-        if examples is None:
-            return None
-        say(f"teacher: trains on the full training split, {len(examples)} examples "
-            f"(the student's is limited to {len(self.task.splits['train'])})")
-        return EncodedDataset(examples, tokenizer, self.cfg.task.max_length, self.task.is_regression)
+        if examples is not None:
+            say(f"teacher: trains on the full training split, {len(examples)} examples "
+                f"(the student's is limited to {len(self.task.splits['train'])})")
+        return examples
 
-    def _gate(self, dev_logits, dev: EncodedDataset, say) -> None:
+    def _gate(self, dev_logits, say) -> None:
         task = self.task
-        gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], dev.examples, self.cfg.teacher.gate,
+        gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], task.splits["dev"], self.cfg.teacher.gate,
                              self.cfg.teacher.checkpoint)
         self.teacher_info["gate"] = gate
         say(f"teacher gate: dev {task.main_metric} {gate['dev_' + task.main_metric]:.4f} against the majority-class "
@@ -160,10 +169,10 @@ class TaskWorkflow:
         """Each evaluated split's student logits with its ids, gold labels and the teacher's (cached) logits."""
         out = {}
         for split, logits in student.items():
-            ds = self.datasets[split]
-            out[split] = SplitPredictions([ex.id for ex in ds.examples], logits,
-                                          gold_labels(ds.examples, self.task.is_regression),
-                                          self._logits_of(ds).float().numpy())
+            examples = self.task.splits[split]
+            out[split] = SplitPredictions([ex.id for ex in examples], logits,
+                                          gold_labels(examples, self.task.is_regression),
+                                          self._logits_of(self.datasets[split]).float().numpy())
         return out
 
     def _predictions_meta(self) -> dict:
@@ -174,5 +183,5 @@ class TaskWorkflow:
     def _majority_baselines(self, splits) -> dict[str, float]:
         """The majority class's main metric on each evaluated split with labels: the floor any model should beat."""
         train = self.task.splits["train"]
-        return {split: majority_baseline(self.task, train, self.datasets[split].examples) for split in splits
-                if gold_labels(self.datasets[split].examples, self.task.is_regression) is not None}
+        return {split: majority_baseline(self.task, train, self.task.splits[split]) for split in splits
+                if gold_labels(self.task.splits[split], self.task.is_regression) is not None}

@@ -1,0 +1,202 @@
+"""Encoded datasets on disk, read through memory maps: a split (train, dev, test, an augmented set) tokenised once.
+
+Holding 8M augmented sentence pairs as `Example` objects and lists of ints takes ~69 GB (213 bytes a token); here a
+token costs 2 bytes of disk (3 for pairs) and only the pages a batch touches are in memory. Examples stream in,
+are tokenised in chunks with the teacher's tokenizer (a progress bar shows the rate) and appended to
+
+    <cache>/encoded/<key>/
+        input_ids.bin        token ids, flat, uint16 (uint32 for vocabularies over 65,536)
+        offsets.npy          int64, example r is input_ids[offsets[r]:offsets[r + 1]]
+        token_type_ids.bin   uint8, same offsets (sentence pairs only)
+        labels.npy           int64 (-100: unlabelled) or float32 (regression; 0.0 when unlabelled)
+        example_ids.txt      one id per line, in order
+        meta.json            counts, dtype, pad id, and the identity the teacher-logit cache is keyed by
+
+The key digests the source (the examples' content, or an augmented file's bytes), the tokenizer and the max
+length; the folder is written atomically, so an interrupted encoding leaves nothing and starts over. A student
+with its own vocabulary (the BiLSTM) gets its word ids the same way, in `student-<key>/` inside the folder."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from distill.io import atomic_dir, cache_root, read_json, write_json
+from distill.loaders import fingerprint, fingerprint_row
+from distill.ragged import Ragged, RaggedWriter, id_dtype
+from distill.resources import content_key
+from distill.tasks import Example
+
+FORMAT = 1
+# Examples tokenised per call: large enough for the fast tokenizer's batching, small enough to keep memory flat.
+CHUNK = 8192
+
+Source = Callable[[], Iterator[Example]]
+
+
+def chunks(rows: Iterable, size: int = CHUNK) -> Iterator[list]:
+    it = iter(rows)
+    while part := list(islice(it, size)):
+        yield part
+
+
+class EncodedDataset(Dataset):
+    """One encoded split. Items hold read-only views into the memory maps; `labels` is in memory (small, and a
+    run may relabel augmented copies by the teacher) and so is `teacher_logits` when a stage uses the cache."""
+
+    def __init__(self, folder: str | Path, source: Source | None = None):
+        self.folder = Path(folder)
+        meta = read_json(self.folder / "meta.json")
+        self.meta = meta
+        self.ids = Ragged(self.folder / "input_ids.bin", self.folder / "offsets.npy", np.dtype(meta["dtype"]))
+        self.types = (Ragged(self.folder / "token_type_ids.bin", self.ids.offsets, np.uint8)
+                      if meta["pair"] else None)
+        self.labels = torch.from_numpy(np.load(self.folder / "labels.npy"))
+        self.pad_id: int = meta["pad_id"]
+        self.identity: str = meta["identity"]
+        self.source = source  # streams the examples again (texts for a student's vocabulary); main process only
+        self.student: tuple[Ragged, Ragged | None] | None = None
+        self.teacher_logits: torch.Tensor | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "source": None}  # a DataLoader worker needs the maps, not the examples
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> np.ndarray:
+        return self.ids.lengths()
+
+    def token_counts(self) -> np.ndarray:
+        """How often each token id occurs in the dataset (masking weights)."""
+        return self.ids.bincount()
+
+    def example_ids(self) -> Iterator[str]:
+        with open(self.folder / "example_ids.txt", encoding="utf-8") as f:
+            for line in f:
+                yield line.rstrip("\n")
+
+    def texts(self) -> Iterator[str]:
+        """Every text of the split, streamed from its source (first and second sentences)."""
+        for ex in self._examples():
+            yield ex.text_a
+            if ex.text_b is not None:
+                yield ex.text_b
+
+    def _examples(self) -> Iterator[Example]:
+        if self.source is None:
+            raise RuntimeError(f"{self.folder}: opened without its source; its texts cannot be read")
+        return self.source()
+
+    def attach_student(self, encode: Callable[[str], list[int]], key: str, vocab_size: int, log=print) -> None:
+        """Also encode the texts for a student with its own vocabulary (the BiLSTM's words), once per vocabulary
+        (`key` names it): cached beside the teacher's ids and memory-mapped the same way."""
+        folder = self.folder / f"student-{key}"
+        if not (folder / "meta.json").exists():
+            self._encode_student(folder, encode, vocab_size, log)
+        meta = read_json(folder / "meta.json")
+        dtype = np.dtype(meta["dtype"])
+        a = Ragged(folder / "a.bin", folder / "a.offsets.npy", dtype)
+        b = Ragged(folder / "b.bin", folder / "b.offsets.npy", dtype) if meta["pair"] else None
+        self.student = (a, b)
+
+    def _encode_student(self, folder: Path, encode, vocab_size: int, log) -> None:
+        dtype = id_dtype(vocab_size)
+        log(f"student vocabulary ids: encoding {len(self):,} examples -> {folder}")
+        with atomic_dir(folder) as tmp:
+            a = RaggedWriter(tmp / "a.bin", tmp / "a.offsets.npy", dtype)
+            b = RaggedWriter(tmp / "b.bin", tmp / "b.offsets.npy", dtype)
+            pair = False
+            for part in tqdm(chunks(self._examples()), total=-(-len(self) // CHUNK), desc="student ids",
+                             unit=" chunks", leave=False, delay=2.0):
+                a.append([encode(ex.text_a) for ex in part])
+                pair = pair or any(ex.text_b is not None for ex in part)
+                b.append([encode(ex.text_b or "") for ex in part])
+            if a.close() != len(self):
+                raise RuntimeError(f"{self.folder}: its source gave another number of examples than it holds")
+            b.close()
+            write_json(tmp / "meta.json", {"dtype": dtype.name, "pair": pair, "examples": len(self)})
+
+    def __getitem__(self, i: int) -> dict:
+        ids = self.ids.row(i)
+        item = {"input_ids": ids,
+                "token_type_ids": self.types.row(i) if self.types is not None else np.zeros(len(ids), np.uint8),
+                "labels": self.labels[i], "index": i}
+        if self.student is not None:
+            item["student_ids"] = self.student[0].row(i)
+            if self.student[1] is not None:
+                item["student_ids_b"] = self.student[1].row(i)
+        return item
+
+
+def encode_examples(examples: list[Example], tokenizer, max_length: int, regression: bool = False,
+                    log=print, what: str = "examples") -> EncodedDataset:
+    """Examples held in memory (a task split), encoded once and cached by their content."""
+    return encode_stream(lambda: iter(examples), {"examples": fingerprint(examples), "n": len(examples)},
+                         tokenizer, max_length, regression, log, what, total=len(examples))
+
+
+def encode_stream(source: Source, source_identity: dict, tokenizer, max_length: int, regression: bool = False,
+                  log=print, what: str = "examples", total: int | None = None) -> EncodedDataset:
+    """Examples streamed from `source` (e.g. an augmented JSONL file, never held whole), encoded once and cached;
+    `source_identity` must change whenever the examples do (a digest of their file, of their content)."""
+    folder = encoded_folder(source_identity, tokenizer, max_length, regression)
+    if not (folder / "meta.json").exists():
+        build(folder, source(), tokenizer, max_length, regression, log, what, total)
+    return EncodedDataset(folder, source)
+
+
+def encoded_folder(source_identity: dict, tokenizer, max_length: int, regression: bool) -> Path:
+    """Where examples with this identity are (or will be) encoded for this tokenizer and max length."""
+    ident = {"format": FORMAT, "source": source_identity, "tokenizer": [tokenizer.name_or_path, len(tokenizer)],
+             "max_length": max_length, "regression": regression}
+    return cache_root() / "encoded" / content_key(ident)
+
+
+def build(folder: Path, examples: Iterable[Example], tokenizer, max_length: int, regression: bool, log=print,
+          what: str = "examples", total: int | None = None) -> None:
+    dtype = id_dtype(len(tokenizer))
+    unlabelled = 0.0 if regression else -100
+    digest, labels, pair, tokens = hashlib.sha256(), [], False, 0
+    log(f"encoding {what} (max_length {max_length}) -> {folder}")
+    with atomic_dir(folder) as tmp, open(tmp / "example_ids.txt", "w", encoding="utf-8") as names, \
+            tqdm(total=total, desc=f"encoding {what}", unit=" examples", leave=False, delay=2.0) as bar:
+        ids = RaggedWriter(tmp / "input_ids.bin", tmp / "offsets.npy", dtype)
+        types = RaggedWriter(tmp / "token_type_ids.bin", tmp / "types.offsets.npy", np.uint8)
+        for part in chunks(examples):
+            second = [ex.text_b for ex in part]
+            has_b = any(t is not None for t in second)
+            enc = tokenizer([ex.text_a for ex in part], second if has_b else None, truncation=True,
+                            max_length=max_length, return_attention_mask=False)
+            ids.append(enc["input_ids"])
+            types.append(enc.get("token_type_ids") or [np.zeros(len(x), np.uint8) for x in enc["input_ids"]])
+            pair = pair or has_b
+            tokens += sum(len(x) for x in enc["input_ids"])
+            labels.append(np.array([unlabelled if ex.label is None else ex.label for ex in part],
+                                   dtype=np.float32 if regression else np.int64))
+            for ex in part:
+                digest.update(fingerprint_row(ex))
+            names.write("".join(f"{ex.id}\n" for ex in part))
+            bar.update(len(part))
+        n = ids.close()
+        types.close()
+        (tmp / "types.offsets.npy").unlink()  # the same offsets as the ids'
+        if not pair:
+            (tmp / "token_type_ids.bin").unlink()
+        np.save(tmp / "labels.npy", np.concatenate(labels) if labels else np.zeros(0, np.float32 if regression
+                                                                                    else np.int64))
+        # The identity the teacher-logit cache is keyed by: the examples' content digest (as `fingerprint`),
+        # tokenizer and max length, so caches made before this format stay valid.
+        identity = f"{digest.hexdigest()[:16]}:{tokenizer.name_or_path}:{len(tokenizer)}:{max_length}"
+        write_json(tmp / "meta.json", {"format": FORMAT, "examples": n, "tokens": tokens, "pair": pair,
+                                       "dtype": dtype.name, "pad_id": tokenizer.pad_token_id or 0,
+                                       "regression": regression, "max_length": max_length,
+                                       "tokenizer": tokenizer.name_or_path, "identity": identity})
+    log(f"encoded {n:,} {what}, {tokens:,} tokens")
