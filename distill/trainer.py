@@ -200,6 +200,9 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
             state = acc.get_state_dict(model)
             ckpt.save_best(state) if path_kind == "best" else ckpt.save(state, progress, optimizer, scheduler)
 
+    # On the batches' device: indexing a host copy with a device index would copy the index back every step.
+    cached, dev_cached = (None if t is None else t.to(acc.device)
+                          for t in (stage.data.teacher_logits, stage.dev.teacher_logits))
     bad = torch.zeros((), dtype=torch.bool, device=acc.device)
     model.train()
     for epoch in range(progress.epoch, st.epochs):
@@ -213,8 +216,7 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
         for batch in bar:
             with acc.accumulate(model):
                 with teacher_precision(acc, cfg):
-                    t_rec = (teacher_record(teacher, batch, objective, stage.data.teacher_logits)
-                             if objective.uses_teacher else None)
+                    t_rec = teacher_record(teacher, batch, objective, cached) if objective.uses_teacher else None
                 loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec,
                                     stage.ctx)
                 # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
@@ -248,7 +250,7 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
             if session.on_step is not None:
                 session.on_step(tag, progress.step)
         _guard(bad, tag, epoch, progress, {}, ckpt)
-        result = evaluate(acc, model, dev_dl, stage.task, teacher, objective, stage.ctx, stage.dev.teacher_logits)
+        result = evaluate(acc, model, dev_dl, stage.task, teacher, objective, stage.ctx, dev_cached)
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
         progress.history.append(result)
         _log(session.writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)
