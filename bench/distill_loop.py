@@ -11,13 +11,19 @@ layers 2, 4, 6), same intermediate losses (embedding + hidden MSE on the uniform
   inference (with hidden states and attention) on the same batches (target <= 1.2x);
 - the teacher-logit cache on and off for a prediction-layer stage.
 
+On --device cuda every loop runs on the GPU in float32 (TextBrewer's half precision needs apex), from the same
+CPU batches, each timed to a `torch.cuda.synchronize()`, after one untimed warm-up epoch on a few batches (CUDA
+context, cuBLAS handles and kernel selection would otherwise be charged to whichever loop runs first).
+
     pip install --no-deps textbrewer   # (it imports with the current torch; not a project dependency)
-    python bench/distill_loop.py [--examples 1024] [--batch-size 32] [--max-length 128] [--threads 2]
+    python bench/distill_loop.py [--examples 1024] [--batch-size 32] [--max-length 128] [--threads 2] \
+        [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import tempfile
 import time
@@ -28,9 +34,10 @@ from accelerate import Accelerator
 from torch import nn
 
 from distill.adaptor import forward_record, set_attention
-from distill.batching import EncodedDataset, LengthGroupedBatches, PadCollator
+from distill.batching import LengthGroupedBatches, PadCollator
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import StageConfig, StudentConfig, TaskConfig, TrainConfig
+from distill.encoded import EncodedDataset, encode_examples
 from distill.layer_map import layer_map
 from distill.loaders import load_task
 from distill.losses import LossContext
@@ -45,16 +52,25 @@ TEACHER = "packaged:all-minilm-l6-v2"
 INTERMEDIATE = {"embedding_mse": 1.0, "attention_mse": 1.0, "hidden_mse": 1.0}
 
 
-def ours(teacher, student, task, ds, dev, losses, batch_size, grouped, pairs) -> float:
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that a clock read afterwards counts it (kernels launch asynchronously)."""
+    if device != "cpu":
+        torch.cuda.synchronize()
+
+
+def ours(teacher, student, task, ds, dev, losses, batch_size, grouped, pairs, device: str = "cpu") -> float:
     """Seconds for one epoch of our loop (the same train_stage every run uses)."""
     module = DistillModule(copy.deepcopy(student))
     stage = StageConfig(name="bench", losses=losses, epochs=1, lr=5e-5, batch_size=batch_size, warmup=0.0,
                         select="last")
-    cfg = TrainConfig(length_grouped=grouped, log_every=10**9, cpu=True)
+    # precision "no": float32 like TextBrewer's loop, so the comparison is of loops, not of number formats.
+    cfg = TrainConfig(length_grouped=grouped, log_every=10**9, cpu=device == "cpu", precision="no")
     with tempfile.TemporaryDirectory() as d:
+        synchronize(device)
         start = time.perf_counter()
         inputs = StageInputs(stage, Objective(losses), LossContext(pairs), ds, dev, task, teacher, 0)
-        train_stage(Session(Accelerator(cpu=True), cfg, Checkpointer(d)), module, inputs, Progress())
+        train_stage(Session(Accelerator(cpu=device == "cpu"), cfg, Checkpointer(d)), module, inputs, Progress())
+        synchronize(device)
         return time.perf_counter() - start
 
 
@@ -73,12 +89,13 @@ def random_batches(ds: EncodedDataset, batch_size: int, static_len: int | None) 
     return out
 
 
-def textbrewer_epoch(teacher, student, batches: list[dict], pairs) -> float:
+def textbrewer_epoch(teacher, student, batches: list[dict], pairs, device: str = "cpu") -> float:
     from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
 
     t, s = copy.deepcopy(teacher), copy.deepcopy(student)
     for m in (t, s):
         m.set_attn_implementation("eager")  # TextBrewer reads `outputs.attentions`, which sdpa does not return
+        m.to(device)  # TextBrewer moves each batch to TrainingConfig.device, never the models
     matches = [{"layer_T": 0, "layer_S": 0, "feature": "hidden", "loss": "hidden_mse", "weight": 1}]
     matches += [{"layer_T": tl, "layer_S": sl, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
                 for sl, tl in pairs]
@@ -95,22 +112,41 @@ def textbrewer_epoch(teacher, student, batches: list[dict], pairs) -> float:
 
     with tempfile.TemporaryDirectory() as d:
         distiller = GeneralDistiller(
-            TrainingConfig(device="cpu", output_dir=d, log_dir=None, ckpt_frequency=1),
+            TrainingConfig(device=device, output_dir=d, log_dir=None, ckpt_frequency=1),
             DistillationConfig(temperature=1, hard_label_weight=0, kd_loss_weight=0, intermediate_matches=matches),
             t, s, adaptor, adaptor)
         optimizer = torch.optim.AdamW(s.parameters(), lr=5e-5)
+        synchronize(device)
         start = time.perf_counter()
         distiller.train(optimizer, batches, num_epochs=1, batch_postprocessor=post)
+        synchronize(device)
         return time.perf_counter() - start
 
 
-def teacher_inference(teacher, batches: list[dict]) -> float:
+def teacher_inference(teacher, batches: list[dict], device: str = "cpu") -> float:
     set_attention(teacher, True)
+    synchronize(device)
     start = time.perf_counter()
     with torch.inference_mode():
         for b in batches:
-            forward_record(teacher, b, True, True)
+            # The copy to the device is timed, as it is inside both training loops.
+            forward_record(teacher, {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}, True,
+                           True)
+    synchronize(device)
     return time.perf_counter() - start
+
+
+def check_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+        raise SystemExit(f"--device cuda: no CUDA device here (torch {torch.__version__}, {built})")
+
+
+def warm_up(teacher, student, task, few: EncodedDataset, dev, batch_size: int, pairs, device: str) -> None:
+    """One untimed epoch of each loop on `few` (a few batches), so no timed loop pays for CUDA's first calls."""
+    ours(teacher, student, task, few, dev, INTERMEDIATE, batch_size, False, pairs, device)
+    with contextlib.suppress(ImportError):  # reported where TextBrewer is timed
+        textbrewer_epoch(teacher, student, random_batches(few, batch_size, None), pairs, device)
 
 
 def main() -> None:
@@ -119,18 +155,23 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where both loops run (cuda: the first GPU, float32 for both)")
     args = ap.parse_args()
+    check_device(args.device)
+    device = args.device
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
     task = load_task(TaskConfig(train_limit=args.examples, dev_limit=args.batch_size))
     tok = load_tokenizer(TEACHER)
-    ds = EncodedDataset(task.splits["train"], tok, args.max_length, False)
-    dev = EncodedDataset(task.splits["dev"], tok, args.max_length, False)
+    ds = encode_examples(task.splits["train"], tok, args.max_length, False)
+    dev = encode_examples(task.splits["dev"], tok, args.max_length, False)
     teacher = load_classifier(TEACHER, task.labels).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     torch.manual_seed(0)
     student = build_tinybert(StudentConfig(kind="tinybert", layers=3, init="teacher"), teacher, 0)
+    teacher.to(device)  # after the student copied its layers; our loop moves only the student (accelerate)
     pairs = layer_map("uniform", 3, teacher.config.num_hidden_layers)
     n = len(ds)
     rows = []
@@ -139,32 +180,39 @@ def main() -> None:
         rows.append((name, n / seconds, note))
         print(f"  {name}: {n / seconds:.1f} examples/s {note}", flush=True)
 
-    print(f"{n} tweets, batch {args.batch_size}, {args.threads} threads, teacher 6L-384, student 3L-384, "
+    where = f"{args.threads} threads" if device == "cpu" else f"{torch.cuda.get_device_name()} (float32)"
+    print(f"{n} tweets, batch {args.batch_size}, {where}, teacher 6L-384, student 3L-384, "
           f"losses {sorted(INTERMEDIATE)}; one epoch each")
-    row("ours, length-grouped", ours(teacher, student, task, ds, dev, INTERMEDIATE, args.batch_size, True, pairs))
-    t_ours_random = ours(teacher, student, task, ds, dev, INTERMEDIATE, args.batch_size, False, pairs)
+    if device != "cpu":
+        few = encode_examples(task.splits["train"][:4 * args.batch_size], tok, args.max_length, False)
+        warm_up(teacher, student, task, few, dev, args.batch_size, pairs, device)
+    row("ours, length-grouped",
+        ours(teacher, student, task, ds, dev, INTERMEDIATE, args.batch_size, True, pairs, device))
+    t_ours_random = ours(teacher, student, task, ds, dev, INTERMEDIATE, args.batch_size, False, pairs, device)
     row("ours, random batches", t_ours_random)
     dynamic = random_batches(ds, args.batch_size, None)
     static = random_batches(ds, args.batch_size, args.max_length)
     tb_error = None
     try:
-        row("TextBrewer, same random batches", textbrewer_epoch(teacher, student, dynamic, pairs))
-        row(f"TextBrewer, static padding to {args.max_length}", textbrewer_epoch(teacher, student, static, pairs))
+        row("TextBrewer, same random batches", textbrewer_epoch(teacher, student, dynamic, pairs, device))
+        row(f"TextBrewer, static padding to {args.max_length}",
+            textbrewer_epoch(teacher, student, static, pairs, device))
     except ImportError as e:
         tb_error = f"TextBrewer not installed ({e}); `pip install --no-deps textbrewer`"
         print("  " + tb_error)
 
-    t_finetune = ours(None, student, task, ds, dev, {"hard_ce": 1.0}, args.batch_size, False, [])
-    t_teacher = teacher_inference(teacher, dynamic)
+    t_finetune = ours(None, student, task, ds, dev, {"hard_ce": 1.0}, args.batch_size, False, [], device)
+    t_teacher = teacher_inference(teacher, dynamic, device)
     row("student fine-tuning alone (hard CE)", t_finetune)
     row("teacher inference alone (hidden + attention)", t_teacher)
 
     soft = {"soft_cross_entropy": {"weight": 1.0, "temperature": 1.0}}
-    t_soft = ours(teacher, student, task, ds, dev, soft, args.batch_size, False, [])
+    t_soft = ours(teacher, student, task, ds, dev, soft, args.batch_size, False, [], device)
     start = time.perf_counter()
-    ds.teacher_logits = compute_logits(teacher, ds, Accelerator(cpu=True), TrainConfig(cpu=True))
+    cpu = device == "cpu"
+    ds.teacher_logits = compute_logits(teacher, ds, Accelerator(cpu=cpu), TrainConfig(cpu=cpu, precision="no"))
     t_fill = time.perf_counter() - start
-    t_cached = ours(teacher, student, task, ds, dev, soft, args.batch_size, False, [])
+    t_cached = ours(teacher, student, task, ds, dev, soft, args.batch_size, False, [], device)
     ds.teacher_logits = None
     row("prediction stage, teacher forward every step", t_soft)
     row("prediction stage, teacher-logit cache", t_cached, f"(filling the cache once: {t_fill:.1f} s)")
