@@ -213,19 +213,11 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
         sums: dict[str, torch.Tensor] = {}
         seen, t0 = 0, time.perf_counter()
+        epoch_start = t0
         for batch in bar:
-            with acc.accumulate(model):
-                with teacher_precision(acc, cfg):
-                    t_rec = teacher_record(teacher, batch, objective, cached) if objective.uses_teacher else None
-                loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec,
-                                    stage.ctx)
-                # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
-                bad |= ~torch.isfinite(loss.detach())
-                acc.backward(loss)
-                if acc.sync_gradients and st.max_grad_norm > 0:
-                    acc.clip_grad_norm_(clip, st.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            loss, parts = train_step(acc, model, optimizer, clip, batch, stage, cached, cfg)
+            # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
+            bad |= ~torch.isfinite(loss.detach())
             progress.batches_done += 1
             seen += batch["input_ids"].shape[0]
             for k, v in [("total", loss), *parts.items()]:
@@ -257,6 +249,9 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
         if acc.is_local_main_process:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in result.items() if isinstance(v, float))
             tqdm.write(f"[{tag}] epoch {epoch + 1}/{st.epochs}: dev {shown}")
+        # Wall time of the epoch and its evaluation (of its resumed part after a resume): what `distill check`
+        # estimates. Set after logging, so that it is not logged as a dev metric.
+        result["seconds"] = round(time.perf_counter() - epoch_start, 2)
         if stage.select == "metric" and (progress.best is None or result[stage.task.main_metric] > progress.best):
             progress.best = result[stage.task.main_metric]
             save("best")
@@ -266,6 +261,23 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
     if stage.select == "metric" and ckpt.best.exists():
         acc.unwrap_model(model).load_state_dict(ckpt.load_model_state(best=True))
     acc.free_memory()
+
+
+def train_step(acc: Accelerator, model: nn.Module, optimizer, clip: list[nn.Parameter], batch: dict,
+               stage: StageInputs, cached: torch.Tensor | None, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """One batch: the teacher's targets, the student's loss and its backward pass, and the update at the end of an
+    accumulation. Returns the loss and its terms (device tensors: reading them would sync)."""
+    objective = stage.objective
+    with acc.accumulate(model):
+        with teacher_precision(acc, cfg):
+            t_rec = teacher_record(stage.teacher, batch, objective, cached) if objective.uses_teacher else None
+        loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec, stage.ctx)
+        acc.backward(loss)
+        if acc.sync_gradients and stage.config.max_grad_norm > 0:
+            acc.clip_grad_norm_(clip, stage.config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss, parts
 
 
 def optimizer_steps(batches: int, grad_accum: int) -> int:

@@ -48,6 +48,37 @@ def test_run_folder_is_complete(finished):
     assert text[6].startswith(f"student/teacher: dev macro_f1 {100 * saved['ratios']['dev_score']:.1f}%, parameters")
 
 
+def test_check_estimates_each_stage_from_timed_batches_and_says_how_it_compares(finished, capsys):
+    """`distill check` times real batches of a replica of the run; printed next to the smoke run's real times
+    (not asserted: wall time depends on the machine's load). Asserted: the work the estimate counts is the work
+    the run did, every part has a finite positive estimate, and the run records each epoch's wall time."""
+    import re
+
+    from distill.lab.check import check
+
+    out, _, _ = finished
+    lines = check(SMOKE, estimate=True).lines
+    at = next(i for i, line in enumerate(lines) if line.startswith("estimate:"))
+    parts = {}
+    for line in lines[at + 1:]:
+        m = re.match(r"  (.+?): ~([\d.]+) (s|min|h)\b", line)
+        assert m, line
+        parts[m.group(1)] = float(m.group(2)) * {"s": 1, "min": 60, "h": 3600}[m.group(3)]
+    assert set(parts) == {"stage 1 intermediate", "stage 2 prediction", "evaluation and teacher logits", "total"}
+    assert all(0 < v < float("inf") for v in parts.values())
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    steps = {"intermediate": 0, "prediction": 0}
+    real = {"intermediate": 0.0, "prediction": 0.0}
+    for h in history:
+        steps[h["stage"]] = h["step"]
+        real[h["stage"]] += h["seconds"]
+    counted = [int(m.replace(",", "")) for m in re.findall(r"; ([\d,]+) optimizer steps\)", "\n".join(lines[at:]))]
+    assert counted == [steps["intermediate"], steps["prediction"]]
+    with capsys.disabled():
+        for i, name in enumerate(("intermediate", "prediction"), 1):
+            print(f"\nsmoke stage {name}: estimated {parts[f'stage {i} {name}']:.2f} s, took {real[name]:.2f} s")
+
+
 def test_predictions_file_reproduces_the_runs_metrics(finished):
     from distill.loaders import load_task
     from distill.metrics import compute

@@ -2,7 +2,8 @@
 `preflight.plan_run`, the workflow's constructor), then the plan of the run: the task, teacher and student, and per
 stage its data, losses, layer map and the size of the work (examples, optimizer steps, tokens). Nothing is trained,
 no model weights are loaded and nothing is built; sizes that only a build would give (an augmented set not built
-yet, a corpus not packed yet) are marked as upper bounds or estimates."""
+yet, a corpus not packed yet) are marked as upper bounds or estimates. With `estimate` (the CLI's default), the wall
+time too, by timing a few real batches of a random-weight replica of the run (`distill/lab/estimate.py`)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ class Checked:
     lines: list[str]
 
 
-def check(path: str | Path, overrides: list[str] | tuple[str, ...] = (), variant: str | None = None) -> Checked:
+def check(path: str | Path, overrides: list[str] | tuple[str, ...] = (), variant: str | None = None,
+          estimate: bool = False) -> Checked:
     """Run every check of `distill run` that needs no training on the config at `path` and plan the run. A config
     with variants, seeds or a grid is a sweep: every variant is checked (a sweep must not stop at its n-th run for
     a resource its first runs did not need) and one is planned: `variant`, else the sweep's reference, else the
@@ -69,7 +71,7 @@ def check(path: str | Path, overrides: list[str] | tuple[str, ...] = (), variant
         preflight(cfg, path, name)
     return Checked(runs.chosen, [f"checks passed: {path} (config, task data, tokenizer and teacher, student, layer "
                                  "maps, vectors, augmentation and corpus sources)", *runs.lines,
-                                 *plan_lines(runs.chosen, plan, workflow)])
+                                 *plan_lines(runs.chosen, plan, workflow, estimate)])
 
 
 def preflight(cfg: ExperimentConfig, path: str | Path = "", variant: str | None = None):
@@ -399,7 +401,8 @@ def data_lines(cfg: ExperimentConfig, sizes: dict[str, Size]) -> list[str]:
     return lines
 
 
-def plan_lines(cfg: ExperimentConfig, plan: Plan, workflow) -> list[str]:
+def plan_lines(cfg: ExperimentConfig, plan: Plan, workflow, estimate: bool = False) -> list[str]:
+    """The plan; with `estimate`, also the wall time, measured by timing real batches (`distill.lab.estimate`)."""
     task = workflow.task
     sizes = data_sizes(cfg, plan, workflow)
     lines = [f"run:      {cfg.name}, seed {cfg.seed}"]
@@ -414,4 +417,8 @@ def plan_lines(cfg: ExperimentConfig, plan: Plan, workflow) -> list[str]:
         mark = ESTIMATE if ESTIMATE in marks else AT_MOST if AT_MOST in marks else ""
         lines.append(f"total:    {mark}{sum(c[1] for c in counted):,} optimizer steps over "
                      f"{_count(len(cfg.stages), 'stage')}")
+    if estimate:
+        from distill.lab.estimate import estimate as estimate_time
+
+        lines += estimate_time(cfg, plan, workflow, sizes)
     return lines
