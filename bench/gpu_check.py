@@ -518,25 +518,12 @@ def watch_run(cfg, out: Path, record: Callable[[list], contextlib.AbstractContex
     return events
 
 
-@contextlib.contextmanager
-def cache_at(folder: Path) -> Iterator[None]:
-    """$DISTILLERY_CACHE pointed at `folder` for a run in this process."""
-    old = os.environ.get("DISTILLERY_CACHE")
-    os.environ["DISTILLERY_CACHE"] = str(folder)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("DISTILLERY_CACHE", None)
-        else:
-            os.environ["DISTILLERY_CACHE"] = old
-
-
 SYNC_OVERRIDES = ["train.log_every=100000", "train.checkpoint_every=0"]
 
 
 def check_host_syncs(work: Path, quick: bool) -> Section:
     from distill.config import load_config
+    from distill.io import cache_at
 
     start = time.perf_counter()
     precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -22,6 +22,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("DISTILLERY_CACHE", Path.home() / ".cache" / "distillery")).expanduser()
 
 
+@contextlib.contextmanager
+def environ(name: str, value: str) -> Iterator[None]:
+    """The environment variable `name` set to `value` inside the block, then put back as it was."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def cache_at(folder: str | Path):
+    """The cache root ($DISTILLERY_CACHE) moved to `folder` inside the block."""
+    return environ("DISTILLERY_CACHE", str(folder))
+
+
 def _ordinary_mode(path: Path, mode: int) -> None:
     """Give a temporary from mkstemp/mkdtemp (0600/0700) the permissions an ordinary write would get."""
     umask = os.umask(0)

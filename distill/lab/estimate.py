@@ -10,10 +10,8 @@ the checkpoint writes are not timed, and a busy machine runs slower."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import os
 import random
 import tempfile
 import time
@@ -24,6 +22,7 @@ import torch
 
 from distill.config import ExperimentConfig, StageConfig
 from distill.encoded import EncodedDataset, build
+from distill.io import cache_at
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import StageInputs, stage_inputs
@@ -139,23 +138,10 @@ class Replica:
         if (corpus_folder(c, tok) / "meta.json").exists():
             ds = CorpusDataset(corpus_folder(c, tok), split, c.heldout, pad)
         else:  # the first sequences packed as the run packs them, into the replica's own cache
-            with _cache_at(self.folder / "cache"):
+            with cache_at(self.folder / "cache"):
                 ds = CorpusDataset(pack_corpus(replace(c, limit=4 * n), tok, lambda *_: None), split, c.heldout, pad)
         ds.rows = ds.rows[:n]
         return ds
-
-
-@contextlib.contextmanager
-def _cache_at(folder: Path):
-    old = os.environ.get("DISTILLERY_CACHE")
-    os.environ["DISTILLERY_CACHE"] = str(folder)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("DISTILLERY_CACHE", None)
-        else:
-            os.environ["DISTILLERY_CACHE"] = old
 
 
 def _per_batch(run_one, batches: list, device: torch.device) -> float:
