@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from augment.flops import ForwardShape
 from distill.batching import pad_ids
 from teachers.load import load_bert_mlm, load_tokenizer
 from teachers.mlm_adapt import ensure_adapted
@@ -113,22 +114,64 @@ def _cut_tokens(tokenizer, first: str, second: str | None, max_length: int) -> t
     return ids, types
 
 
+# On a CPU a forward's activations should stay about cache-sized: its layer norms, GELU, residual adds and addmm's
+# bias copies are memory-bound, and at 128 rows of ~100 tokens they took a third of the time. Measured on 2 cores
+# (MiniLM-L6, 200 tweets, bench/augmentation.py): 67% of dense-matmul FLOP/s at 128 rows a forward, 81% at 4,096
+# tokens. A GPU wants its batches large: no token budget there.
+CPU_FORWARD_TOKENS = 4096
+
+
+def forward_tokens(device: str | torch.device) -> int | None:
+    """The most padded tokens (rows x padded length) one masked-LM forward takes on `device`; None: no budget."""
+    return CPU_FORWARD_TOKENS if torch.device(device).type == "cpu" else None
+
+
+def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Row indices cut into batches, longest rows first (so that each batch is padded little): at most `batch_size`
+    rows, and at most `max_tokens` tokens once padded to the batch's first (longest) row; a longer row goes alone."""
+    batches: list[list[int]] = []
+    part: list[int] = []
+    for j in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
+        if part and (len(part) == batch_size or (max_tokens is not None
+                                                 and (len(part) + 1) * lengths[part[0]] > max_tokens)):
+            batches.append(part)
+            part = []
+        part.append(j)
+    return batches + [part] if part else batches
+
+
+def masked_batches(model, tokenizer, inputs: list[tuple[list[str], int]], pair: bool = False, batch_size: int = 128,
+                   max_length: int = 128) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    """The rows `masked_top_k` feeds the model for `inputs` (ids, token types; see `encode_masked`) and its batches
+    (`plan_batches`, with the model's device's token budget)."""
+    max_length = min(max_length, model.config.max_position_embeddings)
+    ids, types = encode_masked(tokenizer, inputs, pair, max_length)
+    device = next(model.parameters()).device
+    return ids, types, plan_batches([len(row) for row in ids], batch_size, forward_tokens(device))
+
+
+def forward_shape(ids: list[list[int]], part: list[int], mask_id: int) -> ForwardShape:
+    """The shape of the forward over rows `part`: the head runs at rows that hold a [MASK] (all, unless
+    `max_length` left no room for one)."""
+    return ForwardShape(tuple(len(ids[j]) for j in part), sum(mask_id in ids[j] for j in part))
+
+
 @torch.inference_mode()
 def masked_top_k(model, tokenizer, inputs: list[tuple[list[str], int]], k: int, valid: torch.Tensor,
-                 pair: bool = False, batch_size: int = 128, max_length: int = 128) -> list[list[str]]:
+                 pair: bool = False, batch_size: int = 128, max_length: int = 128,
+                 shapes: list[ForwardShape] | None = None) -> list[list[str]]:
     """For each (words, i): the top-k whole-word predictions at word i masked.
 
     Inputs are built by `encode_masked` (a window around word i for sentences too long to fit, so every
-    word gets candidates); all masked copies are batched (longest-first, dynamic padding); the MLM head
-    runs only at the masked positions; top-k is a partial selection, not a sort of the vocabulary."""
+    word gets candidates); all masked copies are batched (`masked_batches`: longest-first, dynamic padding, a
+    token budget on a CPU); the MLM head runs only at the masked positions; top-k is a partial selection, not a
+    sort of the vocabulary.
+    `shapes`, if given, receives the shape of every forward run (to count its FLOPs: `augment.flops`)."""
     device = next(model.parameters()).device
-    max_length = min(max_length, model.config.max_position_embeddings)
-    ids, types = encode_masked(tokenizer, inputs, pair, max_length)
-    order = sorted(range(len(ids)), key=lambda j: -len(ids[j]))
+    ids, types, batches = masked_batches(model, tokenizer, inputs, pair, batch_size, max_length)
     out: list[list[str]] = [[] for _ in inputs]
     bad = ~valid.to(device)
-    for start in range(0, len(order), batch_size):
-        part = order[start:start + batch_size]
+    for part in batches:
         x, _ = pad_ids([ids[j] for j in part], tokenizer.pad_token_id)
         t, _ = pad_ids([types[j] for j in part])
         x, t = x.to(device), t.to(device)
@@ -136,6 +179,8 @@ def masked_top_k(model, tokenizer, inputs: list[tuple[list[str], int]], k: int, 
         rows = is_mask.any(1).nonzero(as_tuple=True)[0]
         if len(rows) == 0:
             continue
+        if shapes is not None:
+            shapes.append(forward_shape(ids, part, tokenizer.mask_token_id))
         cols = is_mask.float().argmax(1)[rows]  # the first [MASK] of a row is the one we placed
         hidden = model.bert(input_ids=x, attention_mask=(x != tokenizer.pad_token_id).long(),
                             token_type_ids=t).last_hidden_state

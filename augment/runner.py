@@ -109,6 +109,8 @@ def build_augmented(cfg: ExperimentConfig, task: TaskData, num_shards: int = 1, 
                     log=print) -> Path | None:
     """Do this shard's missing parts; shard 0 also merges once every part exists. Returns the merged
     file, or None while parts are missing (or for shards other than 0)."""
+    from augment.cost import augmentation_cost, chunks_of, cost_lines
+
     check_shard(num_shards, shard_index)
     a = cfg.augment
     final = augmented_path(cfg, task)
@@ -117,7 +119,7 @@ def build_augmented(cfg: ExperimentConfig, task: TaskData, num_shards: int = 1, 
         log(f"augment: reusing {final}")
         return final
     examples = task.splits["train"]
-    chunks = [examples[i:i + a.chunk_size] for i in range(0, len(examples), a.chunk_size)]
+    chunks = chunks_of(examples, a.chunk_size)
     part = [folder / f"part-{c:05d}.jsonl" for c in range(len(chunks))]
     mine = [c for c in range(len(chunks)) if c % num_shards == shard_index and not part[c].exists()]
     if mine:
@@ -125,7 +127,12 @@ def build_augmented(cfg: ExperimentConfig, task: TaskData, num_shards: int = 1, 
         done = len(chunks) - sum(1 for p in part if not p.exists())
         log(f"augment: {a.method}, {a.copies} copies of {len(examples)} examples into {folder} "
             f"({done}/{len(chunks)} parts already done; shard {shard_index + 1}/{num_shards})")
-        augmenter = _make_augmenter(cfg, examples, log)
+        # Tang's fit is its tagging, work the estimate is about: fitted after it (fitting on nothing first is a no-op).
+        augmenter = _make_augmenter(cfg, [] if a.method == "tang" else examples, log)
+        for line in cost_lines(augmentation_cost(a, examples, augmenter, mine)):
+            log(line)
+        if a.method == "tang":
+            augmenter.fit(examples)
         seed = seed_of(cfg)
         for c in tqdm(mine, desc=f"augment ({a.method})", unit="part", dynamic_ncols=True):
             rngs = [example_rng(seed, ex.id) for ex in chunks[c]]

@@ -33,18 +33,26 @@ class TinyBertAugmenter:
     def eligible(self, word: str) -> bool:
         return word.isalpha() and not (self.cfg.skip_stopwords and word.lower() in STOPWORDS)
 
+    def split(self, sentences: list[list[str]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The eligible words as (sentence, word) spots: those that are one known word piece (the masked LM's) and
+        the others (the word vectors')."""
+        spots = [(s, i) for s, words in enumerate(sentences) for i, w in enumerate(words) if self.eligible(w)]
+        if not spots:
+            return [], []
+        pieces = self.tokenizer([sentences[s][i] for s, i in spots], add_special_tokens=False)["input_ids"]
+        unk = self.tokenizer.unk_token_id
+        one = [len(p) == 1 and p[0] != unk for p in pieces]
+        return ([spot for spot, o in zip(spots, one, strict=True) if o],
+                [spot for spot, o in zip(spots, one, strict=True) if not o])
+
     def candidates(self, sentences: list[list[str]]) -> list[Candidates]:
         """Candidate lists for every word of every sentence, in batched model calls."""
         from augment.mlm import masked_top_k
 
         table: list[Candidates] = [[[] for _ in words] for words in sentences]
-        spots = [(s, i) for s, words in enumerate(sentences) for i, w in enumerate(words) if self.eligible(w)]
-        if not spots:
+        single, several = self.split(sentences)
+        if not single and not several:
             return table
-        pieces = self.tokenizer([sentences[s][i] for s, i in spots], add_special_tokens=False)["input_ids"]
-        unk = self.tokenizer.unk_token_id
-        single = [spot for spot, p in zip(spots, pieces, strict=True) if len(p) == 1 and p[0] != unk]
-        several = [spot for spot, p in zip(spots, pieces, strict=True) if not (len(p) == 1 and p[0] != unk)]
         predicted = masked_top_k(self.model, self.tokenizer, [(sentences[s], i) for s, i in single],
                                  self.cfg.candidates, self.valid, pair=self.cfg.mlm_input == "pair",
                                  batch_size=self.cfg.batch_size, max_length=self.cfg.max_length)
@@ -55,6 +63,12 @@ class TinyBertAugmenter:
             table[s][i] = near[sentences[s][i]]
         return table
 
+    def sentences(self, examples: list[Example]) -> list[list[str]]:
+        """The word lists `augment` asks candidates for: every first sentence, then every second one (empty for
+        single sentences)."""
+        return ([split_words(ex.text_a) for ex in examples]
+                + [split_words(ex.text_b) if ex.text_b is not None else [] for ex in examples])
+
     def sample(self, words: list[str], cands: Candidates, rng: np.random.Generator) -> list[str]:
         out = list(words)
         for i, c in enumerate(cands):
@@ -64,9 +78,9 @@ class TinyBertAugmenter:
 
     def augment(self, examples: list[Example], rngs: list[np.random.Generator]) -> list[list[tuple[str, str | None]]]:
         """`copies` (text_a, text_b) variants per example, before de-duplication."""
-        a_words = [split_words(ex.text_a) for ex in examples]
-        b_words = [split_words(ex.text_b) if ex.text_b is not None else [] for ex in examples]
-        table = self.candidates(a_words + b_words)
+        words = self.sentences(examples)
+        table = self.candidates(words)
+        a_words, b_words = words[:len(examples)], words[len(examples):]
         a_c, b_c = table[:len(examples)], table[len(examples):]
         out = []
         for k, ex in enumerate(examples):
