@@ -9,15 +9,14 @@ tagged characters and copies in proportion). Writing the part files is not inclu
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from distill.config import AugmentConfig
 from distill.tasks import Example
+from distill.timing import duration, timed
 
 SAMPLE_FORWARDS = 3
 SAMPLE_EXAMPLES = 256
@@ -103,19 +102,6 @@ def _plan_part(aug, chunk: list[Example]) -> _PartWork:
                      sorted(k for k in keys if k in nb.kv.key_to_index))
 
 
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
 def _time_forwards(aug, work: _PartWork, n: int, device) -> tuple[float, list]:
     """Seconds for the first `n` forwards of a part (its longest rows, as the real path runs them first), through
     `masked_top_k` itself, and their shapes."""
@@ -130,7 +116,7 @@ def _time_forwards(aug, work: _PartWork, n: int, device) -> tuple[float, list]:
                      batch_size=aug.cfg.batch_size, max_length=aug.cfg.max_length, shapes=into)
 
     run(sample[:1])  # warm-up: the first forward of a process pays for allocations and kernel selection
-    return _timed(lambda: run(sample, shapes), device), shapes
+    return timed(lambda: run(sample, shapes), device), shapes
 
 
 def _time_sampling(aug, chunk: list[Example], work: _PartWork) -> float:
@@ -183,7 +169,7 @@ def _neighbours_step(aug, works: list[_PartWork], device) -> list[Step]:
     if first is None:
         return []
     aug.neighbours(first.queries[:1], aug.cfg.candidates)  # warm-up
-    seconds = _timed(lambda: aug.neighbours(first.queries, aug.cfg.candidates), device)
+    seconds = timed(lambda: aug.neighbours(first.queries, aug.cfg.candidates), device)
     total = sum(len(w.queries) for w in works)
     return [Step("neighbours", seconds * total / len(first.queries), f"{len(first.queries):,} timed queries")]
 
@@ -228,19 +214,6 @@ def _tang_cost(aug, examples: list[Example], todo: list[list[Example]]) -> Augme
 
 
 # ---------------------------------------------------------------- printing
-
-
-def duration(seconds: float) -> str:
-    """3 h 5 min, 3 min 10 s, 12 s, 0.4 s."""
-    if not math.isfinite(seconds):
-        return "unknown"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    s = round(seconds)
-    h, m, s = s // 3600, s // 60 % 60, s % 60
-    if h:
-        return f"{h} h {m} min"
-    return f"{m} min {s} s" if m else f"{s} s"
 
 
 def cost_lines(cost: AugmentCost) -> list[str]:

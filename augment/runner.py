@@ -73,7 +73,7 @@ def check_sources(a: AugmentConfig) -> None:
         check_tagger(a.tang.tagger)
 
 
-def _make_augmenter(cfg: ExperimentConfig, examples: list[Example], log):
+def make_augmenter(cfg: ExperimentConfig, examples: list[Example], log):
     a = cfg.augment
     import torch
 
@@ -128,7 +128,7 @@ def build_augmented(cfg: ExperimentConfig, task: TaskData, num_shards: int = 1, 
         log(f"augment: {a.method}, {a.copies} copies of {len(examples)} examples into {folder} "
             f"({done}/{len(chunks)} parts already done; shard {shard_index + 1}/{num_shards})")
         # Tang's fit is its tagging, work the estimate is about: fitted after it (fitting on nothing first is a no-op).
-        augmenter = _make_augmenter(cfg, [] if a.method == "tang" else examples, log)
+        augmenter = make_augmenter(cfg, [] if a.method == "tang" else examples, log)
         for line in cost_lines(augmentation_cost(a, examples, augmenter, mine)):
             log(line)
         if a.method == "tang":

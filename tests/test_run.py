@@ -52,31 +52,33 @@ def test_check_estimates_each_stage_from_timed_batches_and_says_how_it_compares(
     """`distill check` times real batches of a replica of the run; printed next to the smoke run's real times
     (not asserted: wall time depends on the machine's load). Asserted: the work the estimate counts is the work
     the run did, every part has a finite positive estimate, and the run records each epoch's wall time."""
+    import math
     import re
 
-    from distill.lab.check import check
+    from distill.lab.check import data_sizes, preflight
+    from distill.lab.estimate import estimate
 
     out, _, _ = finished
-    lines = check(SMOKE, estimate=True).lines
-    at = next(i for i, line in enumerate(lines) if line.startswith("estimate:"))
-    parts = {}
-    for line in lines[at + 1:]:
-        m = re.match(r"  (.+?): ~([\d.]+) (s|min|h)\b", line)
-        assert m, line
-        parts[m.group(1)] = float(m.group(2)) * {"s": 1, "min": 60, "h": 3600}[m.group(3)]
-    assert set(parts) == {"stage 1 intermediate", "stage 2 prediction", "evaluation and teacher logits", "total"}
-    assert all(0 < v < float("inf") for v in parts.values())
+    cfg = load_config(SMOKE)
+    plan, workflow = preflight(cfg)
+    est = estimate(cfg, plan, workflow, data_sizes(cfg, plan, workflow))
+    parts = {c.what: c for c in est.costs}
+    assert set(parts) == {"stage 1 intermediate", "stage 2 prediction", "evaluation and teacher logits"}
+    assert all(0 < c.seconds < math.inf for c in est.costs) and est.total == sum(c.seconds for c in est.costs)
     history = json.loads((out / "metrics.json").read_text())["history"]
-    steps = {"intermediate": 0, "prediction": 0}
-    real = {"intermediate": 0.0, "prediction": 0.0}
+    steps, real = {}, {}
     for h in history:
         steps[h["stage"]] = h["step"]
-        real[h["stage"]] += h["seconds"]
-    counted = [int(m.replace(",", "")) for m in re.findall(r"; ([\d,]+) optimizer steps\)", "\n".join(lines[at:]))]
+        real[h["stage"]] = real.get(h["stage"], 0.0) + h["seconds"]
+    counted = [int(re.search(r"; ([\d,]+) optimizer steps", parts[f"stage {i} {name}"].detail)[1].replace(",", ""))
+               for i, name in ((1, "intermediate"), (2, "prediction"))]
     assert counted == [steps["intermediate"], steps["prediction"]]
+    lines = est.lines()
+    assert lines[0].startswith("estimate: timed") and lines[-1].startswith("  total: ~")
     with capsys.disabled():
         for i, name in enumerate(("intermediate", "prediction"), 1):
-            print(f"\nsmoke stage {name}: estimated {parts[f'stage {i} {name}']:.2f} s, took {real[name]:.2f} s")
+            print(f"\nsmoke stage {name}: estimated {parts[f'stage {i} {name}'].seconds:.2f} s, took "
+                  f"{real[name]:.2f} s")
 
 
 def test_predictions_file_reproduces_the_runs_metrics(finished):
@@ -246,7 +248,7 @@ def test_cli_reports_config_errors_with_exit_code_2(capsys):
     assert "layer_map" in err and "unknown layer map 'middle'" in err
     assert main(["check", str(SMOKE), "--set", "student.layerz=3"]) == 2
     assert "valid keys in `student`" in capsys.readouterr().err
-    assert main(["check", str(SMOKE), "--set", "stages.1.epochs=5"]) == 0
+    assert main(["check", str(SMOKE), "--no-estimate", "--set", "stages.1.epochs=5"]) == 0
     assert "epochs: 5" in capsys.readouterr().out
 
 

@@ -56,12 +56,12 @@ def test_full_without_a_train_limit_is_the_task_teacher(toy):
 
 
 def test_check_plans_the_full_teachers_fine_tuning(toy, capsys):
-    assert main(["check", str(SMOKE), *(a for o in toy for a in ("--set", o)),
+    assert main(["check", str(SMOKE), "--no-estimate", *(a for o in toy for a in ("--set", o)),
                  "--set", "teacher.finetune.train=full"]) == 0
     out = capsys.readouterr().out
     assert "fine-tuned on the task's full training split (48 examples) first" in out
     assert "batch 8 = 6 optimizer steps" in out
-    assert main(["check", str(SMOKE), *(a for o in toy for a in ("--set", o))]) == 0
+    assert main(["check", str(SMOKE), "--no-estimate", *(a for o in toy for a in ("--set", o))]) == 0
     assert "fine-tuned on the task first: 1 epoch, lr 0.001, batch 8 = 2 optimizer steps" in capsys.readouterr().out
 
 

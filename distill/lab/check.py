@@ -420,5 +420,5 @@ def plan_lines(cfg: ExperimentConfig, plan: Plan, workflow, estimate: bool = Fal
     if estimate:
         from distill.lab.estimate import estimate as estimate_time
 
-        lines += estimate_time(cfg, plan, workflow, sizes)
+        lines += estimate_time(cfg, plan, workflow, sizes).lines()
     return lines

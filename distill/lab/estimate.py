@@ -14,7 +14,6 @@ import copy
 import math
 import random
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import StageInputs, stage_inputs
 from distill.tasks import Example
+from distill.timing import duration, timed
 from distill.trainer import (
     DistillModule,
     evaluate,
@@ -46,19 +46,6 @@ class Cost:
     what: str
     seconds: float
     detail: str
-
-
-def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _sample(examples: list[Example], n: int) -> list[Example]:
@@ -146,12 +133,7 @@ class Replica:
 
 def _per_batch(run_one, batches: list, device: torch.device) -> float:
     run_one(batches[0])  # warm-up: the first call pays for allocation and kernel selection
-    _sync(device)
-    start = time.perf_counter()
-    for b in batches:
-        run_one(b)
-    _sync(device)
-    return (time.perf_counter() - start) / len(batches)
+    return timed(lambda: [run_one(b) for b in batches], device) / len(batches)
 
 
 def time_training(r: Replica, module: DistillModule, stage: StageInputs) -> float:
@@ -180,11 +162,7 @@ def time_evaluation(r: Replica, module: DistillModule, stage: StageInputs, objec
     n = len(loader)
     args = (stage.teacher, stage.objective, stage.ctx, stage.dev.teacher_logits) if objective else ()
     evaluate(acc, module, loader, stage.task, *args)  # warm-up
-    _sync(acc.device)
-    start = time.perf_counter()
-    evaluate(acc, module, loader, stage.task, *args)
-    _sync(acc.device)
-    return (time.perf_counter() - start) / n
+    return timed(lambda: evaluate(acc, module, loader, stage.task, *args), acc.device) / n
 
 
 def time_teacher_forward(r: Replica, ds) -> float:
@@ -287,16 +265,52 @@ def evaluation_cost(r: Replica, sizes: dict) -> Cost | None:
                 "(teacher logits, once per teacher and data)")
 
 
-def estimate(cfg: ExperimentConfig, plan, workflow, sizes: dict) -> list[str]:
-    """Printable lines: each part's estimated wall time and how it was measured, and the total."""
+def augmentation_cost(cfg: ExperimentConfig, task) -> tuple[Cost | None, list[str]]:
+    """The augmentation's exact work and estimated time (`augment.cost`, by timing a few of its real forwards or
+    taggings) when a stage needs an augmented set that is not built yet."""
+    if task is None or not any(st.data == "augmented" for st in cfg.stages):
+        return None, []
+    from augment.cost import augmentation_cost as count
+    from augment.cost import cost_lines
+    from augment.runner import augmented_path, make_augmenter
+    from distill.resources import adapted_encoder, adapted_folder
+
+    if augmented_path(cfg, task).exists():
+        return None, []
+    a = cfg.augment
+    encoder = adapted_encoder(a.tinybert.masked_lm) if a.method == "tinybert" else None
+    if encoder is not None and not (adapted_folder(encoder) / "adaptation.json").exists():
+        return (Cost("augmentation", math.nan, f"its masked LM {a.tinybert.masked_lm} is built first"),
+                [f"  augmentation: not timed: its masked LM {a.tinybert.masked_lm} is not built yet (the run builds "
+                 "it first, once)"])
+    examples = task.splits["train"]
+    # Tang's augmenter unfitted: fitting is tagging the whole training set, the work being estimated.
+    cost = count(a, examples, make_augmenter(cfg, [] if a.method == "tang" else examples, lambda *_: None))
+    return Cost("augmentation", cost.seconds, "above"), ["  " + line for line in cost_lines(cost)]
+
+
+@dataclass
+class Estimate:
+    costs: list[Cost]  # teacher fine-tuning, stages, evaluation, and the augmentation (when not built)
+    augmentation_lines: list[str]  # the augmentation's exact work and how its time was measured
+    where: str  # device, threads and precision the batches were timed with
+
+    @property
+    def total(self) -> float:
+        return sum(c.seconds for c in self.costs)
+
+    def lines(self) -> list[str]:
+        lines = [f"estimate: timed {BATCHES} batches per stage on {self.where}", *self.augmentation_lines]
+        lines += [f"  {c.what}: ~{duration(c.seconds)} ({c.detail})" for c in self.costs if c.what != "augmentation"]
+        return lines + [f"  total: ~{duration(self.total)}"]
+
+
+def estimate(cfg: ExperimentConfig, plan, workflow, sizes: dict) -> Estimate:
+    """Each part's estimated wall time, how it was measured, and the total (`duration` prints NaN as unknown)."""
+    augmentation, augment_lines = augmentation_cost(cfg, workflow.task)
     with tempfile.TemporaryDirectory(prefix="distill-estimate-") as tmp:
         r = Replica(cfg, plan, workflow, Path(tmp))
         threads = f", {torch.get_num_threads()} threads" if r.acc.device.type == "cpu" else ""
-        costs = [c for c in (finetune_cost(r), *stage_costs(r, sizes), evaluation_cost(r, sizes)) if c is not None]
-    total = sum(c.seconds for c in costs)
-    lines = [f"estimate: timed {BATCHES} batches per stage on {r.acc.device.type}{threads}, precision "
-             f"{r.acc.mixed_precision}"]
-    lines += [f"  {c.what}: ~{duration(c.seconds)} ({c.detail})" if not math.isnan(c.seconds)
-              else f"  {c.what}: unknown ({c.detail})" for c in costs]
-    lines.append(f"  total: ~{duration(total)}" if not math.isnan(total) else "  total: unknown")
-    return lines
+        costs = [c for c in (augmentation, finetune_cost(r), *stage_costs(r, sizes), evaluation_cost(r, sizes))
+                 if c is not None]
+    return Estimate(costs, augment_lines, f"{r.acc.device.type}{threads}, precision {r.acc.mixed_precision}")
