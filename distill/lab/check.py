@@ -173,7 +173,7 @@ def corpus_size(c: CorpusConfig, tokenizer) -> Size:
     folder = corpus_folder(c, tokenizer)
     if (folder / "meta.json").exists():
         ds = CorpusDataset(folder, "train", c.heldout, tokenizer.pad_token_id or 0)
-        return Size(len(ds), int(sum(ds.lengths())), note=f"packed: {folder}")
+        return Size(len(ds), int(ds.lengths().sum()), note=f"packed: {folder}")
     return estimate_corpus(c, tokenizer, folder)
 
 
