@@ -96,10 +96,9 @@ def _plan_part(aug, chunk: list[Example]) -> _PartWork:
     # A batch without any [MASK] (only when max_length leaves no room for one) is skipped without a forward.
     run = [(part, shape) for part, shape in planned if shape.masked]
     nb = aug.neighbours
-    # `Neighbours` looks each distinct known word up once per call (one call per part), unknown words not at all.
-    keys = {w.lower() if nb.lowercase else w for w in (sentences[s][i] for s, i in several)}
+    # One `Neighbours` call per part.
     return _PartWork(sentences, single + several, inputs, [part for part, _ in run], [shape for _, shape in run],
-                     sorted(k for k in keys if k in nb.kv.key_to_index))
+                     nb.queries([sentences[s][i] for s, i in several]))
 
 
 def _time_forwards(aug, work: _PartWork, n: int, device) -> tuple[float, list]:
@@ -178,7 +177,9 @@ def _neighbours_step(aug, works: list[_PartWork], device) -> list[Step]:
 
 
 def _texts(examples: list[Example]) -> list[str]:
-    return sorted({t for ex in examples for t in (ex.text_a, ex.text_b) if t is not None})
+    from augment.tang import text_counts
+
+    return sorted(text_counts(examples))
 
 
 def _tang_cost(aug, examples: list[Example], todo: list[list[Example]]) -> AugmentCost:

@@ -18,6 +18,11 @@ from distill.config import TangAugmentConfig
 from distill.tasks import Example
 
 
+def text_counts(examples: list[Example]) -> Counter:
+    """How often each text (first or second sentence) occurs: `fit` tags each distinct one once."""
+    return Counter(t for ex in examples for t in (ex.text_a, ex.text_b) if t is not None)
+
+
 class TangAugmenter:
     method = "tang"
 
@@ -32,7 +37,7 @@ class TangAugmenter:
     def fit(self, corpus: list[Example]) -> TangAugmenter:
         """Tag the training corpus (each distinct text once) and build each tag's unigram distribution of
         words, over every occurrence unless `cfg.count` is `unique_texts` (a repeated text counts once)."""
-        times = Counter(t for ex in corpus for t in (ex.text_a, ex.text_b) if t is not None)
+        times = text_counts(corpus)
         texts = sorted(times)  # each distinct text is tagged once ...
         for text, tagged in zip(texts, self.tagger(texts), strict=True):
             self.tags[text] = tagged

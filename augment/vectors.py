@@ -151,13 +151,20 @@ class Neighbours:
         self.matrix = torch.nan_to_num(torch.nn.functional.normalize(m, dim=1), nan=0.0, posinf=0.0,
                                        neginf=0.0).to(device)
 
+    def key(self, word: str) -> str:
+        return word.lower() if self.lowercase else word
+
+    def queries(self, words: list[str]) -> list[str]:
+        """The distinct known words a call with `words` computes neighbours for (unknown words get none)."""
+        return sorted({k for k in map(self.key, words) if k in self.kv.key_to_index})
+
     def __call__(self, words: list[str], k: int, chunk: int = 1024, block: int = 16384) -> dict[str, list[str]]:
         """Neighbours of each known word (the word itself excluded); unknown words get none. `chunk` query
         words at a time against `block` vocabulary words at a time (1024 x 16384 float32 is 64 MiB)."""
         if chunk < 1 or block < 1:
             raise ValueError(f"chunk and block must be at least 1, got {chunk} and {block}")
-        keys = [w.lower() if self.lowercase else w for w in words]
-        known = sorted({w for w in keys if w in self.kv.key_to_index})
+        keys = [self.key(w) for w in words]
+        known = self.queries(words)
         size = self.matrix.shape[0]
         k = min(k, size - 1)
         found: dict[str, list[str]] = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from distill.config import ExperimentConfig, StageConfig
 from distill.encoded import EncodedDataset, build
 from distill.io import cache_at
+from distill.loaders import _subsample
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import StageInputs, stage_inputs
@@ -46,10 +46,6 @@ class Cost:
     what: str
     seconds: float
     detail: str
-
-
-def _sample(examples: list[Example], n: int) -> list[Example]:
-    return examples if len(examples) <= n else random.Random(0).sample(examples, n)
 
 
 class Replica:
@@ -104,7 +100,7 @@ class Replica:
             if path.exists():
                 return list(islice(iter_augmented(path), n))
             data = "train"
-        return _sample(self.task.splits[data], n)
+        return _subsample(self.task.splits[data], n, 0)
 
     def dataset(self, data: str, n: int, name: str):
         """`n` examples (or packed sequences) of a stage's data, encoded into the replica's folder."""
