@@ -22,7 +22,7 @@ from distill.encoded import encode_examples
 from distill.loaders import load_task
 from distill.losses import LossContext
 from distill.objective import Objective
-from distill.trainer import DistillModule, teacher_record
+from distill.trainer import DistillModule, teacher_records
 from students.distilbert import build_distilbert
 from teachers.load import load_bert_mlm, load_tokenizer
 
@@ -42,7 +42,8 @@ def step_seconds(positions: str, teacher, batches: list[dict], seed: int = 0) ->
     for i, batch in enumerate(batches):
         if i == 1:  # the first step warms up allocators and kernels
             start = time.perf_counter()
-        loss, _ = module(batch, True, False, objective, teacher_record(teacher, batch, objective), ctx)
+        targets = teacher_records({"teacher": teacher}, batch, objective)
+        loss, _ = module(batch, True, False, objective, targets, ctx)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -210,10 +210,11 @@ def main() -> None:
     t_soft = ours(teacher, student, task, ds, dev, soft, args.batch_size, False, [], device)
     start = time.perf_counter()
     cpu = device == "cpu"
-    ds.teacher_logits = compute_logits(teacher, ds, Accelerator(cpu=cpu), TrainConfig(cpu=cpu, precision="no"))
+    logits = compute_logits(teacher, ds, Accelerator(cpu=cpu), TrainConfig(cpu=cpu, precision="no"))
+    ds.teacher_logits = {"teacher": logits}
     t_fill = time.perf_counter() - start
     t_cached = ours(teacher, student, task, ds, dev, soft, args.batch_size, False, [], device)
-    ds.teacher_logits = None
+    ds.teacher_logits = {}
     row("prediction stage, teacher forward every step", t_soft)
     row("prediction stage, teacher-logit cache", t_cached, f"(filling the cache once: {t_fill:.1f} s)")
 

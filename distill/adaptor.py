@@ -16,6 +16,19 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.masking_utils import eager_mask
 
 SCORES_ATTENTION = "distill_scores"
+# The same attention, also handing out each layer's queries, keys and values (MiniLM's losses read them).
+PARTS_ATTENTION = "distill_parts"
+
+
+@dataclass
+class AttentionParts:
+    """One layer's pre-softmax scores and the per-head projections they came from, each (batch, heads, seq, d)
+    (scores: (batch, heads, query, key)). Not a tuple: transformers' output recorder keeps it whole."""
+
+    scores: torch.Tensor
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
 
 
 def _scores_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -29,22 +42,33 @@ def _scores_attention(module, query, key, value, attention_mask, scaling=None, d
     return out, scores
 
 
-AttentionInterface.register(SCORES_ATTENTION, _scores_attention)
-AttentionMaskInterface.register(SCORES_ATTENTION, eager_mask)
+def _parts_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    out, scores = _scores_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+    return out, AttentionParts(scores, query, key, value)
+
+
+for _name, _fn in ((SCORES_ATTENTION, _scores_attention), (PARTS_ATTENTION, _parts_attention)):
+    AttentionInterface.register(_name, _fn)
+    AttentionMaskInterface.register(_name, eager_mask)
 
 
 @dataclass
 class Record:
     """What a model says about a batch. hidden_states[0] is the embedding output;
-    attention_scores[l] are layer l+1's pre-softmax scores, shape (batch, heads, query, key)."""
+    attention_scores[l] are layer l+1's pre-softmax scores, shape (batch, heads, query, key); qkv[l] are its
+    (query, key, value) per head, each (batch, heads, seq, head_dim), present only when a loss asks for them."""
 
     logits: torch.Tensor | None
     attention_mask: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attention_scores: tuple[torch.Tensor, ...] | None = None
+    qkv: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...] | None = None
     # A masked LM's logits are per token: `token_rows` (batch, seq) marks the positions whose rows they are, in
     # row-major order. None for a classifier (one row per example).
     token_rows: torch.Tensor | None = None
+    # Several teachers' (weight, logits), weights summing to 1; `logits` is then their weighted mean. Prediction
+    # losses average the teachers' softened distributions from these.
+    ensemble: tuple[tuple[float, torch.Tensor], ...] | None = None
 
     def detached(self) -> Record:
         """A copy usable as a loss target outside inference mode, in float32 (a half-precision teacher's
@@ -59,14 +83,16 @@ class Record:
         return replace(self, logits=None if self.logits is None else f(self.logits),
                        attention_mask=self.attention_mask.clone(),
                        token_rows=None if self.token_rows is None else self.token_rows.clone(),
-                       hidden_states=c(self.hidden_states), attention_scores=c(self.attention_scores))
+                       hidden_states=c(self.hidden_states), attention_scores=c(self.attention_scores),
+                       qkv=None if self.qkv is None else tuple(c(layer) for layer in self.qkv))
 
 
-def set_attention(model: nn.Module, need_scores: bool) -> None:
-    """Scores need our eager-equivalent attention; otherwise the fused kernel is faster."""
+def set_attention(model: nn.Module, need_scores: bool, need_qkv: bool = False) -> None:
+    """Scores (and queries, keys, values) need our eager-equivalent attention; otherwise the fused kernel is
+    faster."""
     if not hasattr(model, "set_attn_implementation"):
         return  # not a transformers model (e.g. the BiLSTM)
-    wanted = SCORES_ATTENTION if need_scores else "sdpa"
+    wanted = PARTS_ATTENTION if need_qkv else SCORES_ATTENTION if need_scores else "sdpa"
     if getattr(model.config, "_attn_implementation", None) != wanted:
         model.set_attn_implementation(wanted)
 
@@ -80,7 +106,7 @@ def mlm_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def _language_model_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool,
-                           all_tokens: bool) -> Record:
+                           all_tokens: bool, need_qkv: bool) -> Record:
     """A masked LM or bare encoder on corpus text. Logits at every non-padding token (`all_tokens`: DistilBERT's
     soft-target loss) or only at the masked positions (batch["mlm_labels"] != -100; the vocabulary projection is
     most of an MLM step's cost), in row-major order, so teacher and student rows line up; none without masking
@@ -88,25 +114,38 @@ def _language_model_record(model: nn.Module, batch: dict, need_hidden: bool, nee
     base = getattr(model, "bert", None) or getattr(model, "distilbert", None) or model
     types = {"token_type_ids": batch.get("token_type_ids")} if getattr(base.config, "type_vocab_size", 0) else {}
     out = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **types,
-               output_hidden_states=True, output_attentions=need_attention, return_dict=True)
+               output_hidden_states=True, output_attentions=need_attention or need_qkv, return_dict=True)
     logits = rows = None
     labels = batch.get("mlm_labels")
     if labels is not None and base is not model:
         rows = batch["attention_mask"].bool() if all_tokens else labels != -100
         logits = mlm_head(model, out.last_hidden_state[rows])
-    return Record(logits=logits, attention_mask=batch["attention_mask"],
-                  hidden_states=tuple(out.hidden_states),
-                  attention_scores=tuple(out.attentions) if need_attention else None, token_rows=rows)
+    return Record(logits=logits, attention_mask=batch["attention_mask"], hidden_states=tuple(out.hidden_states),
+                  token_rows=rows, **_attention_fields(out.attentions, need_attention, need_qkv))
+
+
+def _attention_fields(attentions, need_attention: bool, need_qkv: bool) -> dict:
+    """A record's `attention_scores` and `qkv` from what the registered attention function returned per layer."""
+    if not (need_attention or need_qkv):
+        return {}
+    if not attentions or attentions[0] is None or (need_qkv and not isinstance(attentions[0], AttentionParts)):
+        raise RuntimeError("the model returned no attention scores (or queries, keys and values); was "
+                           "set_attention(model, need_scores, need_qkv) called?")
+    parts = isinstance(attentions[0], AttentionParts)
+    scores = tuple(a.scores if parts else a for a in attentions) if need_attention else None
+    qkv = tuple((a.query, a.key, a.value) for a in attentions) if need_qkv else None
+    return {"attention_scores": scores, "qkv": qkv}
 
 
 def forward_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool,
-                   all_tokens: bool = False) -> Record:
+                   all_tokens: bool = False, need_qkv: bool = False) -> Record:
     """Run a Hugging Face sequence classifier (or, on corpus text, a masked LM or encoder) and adapt
-    its outputs; `all_tokens`: a masked LM's logits at every non-padding token, not only the masked ones.
+    its outputs; `all_tokens`: a masked LM's logits at every non-padding token, not only the masked ones;
+    `need_qkv`: every layer's queries, keys and values.
 
     The model's attention implementation must already be chosen with `set_attention`."""
     if not hasattr(model, "classifier"):
-        return _language_model_record(model, batch, need_hidden, need_attention, all_tokens)
+        return _language_model_record(model, batch, need_hidden, need_attention, all_tokens, need_qkv)
     # DistilBERT has no token types.
     types = {"token_type_ids": batch.get("token_type_ids")} if getattr(model.config, "type_vocab_size", 0) else {}
     out = model(
@@ -114,15 +153,9 @@ def forward_record(model: nn.Module, batch: dict, need_hidden: bool, need_attent
         attention_mask=batch["attention_mask"],
         **types,
         output_hidden_states=need_hidden,
-        output_attentions=need_attention,
+        output_attentions=need_attention or need_qkv,
         return_dict=True,
     )
-    attentions = out.attentions if need_attention else None
-    if need_attention and (not attentions or attentions[0] is None):
-        raise RuntimeError("the model returned no attention scores; was set_attention(model, True) called?")
-    return Record(
-        logits=out.logits,
-        attention_mask=batch["attention_mask"],
-        hidden_states=tuple(out.hidden_states) if need_hidden else None,
-        attention_scores=tuple(attentions) if need_attention else None,
-    )
+    return Record(logits=out.logits, attention_mask=batch["attention_mask"],
+                  hidden_states=tuple(out.hidden_states) if need_hidden else None,
+                  **_attention_fields(out.attentions, need_attention, need_qkv))

@@ -60,6 +60,10 @@ class TeacherGateConfig:
 
 @dataclass
 class TeacherConfig:
+    # With several teachers (`teachers:`): how losses name this one (default teacher1, teacher2, ...) and its
+    # share of the prediction targets (weights are normalised to sum to 1).
+    name: str | None = None
+    weight: float = 1.0
     # A local folder, a hub name (bert-base-uncased), `packaged:all-minilm-l6-v2`, or `random`.
     checkpoint: str = "packaged:all-minilm-l6-v2"
     # Tokenizer source when it differs from the checkpoint (required for `random`).
@@ -265,6 +269,9 @@ class ExperimentConfig:
     teacher: TeacherConfig
     student: StudentConfig
     stages: list[StageConfig]
+    # Several teachers: each entry is merged over `teacher` (shared settings) and fine-tuned and cached on its own;
+    # `teacher` then stands for the first. Empty: `teacher` alone.
+    teachers: list[TeacherConfig] = field(default_factory=list)
     # Not used by general distillation (every stage on `data: corpus`).
     task: TaskConfig = field(default_factory=TaskConfig)
     seed: int = 42
@@ -470,8 +477,49 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return from_dict(raw, src=str(path))
 
 
+def _expand_teachers(raw: dict, src: str) -> dict:
+    """`teachers:` entries merged over the shared `teacher:` settings (`_name_teachers` then makes `teacher` the
+    first of them)."""
+    entries = raw.get("teachers")
+    if not entries:
+        return raw
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{src}: `teachers` = {entries!r}: expected a list of mappings (each merged over `teacher`)")
+    base = raw.get("teacher") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{src}: `teacher` must be a mapping, got {base!r}")
+    # `teacher` stays the shared settings while validating, so that an entry's error names `teachers.N`.
+    return {**raw, "teacher": base, "teachers": [deep_merge(base, entry) for entry in entries]}
+
+
+def _name_teachers(cfg: ExperimentConfig, src: str) -> list[str]:
+    """Give every teacher a name (a lone teacher is `teacher`; a list's are teacher1, teacher2, ...) and check
+    that names are unique and weights positive; returns the names."""
+    from distill.objective import SOLE_TEACHER
+
+    if not cfg.teachers:
+        cfg.teachers = [cfg.teacher]
+        cfg.teacher.name = cfg.teacher.name or SOLE_TEACHER
+        return [cfg.teacher.name]
+    for i, t in enumerate(cfg.teachers):
+        t.name = t.name or f"teacher{i + 1}"
+        if t.weight <= 0:
+            raise ConfigError(f"{src}: `teachers.{i}.weight` = {t.weight}: expected a positive number")
+    names = [t.name for t in cfg.teachers]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"{src}: `teachers.{i}.name` = {name!r} is used twice; teacher names must differ")
+    cfg.teacher = cfg.teachers[0]
+    return names
+
+
+def teacher_weights(cfg: ExperimentConfig) -> dict[str, float]:
+    """Each teacher's name and weight, in config order (what an `Objective` needs)."""
+    return {t.name: t.weight for t in cfg.teachers}
+
+
 def from_dict(raw: dict, src: str = "<config>") -> ExperimentConfig:
-    cfg = _build(ExperimentConfig, raw, "", src)
+    cfg = _build(ExperimentConfig, _expand_teachers(raw, src), "", src)
     _check(cfg, src)
     return cfg
 
@@ -482,11 +530,15 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
 
     if not cfg.stages:
         raise ConfigError(f"{src}: `stages` is empty; give at least one distillation stage")
+    names = _name_teachers(cfg, src)
     for i, stage in enumerate(cfg.stages):
         if not stage.losses:
             raise ConfigError(f"{src}: `stages.{i}.losses` is empty")
         for name, spec in stage.losses.items():
-            check_loss_spec(name, spec, f"{src}: `stages.{i}.losses.{name}`")
+            teacher = check_loss_spec(name, spec, f"{src}: `stages.{i}.losses.{name}`")[2]
+            if teacher is not None and teacher not in names:
+                raise ConfigError(f"{src}: `stages.{i}.losses.{name}.teacher` = {teacher!r}: expected one of the "
+                                  f"teachers {names}")
         for key in ("epochs", "batch_size", "grad_accum"):
             if getattr(stage, key) < 1:
                 raise ConfigError(f"{src}: `stages.{i}.{key}` = {getattr(stage, key)}: must be >= 1")
@@ -540,4 +592,7 @@ def to_dict(cfg: Any) -> dict:
 
 
 def dump_yaml(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+    data = to_dict(cfg)
+    if len(cfg.teachers) <= 1:
+        data.pop("teachers")  # a lone teacher is `teacher`; a copy in `teachers` would override later --set
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

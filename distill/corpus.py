@@ -173,7 +173,7 @@ class CorpusDataset(torch.utils.data.Dataset):
         held = heldout_rows(len(self.ids), heldout)
         self.rows = np.nonzero(held if split == "heldout" else ~held)[0]
         self.pad_id = pad_id
-        self.teacher_logits = None
+        self.teacher_logits = {}
         self.identity = f"corpus:{folder.name}:{split}"
 
     def __len__(self) -> int:

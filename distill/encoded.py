@@ -63,7 +63,7 @@ class EncodedDataset(Dataset):
         self.identity: str = meta["identity"]
         self.source = source  # streams the examples again (texts for a student's vocabulary); main process only
         self.student: tuple[Ragged, Ragged | None] | None = None
-        self.teacher_logits: torch.Tensor | None = None
+        self.teacher_logits: dict[str, torch.Tensor] = {}  # by teacher name
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "source": None}  # a DataLoader worker needs the maps, not the examples

@@ -1,37 +1,74 @@
-"""A stage's objective: the weighted sum of the losses its config names."""
+"""A stage's objective: the weighted sum of the losses its config names, against one teacher or several.
+
+With several teachers, a prediction loss compares against their weighted average (of softened distributions,
+or of logits for MSE) unless it names one teacher; an intermediate loss reads the teacher it names, by default
+the first. Weights and temperatures given as schedules are read at the stage's current fraction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from distill.adaptor import Record
-from distill.losses import LOSSES, LossContext, LossInfo, check_loss_spec
+from distill.losses import LOSSES, LossContext, LossError, LossInfo, check_loss_spec
+from distill.schedule import Schedule, value_at
+
+# The name a run's only teacher goes by.
+SOLE_TEACHER = "teacher"
 
 
 @dataclass(frozen=True)
 class Term:
     name: str
-    weight: float
+    weight: float | Schedule
     params: dict
     info: LossInfo
+    teacher: str | None = None  # None: the first teacher (intermediate) or all of them (prediction)
+
+    def reads(self, teachers: list[str]) -> list[str]:
+        """The teachers this term reads."""
+        if not self.info.uses_teacher:
+            return []
+        if self.teacher is not None:
+            return [self.teacher]
+        return teachers[:1] if self.info.needs else list(teachers)
 
 
 class Objective:
-    def __init__(self, losses: dict, where: str = "losses"):
+    def __init__(self, losses: dict, where: str = "losses", teachers: dict[str, float] | None = None):
+        """`teachers`: each teacher's name and weight, in config order (default: one teacher)."""
+        teachers = teachers or {SOLE_TEACHER: 1.0}
+        total = sum(teachers.values())
+        self.teacher_weights = {name: w / total for name, w in teachers.items()}
+        self.teachers = list(teachers)
         self.terms = []
         for name, spec in losses.items():
-            weight, params = check_loss_spec(name, spec, f"{where}.{name}")
-            self.terms.append(Term(name, weight, params, LOSSES[name]))
+            weight, params, teacher = check_loss_spec(name, spec, f"{where}.{name}")
+            if teacher is not None and teacher not in teachers:
+                raise LossError(f"{where}.{name}.teacher = {teacher!r}: the run's teachers are "
+                                f"{', '.join(self.teachers)}")
+            self.terms.append(Term(name, weight, params, LOSSES[name], teacher))
+
+    def _needs(self, what: str) -> bool:
+        return any(what in t.info.needs for t in self.terms)
 
     @property
     def needs_hidden(self) -> bool:
-        return any("hidden" in t.info.needs for t in self.terms)
+        return self._needs("hidden")
 
     @property
     def needs_attention(self) -> bool:
-        return any("attention" in t.info.needs for t in self.terms)
+        return self._needs("attention")
+
+    @property
+    def needs_qkv(self) -> bool:
+        return self._needs("qkv")
+
+    @property
+    def needs_intermediate(self) -> bool:
+        """Whether any loss reads more than logits (hidden states, attention, queries/keys/values)."""
+        return any(t.info.needs for t in self.terms)
 
     @property
     def needs_all_tokens(self) -> bool:
@@ -46,8 +83,67 @@ class Objective:
     def trains_logits(self) -> bool:
         return any(t.info.trains_logits for t in self.terms)
 
-    def __call__(self, student: Record, teacher: Record | None, batch: dict,
+    def teacher_needs(self) -> dict[str, frozenset[str]]:
+        """Each teacher the objective reads and the outputs beyond logits it must give (empty: logits only, which
+        a teacher-output cache can supply)."""
+        out: dict[str, frozenset[str]] = {}
+        for term in self.terms:
+            for name in term.reads(self.teachers):
+                out[name] = out.get(name, frozenset()) | term.info.needs
+        return out
+
+    def scheduled(self, fraction: float) -> dict[str, float]:
+        """The current value of every scheduled weight or parameter, as `loss.weight` / `loss.param`."""
+        out = {}
+        for t in self.terms:
+            for key, value in (("weight", t.weight), *t.params.items()):
+                if isinstance(value, Schedule):
+                    out[f"{t.name}.{key}"] = value.at(fraction)
+        return out
+
+    def ensemble(self, records: dict[str, Record]) -> Record:
+        """The teachers' combined record for prediction losses: weighted mean logits, with each teacher's
+        (weight, logits) kept for averaging distributions."""
+        if len(self.teachers) == 1:
+            return records[self.teachers[0]]
+        first = records[self.teachers[0]]
+        members = tuple((self.teacher_weights[n], records[n].logits) for n in self.teachers)
+        mean = sum(w * z.float() for w, z in members)
+        return replace(first, logits=mean, ensemble=members, hidden_states=None, attention_scores=None, qkv=None)
+
+    def __call__(self, student: Record, teacher: Record | dict[str, Record] | None, batch: dict,
                  ctx: LossContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        parts = {t.name: t.info.fn(student, teacher, batch, ctx, **t.params) for t in self.terms}
-        total = sum(t.weight * parts[t.name] for t in self.terms)
+        """The total loss and each term; `teacher` is the one teacher's record or every teacher's by name."""
+        records = {self.teachers[0]: teacher} if isinstance(teacher, Record) else (teacher or {})
+        combined = None
+        parts, total = {}, 0.0
+        for t in self.terms:
+            params = {k: value_at(v, ctx.fraction) for k, v in t.params.items()}
+            term_ctx, rec = ctx, None
+            if t.info.uses_teacher:
+                if t.teacher is not None or t.info.needs:
+                    name = t.teacher or self.teachers[0]
+                    rec = records[name]
+                    if name in ctx.teacher_pairs:
+                        term_ctx = replace(ctx, pairs=ctx.teacher_pairs[name])
+                else:
+                    combined = combined or self.ensemble(records)
+                    rec = combined
+            parts[t.name] = t.info.fn(student, rec, batch, term_ctx, **params)
+            total = total + value_at(t.weight, ctx.fraction) * parts[t.name]
         return total, parts
+
+
+def ensemble_logits(logits: dict[str, torch.Tensor], weights: dict[str, float], regression: bool) -> torch.Tensor:
+    """Several teachers' logits over a dataset as one teacher's: the weighted mean score (regression), or the log of
+    the weighted mean of their distributions (classification; its argmax is the ensemble's prediction). `weights`
+    sum to 1 (`Objective.teacher_weights`)."""
+    if len(logits) == 1:
+        return next(iter(logits.values()))
+    members = tuple((weights[name], z) for name, z in logits.items())
+    mean = sum(w * z.float() for w, z in members)
+    if regression:
+        return mean
+    from distill.losses import teacher_log_probs
+
+    return teacher_log_probs(Record(logits=mean, attention_mask=None, ensemble=members), 1.0)

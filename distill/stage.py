@@ -40,9 +40,17 @@ class StageInputs:
     data: Any  # the training dataset (task split, augmented set or corpus)
     dev: Any
     task: TaskData | None  # None: corpus text (general distillation), judged by held-out losses only
-    teacher: nn.Module | None
+    # The teacher, or several by name (as the objective names them).
+    teacher: nn.Module | dict[str, nn.Module] | None
     seed: int
     mlm: MlmMasking | None = None
+
+    @property
+    def teachers(self) -> dict[str, nn.Module]:
+        """Every teacher by name (one teacher: under the objective's name for it)."""
+        if isinstance(self.teacher, dict):
+            return self.teacher
+        return {} if self.teacher is None else {self.objective.teachers[0]: self.teacher}
 
     @property
     def schedule(self) -> str:
@@ -50,7 +58,7 @@ class StageInputs:
         reference trains that step without a schedule), else linear, unless the config names one."""
         if self.config.schedule is not None:
             return self.config.schedule
-        intermediate = self.objective.needs_hidden or self.objective.needs_attention
+        intermediate = self.objective.needs_intermediate
         return "constant" if self.task is not None and intermediate and not self.objective.trains_logits else "linear"
 
     @property
@@ -62,12 +70,19 @@ class StageInputs:
 
 
 def stage_inputs(config: StageConfig, objective: Objective, datasets: dict, task: TaskData | None,
-                 teacher: nn.Module | None, seed: int, depths: tuple[int, int], tokenizer) -> StageInputs:
-    """The inputs of a distillation stage; `depths` = (student layers, teacher layers) for its layer map."""
-    pairs = layer_map(config.layer_map, *depths) if objective.needs_hidden or objective.needs_attention else []
+                 teacher: nn.Module | dict[str, nn.Module] | None, seed: int, depths: tuple[int, ...],
+                 tokenizer) -> StageInputs:
+    """The inputs of a distillation stage; `depths` = (student layers, teacher layers, further teachers' layers)
+    for its layer maps (one per teacher, in the objective's teacher order)."""
+    pairs, teacher_pairs = [], {}
+    if objective.needs_intermediate:
+        for name, depth in zip(objective.teachers, depths[1:], strict=False):
+            teacher_pairs[name] = layer_map(config.layer_map, depths[0], depth)
+        pairs = teacher_pairs[objective.teachers[0]]
     mlm = None
     if config.mlm_masking:
         counts = datasets[config.data].token_counts() if config.mlm_smoothing is not None else None
         mlm = MlmMasking.for_tokenizer(tokenizer, seed, counts, config.mlm_smoothing)
-    return StageInputs(config, objective, LossContext(pairs, task is not None and task.is_regression),
+    ctx = LossContext(pairs, task is not None and task.is_regression, teacher_pairs)
+    return StageInputs(config, objective, ctx,
                        datasets[config.data], datasets["dev"], task, teacher, seed, mlm)

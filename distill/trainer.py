@@ -50,19 +50,20 @@ class DistillModule(nn.Module):
         self.projections = projections if projections is not None else nn.ModuleDict()
 
     def forward(self, batch: dict, need_hidden: bool = False, need_attention: bool = False,
-                objective: Objective | None = None, teacher: Record | None = None, ctx: LossContext | None = None,
-                all_tokens: bool = False):
+                objective: Objective | None = None, teacher: dict[str, Record] | None = None,
+                ctx: LossContext | None = None, all_tokens: bool = False, need_qkv: bool = False):
         """The student's record; with an objective, the loss and its terms instead. Training computes the
         loss inside forward because DistributedDataParallel requires every output to reach the loss."""
         all_tokens = all_tokens or (objective is not None and objective.needs_all_tokens)
-        rec = self._record(batch, need_hidden, need_attention, all_tokens)
+        rec = self._record(batch, need_hidden, need_attention, all_tokens, need_qkv)
         return rec if objective is None else objective(rec, teacher, batch, ctx)
 
-    def _record(self, batch: dict, need_hidden: bool, need_attention: bool, all_tokens: bool) -> Record:
+    def _record(self, batch: dict, need_hidden: bool, need_attention: bool, all_tokens: bool,
+                need_qkv: bool) -> Record:
         if hasattr(self.student, "record"):  # a student with its own adaptor (the BiLSTM)
             return self.student.record(batch)
         # Projected here, inside forward, so that DistributedDataParallel sees the projections used.
-        rec = forward_record(self.student, batch, need_hidden, need_attention, all_tokens)
+        rec = forward_record(self.student, batch, need_hidden, need_attention, all_tokens, need_qkv)
         return project(rec, self.projections)
 
     def clip_parameters(self) -> list[nn.Parameter]:
@@ -81,18 +82,34 @@ def make_loader(ds: EncodedDataset, batch_size: int, seed: int, train: bool, cfg
     return loader, sampler
 
 
-def teacher_record(teacher: nn.Module, batch: dict, objective: Objective,
-                   cached: torch.Tensor | None = None) -> Record:
-    """The teacher's record for a batch: from the teacher-output cache when the objective reads only
-    logits and a cache is given, else from a forward pass under inference mode."""
-    if cached is not None and not (objective.needs_hidden or objective.needs_attention):
-        index = batch["index"].to(cached.device)
-        return Record(logits=cached[index].to(batch["input_ids"].device), attention_mask=batch["attention_mask"])
-    with torch.inference_mode():
-        rec = forward_record(teacher, batch, objective.needs_hidden, objective.needs_attention,
-                             objective.needs_all_tokens)
-    # Inference tensors cannot be saved for backward; a clone outside inference mode can.
-    return rec.detached()
+def teacher_records(teachers: dict[str, nn.Module], batch: dict, objective: Objective,
+                    cached: dict[str, torch.Tensor] | None = None) -> dict[str, Record]:
+    """Every teacher's record for a batch, by name, for the teachers the objective reads: from the teacher-output
+    cache when only its logits are read and a cache is given, else from a forward pass under inference mode."""
+    out = {}
+    for name, needs in objective.teacher_needs().items():
+        logits = (cached or {}).get(name)
+        if logits is not None and not needs:
+            index = batch["index"].to(logits.device)
+            out[name] = Record(logits=logits[index].to(batch["input_ids"].device),
+                               attention_mask=batch["attention_mask"])
+            continue
+        with torch.inference_mode():
+            rec = forward_record(teachers[name], batch, "hidden" in needs, "attention" in needs,
+                                 objective.needs_all_tokens, "qkv" in needs)
+        # Inference tensors cannot be saved for backward; a clone outside inference mode can.
+        out[name] = rec.detached()
+    return out
+
+
+def set_attentions(module: DistillModule, teachers: dict[str, nn.Module], objective: Objective) -> None:
+    """Each model's attention implementation for a stage: scores or queries/keys/values where its losses read
+    them, the fused kernel elsewhere."""
+    set_attention(module.student, objective.needs_attention, objective.needs_qkv)
+    needs = objective.teacher_needs()
+    for name, teacher in teachers.items():
+        wants = needs.get(name, frozenset())
+        set_attention(teacher, "attention" in wants, "qkv" in wants)
 
 
 def project(rec: Record, projections: nn.ModuleDict) -> Record:
@@ -108,8 +125,8 @@ def project(rec: Record, projections: nn.ModuleDict) -> Record:
 
 @torch.no_grad()
 def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: TaskData,
-             teacher: nn.Module | None = None, objective: Objective | None = None,
-             ctx: LossContext | None = None, cached: torch.Tensor | None = None,
+             teachers: dict[str, nn.Module] | None = None, objective: Objective | None = None,
+             ctx: LossContext | None = None, cached: dict[str, torch.Tensor] | None = None,
              keep: dict | None = None) -> dict[str, float]:
     """Task metrics on a split (none when `task` is None: corpus text) and, when an objective is given,
     its held-out terms (all of them when there is no task, else those that use the teacher). `keep`, a dict,
@@ -119,9 +136,10 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
     use_objective = objective is not None and (objective.uses_teacher or task is None)
     for batch in loader:
         rec = module(batch, use_objective and objective.needs_hidden, use_objective and objective.needs_attention,
-                     all_tokens=use_objective and objective.needs_all_tokens)
+                     all_tokens=use_objective and objective.needs_all_tokens,
+                     need_qkv=use_objective and objective.needs_qkv)
         if use_objective:
-            t = teacher_record(teacher, batch, objective, cached) if objective.uses_teacher else None
+            t = teacher_records(teachers, batch, objective, cached) if objective.uses_teacher else None
             _, parts = objective(rec, t, batch, ctx)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -177,11 +195,10 @@ def in_dataset_order(logits: np.ndarray, index: np.ndarray, n: int) -> np.ndarra
 def train_stage(session: Session, module: DistillModule, stage: StageInputs, progress: Progress) -> None:
     """Train one stage from `progress` (a fresh stage or a resumed one) to its end, keeping the epoch
     `stage.select` names."""
-    acc, cfg, ckpt, st, objective, teacher = (session.accelerator, session.train, session.ckpt, stage.config,
-                                              stage.objective, stage.teacher)
+    acc, cfg, ckpt, st, objective, teachers = (session.accelerator, session.train, session.ckpt, stage.config,
+                                               stage.objective, stage.teachers)
     tag = st.name
-    for m in [module.student] + ([teacher] if teacher is not None else []):
-        set_attention(m, objective.needs_attention)
+    set_attentions(module, teachers, objective)
     train_dl, sampler = make_loader(stage.data, st.batch_size, stage.seed, True, cfg, stage.mlm)
     dev_dl, _ = make_loader(stage.dev, cfg.eval_batch_size, stage.seed, False, cfg, stage.mlm)
     optimizer = make_optimizer(module, st)
@@ -201,8 +218,8 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
             ckpt.save_best(state) if path_kind == "best" else ckpt.save(state, progress, optimizer, scheduler)
 
     # On the batches' device: indexing a host copy with a device index would copy the index back every step.
-    cached, dev_cached = (None if t is None else t.to(acc.device)
-                          for t in (stage.data.teacher_logits, stage.dev.teacher_logits))
+    cached, dev_cached = ({name: t.to(acc.device) for name, t in logits.items()}
+                          for logits in (stage.data.teacher_logits, stage.dev.teacher_logits))
     bad = torch.zeros((), dtype=torch.bool, device=acc.device)
     model.train()
     for epoch in range(progress.epoch, st.epochs):
@@ -215,7 +232,8 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
         seen, t0 = 0, time.perf_counter()
         epoch_start = t0
         for batch in bar:
-            loss, parts = train_step(acc, model, optimizer, clip, batch, stage, cached, cfg)
+            ctx = replace(stage.ctx, fraction=progress.step / total)
+            loss, parts = train_step(acc, model, optimizer, clip, batch, stage, cached, cfg, ctx)
             # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
             bad |= ~torch.isfinite(loss.detach())
             progress.batches_done += 1
@@ -226,6 +244,9 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
                 continue
             scheduler.step()
             progress.step += 1
+            scheduled = objective.scheduled(ctx.fraction)
+            if scheduled:  # every step: a schedule's shape is what one wants to see
+                _log(session.writer, {f"{tag}/schedule/{k}": v for k, v in scheduled.items()}, progress.step)
             if progress.step % cfg.log_every == 0:
                 _guard(bad, tag, epoch, progress, parts, ckpt)
                 n = cfg.log_every * st.grad_accum
@@ -242,7 +263,8 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
             if session.on_step is not None:
                 session.on_step(tag, progress.step)
         _guard(bad, tag, epoch, progress, {}, ckpt)
-        result = evaluate(acc, model, dev_dl, stage.task, teacher, objective, stage.ctx, dev_cached)
+        ctx = replace(stage.ctx, fraction=progress.step / total)
+        result = evaluate(acc, model, dev_dl, stage.task, teachers, objective, ctx, dev_cached)
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
         progress.history.append(result)
         _log(session.writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)
@@ -264,14 +286,17 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
 
 
 def train_step(acc: Accelerator, model: nn.Module, optimizer, clip: list[nn.Parameter], batch: dict,
-               stage: StageInputs, cached: torch.Tensor | None, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """One batch: the teacher's targets, the student's loss and its backward pass, and the update at the end of an
-    accumulation. Returns the loss and its terms (device tensors: reading them would sync)."""
+               stage: StageInputs, cached: dict[str, torch.Tensor] | None, cfg: TrainConfig,
+               ctx: LossContext | None = None) -> tuple[torch.Tensor, dict]:
+    """One batch: the teachers' targets, the student's loss and its backward pass, and the update at the end of an
+    accumulation. `ctx`: the stage's context at this step (default: the stage's own). Returns the loss and its
+    terms (device tensors: reading them would sync)."""
     objective = stage.objective
     with acc.accumulate(model):
         with teacher_precision(acc, cfg):
-            t_rec = teacher_record(stage.teacher, batch, objective, cached) if objective.uses_teacher else None
-        loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec, stage.ctx)
+            t_rec = teacher_records(stage.teachers, batch, objective, cached) if objective.uses_teacher else None
+        loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec,
+                            ctx or stage.ctx, need_qkv=objective.needs_qkv)
         acc.backward(loss)
         if acc.sync_gradients and stage.config.max_grad_norm > 0:
             acc.clip_grad_norm_(clip, stage.config.max_grad_norm)

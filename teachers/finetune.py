@@ -17,7 +17,7 @@ from torch import nn
 from transformers import BertForSequenceClassification
 
 from distill.checkpoint import Checkpointer, Progress
-from distill.config import ExperimentConfig, StageConfig
+from distill.config import ExperimentConfig, StageConfig, TeacherConfig
 from distill.encoded import EncodedDataset, encode_examples
 from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.loaders import fingerprint, load_task
@@ -30,18 +30,21 @@ from distill.trainer import DistillModule, evaluate_splits, train_stage
 from teachers.load import load_classifier, random_bert
 
 
-def full_train_split(cfg: ExperimentConfig) -> list[Example] | None:
-    """The task's whole training split when the teacher is fine-tuned on it (`teacher.finetune.train: full`) and
-    `task.train_limit` subsamples the student's; None when the teacher trains on the student's training split."""
-    ft = cfg.teacher.finetune
+def full_train_split(cfg: ExperimentConfig, t: TeacherConfig | None = None) -> list[Example] | None:
+    """The task's whole training split when the teacher `t` (default: the first) is fine-tuned on it
+    (`finetune.train: full`) and `task.train_limit` subsamples the student's; None when the teacher trains on the
+    student's training split."""
+    ft = (t or cfg.teacher).finetune
     if ft is None or ft.train != "full" or cfg.task.train_limit is None:
         return None
     return load_task(replace(cfg.task, train_limit=None)).splits["train"]
 
 
-def teacher_key(cfg: ExperimentConfig, task: TaskData, train: list[Example] | None = None) -> str:
-    """The cache key of the teacher fine-tuned on `train` (default: the task's training split)."""
-    t = cfg.teacher
+def teacher_key(cfg: ExperimentConfig, task: TaskData, train: list[Example] | None = None,
+                t: TeacherConfig | None = None) -> str:
+    """The cache key of the teacher `t` (default: the first) fine-tuned on `train` (default: the task's training
+    split). Its name and weight are not part of it: they say how a run uses the teacher, not what it is."""
+    t = t or cfg.teacher
     train = task.splits["train"] if train is None else train
     # `finetune.train` is left out: the fingerprint of the examples trained on says it, and a `full` teacher
     # without a train limit is the same teacher as a `task` one (and keeps the keys cached before the setting).
@@ -64,11 +67,12 @@ def _hard_loss(task: TaskData) -> dict:
 
 
 def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: dict[str, EncodedDataset],
-                    accelerator: Accelerator, log=print, train: list[Example] | None = None) -> tuple[nn.Module, dict]:
-    """The fine-tuned teacher (eval mode, on the accelerator's device) and its metrics record. `train`: the
-    teacher's training examples when they are not the student's (`datasets["train"]`); encoded only when the
-    teacher is not cached yet."""
-    t = cfg.teacher
+                    accelerator: Accelerator, log=print, train: list[Example] | None = None,
+                    t: TeacherConfig | None = None) -> tuple[nn.Module, dict]:
+    """The fine-tuned teacher `t` (default: the first; eval mode, on the accelerator's device) and its metrics
+    record. `train`: the teacher's training examples when they are not the student's (`datasets["train"]`);
+    encoded only when the teacher is not cached yet."""
+    t = t or cfg.teacher
     if t.finetune is None:
         model = load_classifier(t.checkpoint, task.labels, require_head=True, label_order=t.label_order)
         key = content_key({"checkpoint": source_identity(t.checkpoint), "labels": task.labels,
@@ -77,7 +81,7 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
         return _ready(model, accelerator), info
 
-    key = teacher_key(cfg, task, train)
+    key = teacher_key(cfg, task, train, t)
     folder = cache_root() / "teachers" / key
     if (folder / "teacher.json").exists():
         log(f"teacher: reusing the fine-tuned teacher cached at {folder}")

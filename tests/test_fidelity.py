@@ -197,11 +197,11 @@ def _tiny_mlm(seed: int):
 def test_soft_targets_cover_every_non_padding_token_by_default():
     from distill.losses import LossContext
     from distill.objective import Objective
-    from distill.trainer import DistillModule, teacher_record
+    from distill.trainer import DistillModule, teacher_records
 
     batch, ctx = _lm_batch(), LossContext([])
     objective = Objective({"kl_div": {"weight": 5.0, "temperature": 2.0}, "mlm": 2.0})
-    teacher = teacher_record(_tiny_mlm(1), batch, objective)
+    teacher = teacher_records({"teacher": _tiny_mlm(1)}, batch, objective)["teacher"]
     module = DistillModule(_tiny_mlm(2))
     student = module(batch, False, False, all_tokens=objective.needs_all_tokens)
     n_tokens = int(batch["attention_mask"].sum())  # 6 + 4, [CLS] and [SEP] included, as the reference
@@ -221,15 +221,16 @@ def test_soft_targets_cover_every_non_padding_token_by_default():
 def test_soft_targets_restricted_to_masked_positions_on_request():
     from distill.losses import LossContext
     from distill.objective import Objective
-    from distill.trainer import DistillModule, teacher_record
+    from distill.trainer import DistillModule, teacher_records
 
     batch, ctx = _lm_batch(), LossContext([])
     objective = Objective({"kl_div": {"temperature": 2.0, "positions": "masked"}})
     assert not objective.needs_all_tokens
-    teacher = teacher_record(_tiny_mlm(1), batch, objective)
+    teacher = teacher_records({"teacher": _tiny_mlm(1)}, batch, objective)["teacher"]
     assert teacher.logits.shape[0] == 2
     everywhere = Objective({"kl_div": {"temperature": 2.0, "positions": "masked"}, "soft_cross_entropy": 0.0})
-    t_all = teacher_record(_tiny_mlm(1), batch, everywhere)  # every row computed, the KL term selects two
+    # Every row computed, the KL term selects two.
+    t_all = teacher_records({"teacher": _tiny_mlm(1)}, batch, everywhere)["teacher"]
     module = DistillModule(_tiny_mlm(2))
     a = module(batch, False, False, objective, teacher, ctx)[1]["kl_div"]
     b = module(batch, False, False, everywhere, t_all, ctx)[1]["kl_div"]
@@ -271,7 +272,7 @@ def test_augmented_copies_take_the_teachers_label_and_originals_keep_theirs(own_
     train_ids = {ex.id for ex in workflow.task.splits["train"]}
     copies = torch.tensor([ex.id not in train_ids for ex in aug.source()])
     gold = torch.tensor([ex.label for ex in aug.source()])
-    teacher = aug.teacher_logits.argmax(-1)
+    teacher = aug.teacher_logits["teacher"].argmax(-1)
     assert copies.any() and (~copies).any()
     assert torch.equal(aug.labels[copies], teacher[copies])
     assert torch.equal(aug.labels[~copies], gold[~copies])

@@ -286,13 +286,13 @@ def test_syncs_are_attributed_on_a_real_smoke_run(tmp_path, monkeypatch):
     import distill.trainer as trainer
     from distill.config import load_config
 
-    real_record = trainer.teacher_record
+    real_record = trainer.teacher_records
 
     def syncing_record(*a, **k):
         warnings.warn_explicit(gc.SYNC_MESSAGE, UserWarning, "injected.py", 3)
         return real_record(*a, **k)
 
-    monkeypatch.setattr(trainer, "teacher_record", syncing_record)
+    monkeypatch.setattr(trainer, "teacher_records", syncing_record)
 
     def reads_warn(name):  # what CUDA would flag: a value read on the host, here only from our code
         real = getattr(torch.Tensor, name)

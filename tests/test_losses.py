@@ -171,6 +171,6 @@ def test_objective_is_weighted_sum_and_reports_each_term():
 def test_loss_spec_validation_names_valid_choices():
     with pytest.raises(LossError, match="registered losses: .*attention_mse"):
         check_loss_spec("attenion_mse", 1, "stages.0.losses.attenion_mse")
-    with pytest.raises(LossError, match="valid: weight, convention, positions, temperature"):
+    with pytest.raises(LossError, match="valid: weight, teacher, convention, positions, temperature"):
         check_loss_spec("soft_cross_entropy", {"temp": 2}, "x")
-    assert check_loss_spec("kl_div", {"weight": 3, "temperature": 2}, "x") == (3.0, {"temperature": 2})
+    assert check_loss_spec("kl_div", {"weight": 3, "temperature": 2}, "x") == (3.0, {"temperature": 2}, None)

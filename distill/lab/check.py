@@ -282,10 +282,15 @@ def steps(size: Size, stage: StageConfig) -> tuple[int, int] | None:
 def stage_lines(i: int, cfg: ExperimentConfig, plan: Plan, size: Size) -> list[str]:
     stage, objective = cfg.stages[i], plan.objectives[i]
     lines = [f"stage {i + 1}/{len(cfg.stages)} {stage.name}: data {stage.data}, losses {_losses(objective)}"]
-    if objective.needs_hidden or objective.needs_attention:
+    if objective.needs_intermediate:
         spec = stage.layer_map if isinstance(stage.layer_map, str) else "explicit"
-        pairs = layer_map(stage.layer_map, *plan.depths)
-        lines.append(f"  layer map {spec} (student -> teacher): " + ", ".join(f"{s}->{t}" for s, t in pairs))
+        read = objective.teacher_needs()
+        for name, depth in zip(objective.teachers, plan.depths[1:], strict=True):
+            if not read.get(name):
+                continue  # this teacher gives only logits here
+            pairs = layer_map(stage.layer_map, plan.depths[0], depth)
+            who = f"teacher {name}" if len(objective.teachers) > 1 else "teacher"
+            lines.append(f"  layer map {spec} (student -> {who}): " + ", ".join(f"{s}->{t}" for s, t in pairs))
     lines.append("  " + _work(stage, size))
     lines.append(f"  tokens per epoch: {_figure(size.tokens, size.tokens_mark)}"
                  + (" (estimate)" if size.tokens_mark == ESTIMATE else ""))
@@ -311,22 +316,30 @@ def task_lines(cfg: ExperimentConfig, task: TaskData) -> list[str]:
 
 
 def teacher_lines(cfg: ExperimentConfig, plan: Plan, task: TaskData | None) -> list[str]:
-    t = cfg.teacher
-    shape = (f"{t.checkpoint}{_adapted(t.checkpoint)}" + (f" (tokenizer {t.tokenizer})" if t.tokenizer else "")
-             + f": {plan.depths[1]} layers, width {plan.widths[1]}")
-    if t.finetune is None:
-        lines = [f"teacher:  {shape}; used as it is" + (" (pre-trained)" if task is None else " (no fine-tuning)")]
-    else:
-        from teachers.finetune import full_train_split
+    lines, several = [], len(cfg.teachers) > 1
+    weights = plan.objectives[0].teacher_weights
+    for i, t in enumerate(cfg.teachers):
+        label = f"teacher {t.name} (weight {weights[t.name]:.3g}):" if several else "teacher: "
+        width = f", width {plan.widths[1]}" if i == 0 else ""
+        shape = (f"{t.checkpoint}{_adapted(t.checkpoint)}" + (f" (tokenizer {t.tokenizer})" if t.tokenizer else "")
+                 + f": {plan.depths[1 + i]} layers{width}")
+        if t.finetune is None:
+            lines.append(f"{label} {shape}; used as it is" + (" (pre-trained)" if task is None else
+                                                                 " (no fine-tuning)"))
+        else:
+            from teachers.finetune import full_train_split
 
-        f, full = t.finetune, full_train_split(cfg)
-        train = task.splits["train"] if full is None else full
-        data = "the task" if f.train == "task" else f"the task's full training split ({len(train):,} examples)"
-        lines = [f"teacher:  {shape}; fine-tuned on {data} first: {_count(f.epochs, 'epoch')}, lr {f.lr:g}, batch "
-                 f"{f.batch_size} = {_finetune_steps(f, len(train)):,} optimizer steps "
-                 f"({_teacher_cache(cfg, task, train)})"]
-    if t.gate is not None and task is not None:
-        lines.append("  gate:   " + _gate(cfg, task))
+            f, full = t.finetune, full_train_split(cfg, t)
+            train = task.splits["train"] if full is None else full
+            data = "the task" if f.train == "task" else f"the task's full training split ({len(train):,} examples)"
+            lines.append(f"{label} {shape}; fine-tuned on {data} first: {_count(f.epochs, 'epoch')}, lr {f.lr:g}, "
+                         f"batch {f.batch_size} = {_finetune_steps(f, len(train)):,} optimizer steps, seed {f.seed} "
+                         f"({_teacher_cache(cfg, task, train, t)})")
+        if t.gate is not None and task is not None:
+            lines.append("  gate:   " + _gate(t, task))
+    if several:
+        lines.append("  prediction losses learn from the teachers' weighted average (of softened distributions, or "
+                     "of logits for MSE); intermediate losses from the teacher they name, else the first")
     return lines
 
 
@@ -347,18 +360,18 @@ def _finetune_steps(f, examples: int) -> int:
     return optimizer_steps(math.ceil(examples / f.batch_size), 1) * f.epochs
 
 
-def _teacher_cache(cfg: ExperimentConfig, task: TaskData, train: list[Example]) -> str:
+def _teacher_cache(cfg: ExperimentConfig, task: TaskData, train: list[Example], t) -> str:
     from distill.io import cache_root
     from teachers.finetune import teacher_key
 
-    folder = cache_root() / "teachers" / teacher_key(cfg, task, train)
+    folder = cache_root() / "teachers" / teacher_key(cfg, task, train, t)
     return f"cached at {folder}" if (folder / "teacher.json").exists() else "not cached yet"
 
 
-def _gate(cfg: ExperimentConfig, task: TaskData) -> str:
+def _gate(t, task: TaskData) -> str:
     from teachers.gate import majority_baseline
 
-    g, main = cfg.teacher.gate, task.main_metric
+    g, main = t.gate, task.main_metric
     if task.is_regression:
         return (f"the teacher's dev {main} must exceed {g.margin:g}, and its dev scores must not be constant "
                 "(`teacher.gate`)")

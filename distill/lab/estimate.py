@@ -33,6 +33,7 @@ from distill.trainer import (
     make_loader,
     make_optimizer,
     optimizer_steps,
+    set_attentions,
     teacher_precision,
     train_step,
 )
@@ -134,16 +135,13 @@ def _per_batch(run_one, batches: list, device: torch.device) -> float:
 
 def time_training(r: Replica, module: DistillModule, stage: StageInputs) -> float:
     """Seconds per training batch of `stage` (teacher targets, loss, backward, update)."""
-    from distill.adaptor import set_attention
-
     acc, st = r.acc, stage.config
-    for m in [module.student] + ([stage.teacher] if stage.teacher is not None else []):
-        set_attention(m, stage.objective.needs_attention)
+    set_attentions(module, stage.teachers, stage.objective)
     loader, _ = make_loader(stage.data, st.batch_size, stage.seed, True, r.cfg.train, stage.mlm)
     optimizer = make_optimizer(module, st)
     model, optimizer, loader = acc.prepare(module, optimizer, loader)
     clip = module.clip_parameters()
-    cached = None if stage.data.teacher_logits is None else stage.data.teacher_logits.to(acc.device)
+    cached = {name: t.to(acc.device) for name, t in stage.data.teacher_logits.items()}
     batches = list(loader)
     return _per_batch(lambda b: train_step(acc, model, optimizer, clip, b, stage, cached, r.cfg.train), batches,
                       acc.device)
@@ -156,7 +154,7 @@ def time_evaluation(r: Replica, module: DistillModule, stage: StageInputs, objec
     loader, _ = make_loader(stage.dev, r.cfg.train.eval_batch_size, stage.seed, False, r.cfg.train, stage.mlm)
     loader = acc.prepare(loader)
     n = len(loader)
-    args = (stage.teacher, stage.objective, stage.ctx, stage.dev.teacher_logits) if objective else ()
+    args = (stage.teachers, stage.objective, stage.ctx, stage.dev.teacher_logits) if objective else ()
     evaluate(acc, module, loader, stage.task, *args)  # warm-up
     return timed(lambda: evaluate(acc, module, loader, stage.task, *args), acc.device) / n
 
@@ -186,13 +184,17 @@ def stage_costs(r: Replica, sizes: dict) -> list[Cost]:
     for i, (st, objective) in enumerate(zip(cfg.stages, r.plan.objectives, strict=True)):
         data = r.dataset(st.data, st.batch_size * BATCHES, f"stage{i}")
         dev = r.dataset("dev" if r.task is not None else "corpus", eval_bs * 2, f"dev{i}")
-        stage = stage_inputs(st, objective, {st.data: data, "dev": dev}, r.task, r.teacher, cfg.seed, r.plan.depths,
+        # Every teacher as the replica's one: several teachers cost one forward (or cached logits) each.
+        teachers = dict.fromkeys(objective.teachers, r.teacher)
+        stage = stage_inputs(st, objective, {st.data: data, "dev": dev}, r.task, teachers, cfg.seed, r.plan.depths,
                              r.plan.tokenizer)
-        if r.task is not None and objective.uses_teacher and not (objective.needs_hidden or objective.needs_attention):
+        cached = [name for name, needs in objective.teacher_needs().items() if not needs]
+        if r.task is not None and cached:
             from teachers.logits import compute_logits  # the run's teacher-output cache
 
             for ds in (data, dev):
-                ds.teacher_logits = compute_logits(r.teacher, ds, r.acc, cfg.train)
+                logits = compute_logits(r.teacher, ds, r.acc, cfg.train)
+                ds.teacher_logits = dict.fromkeys(cached, logits)
         per_batch = time_training(r, r.module, stage)
         per_eval = time_evaluation(r, r.module, stage)
         examples = sizes[st.data].examples
@@ -211,17 +213,25 @@ def stage_costs(r: Replica, sizes: dict) -> list[Cost]:
     return costs
 
 
-def finetune_cost(r: Replica) -> Cost | None:
-    """The teacher's fine-tuning, when its cache does not hold it yet."""
+def finetune_costs(r: Replica) -> list[Cost]:
+    """Each teacher's fine-tuning, when its cache does not hold it yet (timed on the replica's teacher: several
+    teachers of one architecture cost the same per batch)."""
+    if r.task is None:
+        return []
+    return [c for t in r.cfg.teachers if (c := finetune_cost(r, t)) is not None]
+
+
+def finetune_cost(r: Replica, t) -> Cost | None:
+    """The teacher `t`'s fine-tuning, when its cache does not hold it yet."""
     cfg, task = r.cfg, r.task
-    ft = cfg.teacher.finetune
-    if task is None or ft is None:
+    ft = t.finetune
+    if ft is None:
         return None
     from distill.io import cache_root
     from teachers.finetune import full_train_split, teacher_key
 
-    train = full_train_split(cfg) or task.splits["train"]
-    if (cache_root() / "teachers" / teacher_key(cfg, task, train) / "teacher.json").exists():
+    train = full_train_split(cfg, t) or task.splits["train"]
+    if (cache_root() / "teachers" / teacher_key(cfg, task, train, t) / "teacher.json").exists():
         return None
     loss = {"hard_mse": 1.0} if task.is_regression else {"hard_ce": 1.0}
     st = StageConfig(name="teacher", losses=loss, epochs=ft.epochs, lr=ft.lr, batch_size=ft.batch_size)
@@ -233,7 +243,8 @@ def finetune_cost(r: Replica) -> Cost | None:
     per_eval = time_evaluation(r, module, stage, objective=False)
     batches = math.ceil(len(train) / ft.batch_size)
     dev_batches = math.ceil(len(task.splits["dev"]) / cfg.train.eval_batch_size)
-    return Cost("teacher fine-tuning", ft.epochs * (batches * per_batch + dev_batches * per_eval),
+    name = "teacher fine-tuning" + (f" ({t.name})" if len(cfg.teachers) > 1 else "")
+    return Cost(name, ft.epochs * (batches * per_batch + dev_batches * per_eval),
                 f"{ft.epochs} x ({batches:,} batches x {per_batch:.3f} s + {dev_batches:,} dev batches x "
                 f"{per_eval:.3f} s); not cached yet")
 
@@ -248,14 +259,17 @@ def evaluation_cost(r: Replica, sizes: dict) -> Cost | None:
     cfg = r.cfg
     eval_bs = cfg.train.eval_batch_size
     dev = r.dataset("dev", eval_bs * 2, "final-dev")
-    stage = stage_inputs(cfg.stages[-1], r.plan.objectives[-1], {cfg.stages[-1].data: dev, "dev": dev}, r.task,
-                         r.teacher, cfg.seed, r.plan.depths, r.plan.tokenizer)
+    objective = r.plan.objectives[-1]
+    stage = stage_inputs(cfg.stages[-1], objective, {cfg.stages[-1].data: dev, "dev": dev}, r.task,
+                         dict.fromkeys(objective.teachers, r.teacher), cfg.seed, r.plan.depths, r.plan.tokenizer)
     student = time_evaluation(r, r.module, stage, objective=False)
     teacher = time_teacher_forward(r, dev)
     eval_batches = sum(math.ceil(len(r.task.splits[s]) / eval_bs) for s in EVAL_SPLITS if s in r.task.splits)
-    cached_data = {st.data for st, o in zip(cfg.stages, r.plan.objectives, strict=True)
-                   if o.uses_teacher and not (o.needs_hidden or o.needs_attention)}
-    logit_batches = eval_batches + sum(math.ceil((sizes[d].examples or 0) / eval_bs) for d in cached_data)
+    # (data, teacher) pairs whose logits are cached; every teacher's over the evaluation splits.
+    cached_data = {(st.data, name) for st, o in zip(cfg.stages, r.plan.objectives, strict=True)
+                   for name, needs in o.teacher_needs().items() if not needs}
+    logit_batches = (eval_batches * len(cfg.teachers)
+                     + sum(math.ceil((sizes[d].examples or 0) / eval_bs) for d, _ in cached_data))
     return Cost("evaluation and teacher logits", eval_batches * student + logit_batches * teacher,
                 f"{eval_batches:,} batches x {student:.3f} s (student) + {logit_batches:,} x {teacher:.3f} s "
                 "(teacher logits, once per teacher and data)")
@@ -307,6 +321,6 @@ def estimate(cfg: ExperimentConfig, plan, workflow, sizes: dict) -> Estimate:
     with tempfile.TemporaryDirectory(prefix="distill-estimate-") as tmp:
         r = Replica(cfg, plan, workflow, Path(tmp))
         threads = f", {torch.get_num_threads()} threads" if r.acc.device.type == "cpu" else ""
-        costs = [c for c in (augmentation, finetune_cost(r), *stage_costs(r, sizes), evaluation_cost(r, sizes))
+        costs = [c for c in (augmentation, *finetune_costs(r), *stage_costs(r, sizes), evaluation_cost(r, sizes))
                  if c is not None]
     return Estimate(costs, augment_lines, f"{r.acc.device.type}{threads}, precision {r.acc.mixed_precision}")

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.adaptor import set_attention
 from distill.config import ConfigError, ExperimentConfig
 from distill.corpus import CorpusDataset, check_sources, pack_corpus
 from distill.io import read_json, write_json
 from distill.lab.preflight import Plan
 from distill.lab.summary import summarise
 from distill.stage import Session, StageInputs
-from distill.trainer import evaluate, make_loader
+from distill.trainer import evaluate, make_loader, set_attentions
 from students import build_student
 from teachers.load import load_bert_mlm
 from teachers.mlm_adapt import ensure_adapted
@@ -24,6 +23,9 @@ from teachers.mlm_adapt import ensure_adapted
 
 class GeneralWorkflow:
     def __init__(self, cfg: ExperimentConfig, plan: Plan):
+        if len(cfg.teachers) > 1:
+            raise ConfigError("several `teachers` are for task distillation; general distillation reads one "
+                              "pre-trained teacher (`teacher:`)")
         if cfg.teacher.finetune is not None:
             raise ConfigError("general distillation uses the PRE-TRAINED teacher: set `teacher.finetune: null`")
         if cfg.student.kind == "bilstm":
@@ -53,7 +55,8 @@ class GeneralWorkflow:
         after = heldout_losses(session, module, stages)
         corpus = self.datasets["corpus"]
         return summarise(
-            self.cfg, stages[0].teacher, module.student, self.cfg.corpus.max_length, history, seconds(),
+            self.cfg, next(iter(stages[0].teachers.values())), module.student, self.cfg.corpus.max_length, history,
+            seconds(),
             head={"general": True, "main_metric": None}, teacher_facts={"source": self.cfg.teacher.checkpoint},
             student_facts={},
             tail={"heldout_before": before, "heldout_after": after,
@@ -69,10 +72,9 @@ def heldout_losses(session: Session, module, stages: list[StageInputs],
     acc, cfg = session.accelerator, session.train
     out = {}
     for stage in stages:
-        for m in (module.student, stage.teacher):
-            set_attention(m, stage.objective.needs_attention)
+        set_attentions(module, stage.teachers, stage.objective)
         loader, _ = make_loader(stage.dev, cfg.eval_batch_size, stage.seed, False, cfg, stage.mlm)
-        out[stage.config.name] = evaluate(acc, module.to(acc.device), acc.prepare(loader), None, stage.teacher,
+        out[stage.config.name] = evaluate(acc, module.to(acc.device), acc.prepare(loader), None, stage.teachers,
                                           stage.objective, stage.ctx)
     if cache is not None and acc.is_main_process:
         write_json(cache, out)

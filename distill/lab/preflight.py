@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from transformers import BertConfig
 
-from distill.config import ConfigError, ExperimentConfig
+from distill.config import ConfigError, ExperimentConfig, TeacherConfig, teacher_weights
 from distill.layer_map import LayerMapError, layer_map
 from distill.objective import Objective
 from students import plan_student
@@ -20,12 +20,13 @@ from teachers.load import load_bert_config, load_tokenizer, random_bert_config
 class Plan:
     tokenizer: object
     objectives: list[Objective]
-    depths: tuple[int, int]  # (student layers, teacher layers), for layer maps
+    depths: tuple[int, ...]  # (student layers, teacher layers, further teachers' layers), for layer maps
     widths: tuple[int, int]  # (student width, teacher width), for projections
 
 
-def teacher_config(cfg: ExperimentConfig, tokenizer) -> BertConfig:
-    t = cfg.teacher
+def teacher_config(cfg: ExperimentConfig, tokenizer, t: TeacherConfig | None = None) -> BertConfig:
+    """The teacher `t`'s (default: the first's) model config, checked against the run's tokenizer."""
+    t = t or cfg.teacher
     if t.checkpoint == "random":
         return random_bert_config(t.random, len(tokenizer), tokenizer.pad_token_id or 0)
     tc = load_bert_config(t.checkpoint)
@@ -40,8 +41,11 @@ def teacher_config(cfg: ExperimentConfig, tokenizer) -> BertConfig:
 
 def plan_run(cfg: ExperimentConfig) -> Plan:
     tokenizer = load_tokenizer(cfg.teacher.tokenizer or cfg.teacher.checkpoint)
-    tc = teacher_config(cfg, tokenizer)
-    objectives = [Objective(st.losses, f"stages.{i}.losses") for i, st in enumerate(cfg.stages)]
+    configs = [teacher_config(cfg, tokenizer, t) for t in cfg.teachers]
+    tc = configs[0]
+    _same_inputs(cfg, tokenizer, configs)
+    weights = teacher_weights(cfg)
+    objectives = [Objective(st.losses, f"stages.{i}.losses", weights) for i, st in enumerate(cfg.stages)]
     if cfg.student.kind == "bilstm":
         from augment.vectors import check_vectors
 
@@ -49,16 +53,35 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
     s_layers, s_hidden = plan_student(cfg.student, tc)
     for i, (stage, obj) in enumerate(zip(cfg.stages, objectives, strict=True)):
         where = f"stages.{i} ({stage.name})"
-        if not (obj.needs_hidden or obj.needs_attention):
+        if not obj.needs_intermediate:
             continue
         if cfg.student.kind == "bilstm":
             raise ConfigError(f"{where}: a BiLSTM student has no hidden states or attention to distil; use logit "
                               "losses (logits_mse, soft_cross_entropy, kl_div, hard_ce)")
-        try:
-            layer_map(stage.layer_map, s_layers, tc.num_hidden_layers)
-        except LayerMapError as e:
-            raise ConfigError(f"{where}.layer_map: {e}") from None
+        for t, c in zip(cfg.teachers, configs, strict=True):
+            try:
+                layer_map(stage.layer_map, s_layers, c.num_hidden_layers)
+            except LayerMapError as e:
+                who = f" (teacher {t.name})" if len(configs) > 1 else ""
+                raise ConfigError(f"{where}.layer_map{who}: {e}") from None
         if obj.needs_hidden and s_hidden != tc.hidden_size and cfg.train.projection == "none":
             raise ConfigError(f"{where}: hidden/embedding losses with student width {s_hidden} and teacher width "
                               f"{tc.hidden_size} need a projection, but train.projection is `none`")
-    return Plan(tokenizer, objectives, (s_layers, tc.num_hidden_layers), (s_hidden, tc.hidden_size))
+    return Plan(tokenizer, objectives, (s_layers, *(c.num_hidden_layers for c in configs)), (s_hidden, tc.hidden_size))
+
+
+def _same_inputs(cfg: ExperimentConfig, tokenizer, configs: list[BertConfig]) -> None:
+    """Several teachers read the student's one tokenisation, and hidden-state losses share one projection: every
+    teacher needs the first one's vocabulary, and its width when an intermediate loss names it."""
+    first = cfg.teachers[0]
+    for i, (t, c) in enumerate(zip(cfg.teachers[1:], configs[1:], strict=True), start=1):
+        source = t.tokenizer or t.checkpoint
+        same = source == (first.tokenizer or first.checkpoint)
+        if not same and load_tokenizer(source).get_vocab() != tokenizer.get_vocab():
+            raise ConfigError(f"`teachers.{i}` ({t.name}): its tokenizer {source!r} differs from the first teacher's; "
+                              "several teachers must share one tokenizer (the student sees one input)")
+        named = [f"stages.{k}.losses.{name}" for k, st in enumerate(cfg.stages) for name, spec in st.losses.items()
+                 if isinstance(spec, dict) and spec.get("teacher") == t.name]
+        if named and c.hidden_size != configs[0].hidden_size:
+            raise ConfigError(f"{named[0]} reads teacher {t.name} of width {c.hidden_size}, but the run's projections "
+                              f"map the student to the first teacher's width {configs[0].hidden_size}")

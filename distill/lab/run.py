@@ -45,8 +45,10 @@ def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
     n = accelerator.num_processes
     batches = [(f"stages.{i}.batch_size", st.batch_size) for i, st in enumerate(cfg.stages)]
     batches += [("train.eval_batch_size", cfg.train.eval_batch_size)]
-    if cfg.teacher.finetune is not None:
-        batches.append(("teacher.finetune.batch_size", cfg.teacher.finetune.batch_size))
+    for i, t in enumerate(cfg.teachers):
+        if t.finetune is not None:
+            batches.append((f"teachers.{i}.finetune.batch_size" if len(cfg.teachers) > 1 else
+                            "teacher.finetune.batch_size", t.finetune.batch_size))
     for key, size in batches:
         if size % n:
             raise ConfigError(f"`{key}` = {size} is the global batch and must divide evenly over the {n} "
@@ -93,7 +95,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
                                       "libraries": library_versions(), **device_info(accelerator.device),
                                       "processes": accelerator.num_processes,
                                       "mixed_precision": accelerator.mixed_precision, "resumed": resume})
-    teacher, student, datasets = workflow.build(accelerator, say)
+    teacher, student, datasets = workflow.build(accelerator, say)  # teacher: a model, or several by name
     if cfg.train.dropout is not None:
         for m in student.modules():
             if isinstance(m, nn.Dropout):
@@ -102,7 +104,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     if half is not None and cfg.train.teacher_precision == "auto":
         # The frozen teacher only infers: held in half precision it takes half the memory and no autocast
         # casts per step. Cast only now, after the student has copied any teacher layers in full precision.
-        teacher.to(half)
+        for t in teacher.values() if isinstance(teacher, dict) else [teacher]:
+            t.to(half)
     needs_proj = any(o.needs_hidden for o in plan.objectives)
     module = DistillModule(student, make_projections(cfg.train.projection, *plan.widths, needs_proj))
     if cfg.train.projection_init == "carried" and cfg.student.init not in ("scratch", "teacher"):

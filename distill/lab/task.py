@@ -15,11 +15,13 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 
+from distill import metrics as task_metrics
 from distill.config import ExperimentConfig
 from distill.encoded import EncodedDataset, encode_examples
 from distill.lab.preflight import Plan
 from distill.lab.summary import summarise
 from distill.loaders import load_task
+from distill.objective import ensemble_logits
 from distill.predictions import FILE as PREDICTIONS_FILE
 from distill.predictions import SplitPredictions, write_predictions
 from distill.resources import content_key
@@ -63,7 +65,9 @@ class TaskWorkflow:
     def __init__(self, cfg: ExperimentConfig, plan: Plan):
         self.cfg, self.plan = cfg, plan
         self.task = load_task(cfg.task)
-        self.teacher_info: dict = {}
+        self.teacher_info: dict = {}  # the first teacher's
+        self.teacher_infos: dict[str, dict] = {}  # every teacher's, by name
+        self.ensemble_info: dict | None = None  # several teachers: their ensemble's metrics
         self.datasets: dict = {}
         self._logits_of = None  # set by `build`: the teacher's logits over a dataset, from the teacher-output cache
         if any(st.data == "augmented" for st in cfg.stages):
@@ -88,25 +92,40 @@ class TaskWorkflow:
                                                          say)
             say(f"augmented training set: {len(datasets['augmented']):,} examples from {path}")
         say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
-        teacher, self.teacher_info = prepare_teacher(cfg, task, tokenizer, datasets, accelerator, say,
-                                                     self._teacher_train(say))
+        teachers = {}
+        for t in cfg.teachers:
+            teachers[t.name], self.teacher_infos[t.name] = prepare_teacher(
+                cfg, task, tokenizer, datasets, accelerator, say, self._teacher_train(say, t), t)
+        self.teacher_info = self.teacher_infos[cfg.teacher.name]
 
-        def logits_of(ds):  # the teacher's logits over a split, computed once (teacher-output cache)
-            if ds.teacher_logits is None:
-                ds.teacher_logits = cached_logits(teacher, self.teacher_info["key"], ds, accelerator, cfg.train, say)
-            return ds.teacher_logits
+        def logits_of(ds, name=None):
+            """A teacher's logits over a split (default: the teachers' ensemble), computed once (teacher-output
+            cache)."""
+            for n in [name] if name else teachers:
+                if n not in ds.teacher_logits:
+                    ds.teacher_logits[n] = cached_logits(teachers[n], self.teacher_infos[n]["key"], ds, accelerator,
+                                                         cfg.train, say)
+            if name:
+                return ds.teacher_logits[name]
+            return ensemble_logits({n: ds.teacher_logits[n] for n in teachers}, self.plan.objectives[0].teacher_weights,
+                                   task.is_regression)
 
         self._logits_of = logits_of
-        if cfg.teacher.gate is not None:
-            self._gate(logits_of(datasets["dev"]), say)
+        for t in cfg.teachers:
+            if t.gate is not None:
+                self._gate(t, logits_of(datasets["dev"], t.name), say)
+        if len(teachers) > 1:
+            self.ensemble_info = self._ensemble_metrics(logits_of, datasets)
         if "augmented" in datasets and cfg.augment.labels == "teacher":
             changed = label_copies(datasets["augmented"], logits_of(datasets["augmented"]),
                                    {ex.id for ex in task.splits["train"]}, task.is_regression)
-            self.teacher_info["augmented_labels"] = {"by": "teacher", "changed": changed}
+            self.teacher_info["augmented_labels"] = {"by": "teacher" if len(teachers) == 1 else "teachers' ensemble",
+                                                     "changed": changed}
             say(f"augmented copies labelled by the teacher: {changed} differ from their source's label")
         set_seed(cfg.seed)
-        student = build_student(cfg.student, teacher, cfg.seed, _texts(datasets, ("train", "augmented")),
-                                task.is_pair, other_texts=_texts(datasets, EVAL_SPLITS))
+        student = build_student(cfg.student, teachers[cfg.teacher.name], cfg.seed,
+                                _texts(datasets, ("train", "augmented")), task.is_pair,
+                                other_texts=_texts(datasets, EVAL_SPLITS))
         if hasattr(student, "vocab"):
             vocab = student.vocab
             key = content_key({"words": vocab.itos, "max_length": cfg.task.max_length})
@@ -116,27 +135,37 @@ class TaskWorkflow:
             say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
                 f"pre-trained vectors")
         for stage, objective in zip(cfg.stages, self.plan.objectives, strict=True):
-            if objective.uses_teacher and not (objective.needs_hidden or objective.needs_attention):
-                logits_of(datasets[stage.data])
-                logits_of(datasets["dev"])
+            for name, needs in objective.teacher_needs().items():
+                if not needs:  # read as logits only: from the cache
+                    logits_of(datasets[stage.data], name)
+                    logits_of(datasets["dev"], name)
         self.datasets = datasets
-        return teacher, student, datasets
+        return teachers, student, datasets
 
-    def _teacher_train(self, say) -> list[Example] | None:
-        """The teacher's own training examples when they are not the student's (`teacher.finetune.train: full`)."""
-        examples = full_train_split(self.cfg)
+    def _teacher_train(self, say, t) -> list[Example] | None:
+        """The teacher's own training examples when they are not the student's (`finetune.train: full`)."""
+        examples = full_train_split(self.cfg, t)
         if examples is not None:
-            say(f"teacher: trains on the full training split, {len(examples)} examples "
+            say(f"teacher {t.name}: trains on the full training split, {len(examples)} examples "
                 f"(the student's is limited to {len(self.task.splits['train'])})")
         return examples
 
-    def _gate(self, dev_logits, say) -> None:
+    def _gate(self, t, dev_logits, say) -> None:
         task = self.task
-        gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], task.splits["dev"], self.cfg.teacher.gate,
-                             self.cfg.teacher.checkpoint)
-        self.teacher_info["gate"] = gate
-        say(f"teacher gate: dev {task.main_metric} {gate['dev_' + task.main_metric]:.4f} against the majority-class "
-            f"{gate['majority_baseline']:.4f}: passed")
+        gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], task.splits["dev"], t.gate, t.checkpoint)
+        self.teacher_infos[t.name]["gate"] = gate
+        say(f"teacher gate ({t.name}): dev {task.main_metric} {gate['dev_' + task.main_metric]:.4f} against the "
+            f"majority-class {gate['majority_baseline']:.4f}: passed")
+
+    def _ensemble_metrics(self, logits_of, datasets) -> dict:
+        """The teachers' ensemble (what prediction losses learn from) scored on every labelled evaluation split."""
+        task, out = self.task, {}
+        for split in EVAL_SPLITS:
+            golds = gold_labels(task.splits[split], task.is_regression) if split in datasets else None
+            if golds is not None:
+                out[split] = task_metrics.compute(task.metrics, logits_of(datasets[split]).float().numpy(),
+                                                  golds, task.num_labels)
+        return out
 
     def before(self, session: Session, module, stages: list[StageInputs], out) -> None:
         return None  # judged by task metrics after training, not by held-out losses before it
@@ -156,14 +185,23 @@ class TaskWorkflow:
         main = task.main_metric
         t_dev, s_dev = (info.get("dev") or {}).get(main), results.get("dev", {}).get(main)
         return summarise(
-            cfg, stages[0].teacher, module.student, cfg.task.max_length, history, seconds(),
+            cfg, next(iter(stages[0].teachers.values())), module.student, cfg.task.max_length, history, seconds(),
             head={"task": task.name, "main_metric": main},
             teacher_facts={**{s: info.get(s) for s in EVAL_SPLITS}, "source": info.get("source"),
                            "cache_key": info.get("key"), "gate": info.get("gate"),
                            "augmented_labels": info.get("augmented_labels"),
+                           **(self._teachers_facts() if len(cfg.teachers) > 1 else {}),
                            "majority_baseline": self._majority_baselines(results)},
             student_facts={**results, "eval_examples_per_s": round(speed, 1), "predictions": PREDICTIONS_FILE},
             dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)
+
+    def _teachers_facts(self) -> dict:
+        """Several teachers: each one's weight, cache key and scores, and the ensemble's scores."""
+        weights = self.plan.objectives[0].teacher_weights
+        return {"teachers": {name: {"weight": weights[name], "cache_key": info.get("key"), "source": info.get("source"),
+                                    **{s: info.get(s) for s in EVAL_SPLITS if info.get(s)}}
+                             for name, info in self.teacher_infos.items()},
+                "ensemble": self.ensemble_info}
 
     def _predictions(self, student: dict[str, np.ndarray]) -> dict[str, SplitPredictions]:
         """Each evaluated split's student logits with its ids, gold labels and the teacher's (cached) logits."""
