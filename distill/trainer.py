@@ -107,9 +107,11 @@ def set_attentions(module: DistillModule, teachers: dict[str, nn.Module], object
     them, the fused kernel elsewhere."""
     set_attention(module.student, objective.needs_attention, objective.needs_qkv)
     needs = objective.teacher_needs()
+    wants: dict[int, frozenset[str]] = {}  # by model: one model may serve under several names (an estimate's)
     for name, teacher in teachers.items():
-        wants = needs.get(name, frozenset())
-        set_attention(teacher, "attention" in wants, "qkv" in wants)
+        wants[id(teacher)] = wants.get(id(teacher), frozenset()) | needs.get(name, frozenset())
+    for teacher in teachers.values():
+        set_attention(teacher, "attention" in wants[id(teacher)], "qkv" in wants[id(teacher)])
 
 
 def project(rec: Record, projections: nn.ModuleDict) -> Record:

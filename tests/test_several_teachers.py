@@ -167,3 +167,22 @@ def test_ensemble_logits_are_the_log_of_the_mean_distribution():
     torch.testing.assert_close(got.exp(), 0.5 * torch.softmax(z1, -1) + 0.5 * torch.softmax(z2, -1))
     torch.testing.assert_close(ensemble_logits({"a": z1[:, :1], "b": z2[:, :1]}, {"a": 0.2, "b": 0.8}, True),
                                0.2 * z1[:, :1] + 0.8 * z2[:, :1])
+
+
+def test_check_names_every_teacher_and_estimates_each_fine_tuning(capsys):
+    from distill.lab.cli import main
+
+    # relation_kl reads the first teacher's queries/keys/values, hidden_mse the other's hidden states: one replica
+    # model serves both names in the estimate, and must give both.
+    # (An lr no other test uses: neither teacher is cached, so both fine-tunings are estimated.)
+    code = main(["check", str(SMOKE), "--set", TWO, "--set", "teacher.finetune.lr=0.0021", "--set",
+                 "stages.0.losses={relation_kl: 1, hidden_mse: {teacher: other}}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "teacher teacher1 (weight 0.25): random" in out and "teacher other (weight 0.75): random" in out
+    assert "seed 0 (not cached yet)" in out and "seed 1 (not cached yet)" in out
+    for name in ("teacher1", "other"):
+        assert f"teacher fine-tuning ({name}): ~" in out
+    assert "layer map uniform (student -> teacher teacher1): 1->2, 2->4" in out
+    assert "layer map uniform (student -> teacher other): 1->2, 2->4" in out
+    assert "stage 1 intermediate: ~" in out
