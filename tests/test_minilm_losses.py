@@ -307,3 +307,30 @@ def test_adaptor_qkv_without_parts_attention_raises(tiny_bert):
     set_attention(model, True)
     with torch.no_grad(), pytest.raises(RuntimeError, match="set_attention"):
         forward_record(model, batch, True, True, need_qkv=True)
+
+
+def test_only_stages_whose_losses_read_them_switch_attention():
+    """Q/K/V (or scores) are asked for model by model: a stage without such a loss keeps the fused `sdpa` kernel,
+    and of several teachers only the one a loss reads them from is switched."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from distill.adaptor import PARTS_ATTENTION, SCORES_ATTENTION
+    from distill.objective import Objective
+    from distill.trainer import DistillModule, set_attentions
+
+    def bert():
+        return BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                                        num_attention_heads=4, intermediate_size=32))
+
+    student, a, b = DistillModule(bert()), bert(), bert()
+
+    def impl(m):
+        return m.config._attn_implementation
+
+    teachers = {"a": a, "b": b}
+    for losses, want in [({"relation_kl": 1.0, "hidden_mse": {"teacher": "b"}}, (PARTS_ATTENTION, PARTS_ATTENTION,
+                                                                                 "sdpa")),
+                         ({"attention_kl": {"teacher": "b"}}, (SCORES_ATTENTION, "sdpa", SCORES_ATTENTION)),
+                         ({"kl_div": 1.0, "hidden_mse": 1.0}, ("sdpa", "sdpa", "sdpa"))]:
+        set_attentions(student, teachers, Objective(losses, teachers={"a": 1.0, "b": 1.0}))
+        assert (impl(student.student), impl(a), impl(b)) == want, losses
