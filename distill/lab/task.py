@@ -183,25 +183,29 @@ class TaskWorkflow:
         if session.accelerator.is_main_process:
             write_predictions(Path(out) / PREDICTIONS_FILE, predictions, self._predictions_meta())
         main = task.main_metric
-        t_dev, s_dev = (info.get("dev") or {}).get(main), results.get("dev", {}).get(main)
+        # The scores of what the student learned from: the teacher, or several teachers' ensemble (also what the
+        # predictions file holds), so that the report's teacher row and its interval describe the same model.
+        several = self.ensemble_info is not None
+        scores = self.ensemble_info if several else {s: info.get(s) for s in EVAL_SPLITS}
+        t_dev, s_dev = (scores.get("dev") or {}).get(main), results.get("dev", {}).get(main)
         return summarise(
             cfg, next(iter(stages[0].teachers.values())), module.student, cfg.task.max_length, history, seconds(),
             head={"task": task.name, "main_metric": main},
-            teacher_facts={**{s: info.get(s) for s in EVAL_SPLITS}, "source": info.get("source"),
-                           "cache_key": info.get("key"), "gate": info.get("gate"),
-                           "augmented_labels": info.get("augmented_labels"),
-                           **(self._teachers_facts() if len(cfg.teachers) > 1 else {}),
+            teacher_facts={**scores, "source": "ensemble of " + ", ".join(self.teacher_infos) if several else
+                           info.get("source"), "cache_key": None if several else info.get("key"),
+                           "gate": info.get("gate"), "augmented_labels": info.get("augmented_labels"),
+                           **(self._teachers_facts() if several else {}),
                            "majority_baseline": self._majority_baselines(results)},
             student_facts={**results, "eval_examples_per_s": round(speed, 1), "predictions": PREDICTIONS_FILE},
             dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)
 
     def _teachers_facts(self) -> dict:
-        """Several teachers: each one's weight, cache key and scores, and the ensemble's scores."""
+        """Several teachers: each one's weight, cache key, scores and gate (the ensemble's scores are the
+        teacher's)."""
         weights = self.plan.objectives[0].teacher_weights
         return {"teachers": {name: {"weight": weights[name], "cache_key": info.get("key"), "source": info.get("source"),
-                                    **{s: info.get(s) for s in EVAL_SPLITS if info.get(s)}}
-                             for name, info in self.teacher_infos.items()},
-                "ensemble": self.ensemble_info}
+                                    "gate": info.get("gate"), **{s: info.get(s) for s in EVAL_SPLITS if info.get(s)}}
+                             for name, info in self.teacher_infos.items()}}
 
     def _predictions(self, student: dict[str, np.ndarray]) -> dict[str, SplitPredictions]:
         """Each evaluated split's student logits with its ids, gold labels and the teacher's (cached) logits."""
