@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from distill.adaptor import Record
-from distill.losses import LOSSES, LossContext, LossError, LossInfo, check_loss_spec
+from distill.losses import LOSSES, LossContext, LossError, LossInfo, check_loss_spec, teacher_log_probs
 from distill.schedule import Schedule, value_at
 
 # The name a run's only teacher goes by.
@@ -106,10 +106,8 @@ class Objective:
         (weight, logits) kept for averaging distributions."""
         if len(self.teachers) == 1:
             return records[self.teachers[0]]
-        first = records[self.teachers[0]]
         members = tuple((self.teacher_weights[n], records[n].logits) for n in self.teachers)
-        mean = sum(w * z.float() for w, z in members)
-        return replace(first, logits=mean, ensemble=members, hidden_states=None, attention_scores=None, qkv=None)
+        return combined_record(members, records[self.teachers[0]])
 
     def __call__(self, student: Record, teacher: Record | dict[str, Record] | None, batch: dict,
                  ctx: LossContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -140,10 +138,14 @@ def ensemble_logits(logits: dict[str, torch.Tensor], weights: dict[str, float], 
     sum to 1 (`Objective.teacher_weights`)."""
     if len(logits) == 1:
         return next(iter(logits.values()))
-    members = tuple((weights[name], z) for name, z in logits.items())
-    mean = sum(w * z.float() for w, z in members)
-    if regression:
-        return mean
-    from distill.losses import teacher_log_probs
+    rec = combined_record(tuple((weights[name], z) for name, z in logits.items()))
+    return rec.logits if regression else teacher_log_probs(rec, 1.0)
 
-    return teacher_log_probs(Record(logits=mean, attention_mask=None, ensemble=members), 1.0)
+
+def combined_record(members: tuple[tuple[float, torch.Tensor], ...], like: Record | None = None) -> Record:
+    """Several teachers' (weight, logits) as one record: the weighted mean logits, the members kept so that
+    prediction losses can average distributions; batch fields (mask, token rows) from `like`."""
+    mean = sum(w * z.float() for w, z in members)
+    if like is None:
+        return Record(logits=mean, attention_mask=None, ensemble=members)
+    return replace(like, logits=mean, ensemble=members, hidden_states=None, attention_scores=None, qkv=None)
