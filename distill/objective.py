@@ -117,16 +117,14 @@ class Objective:
         parts, total = {}, 0.0
         for t in self.terms:
             params = {k: value_at(v, ctx.fraction) for k, v in t.params.items()}
-            term_ctx, rec = ctx, None
-            if t.info.uses_teacher:
-                if t.teacher is not None or t.info.needs:
-                    name = t.teacher or self.teachers[0]
-                    rec = records[name]
-                    if name in ctx.teacher_pairs:
-                        term_ctx = replace(ctx, pairs=ctx.teacher_pairs[name])
-                else:
-                    combined = combined or self.ensemble(records)
-                    rec = combined
+            term_ctx, rec, names = ctx, None, t.reads(self.teachers)
+            if len(names) == 1:
+                rec = records[names[0]]
+                if names[0] in ctx.teacher_pairs:
+                    term_ctx = replace(ctx, pairs=ctx.teacher_pairs[names[0]])
+            elif names:
+                combined = combined or self.ensemble(records)
+                rec = combined
             parts[t.name] = t.info.fn(student, rec, batch, term_ctx, **params)
             total = total + value_at(t.weight, ctx.fraction) * parts[t.name]
         return total, parts
