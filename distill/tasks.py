@@ -60,6 +60,8 @@ class TaskData:
     labels: list[str] | None  # None: regression
     metrics: tuple[str, ...]  # the first is the one used to select checkpoints
     splits: dict[str, list[Example]] = field(default_factory=dict)
+    # What the loader decided for the user (labels inferred, a split left out): printed when a run starts.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def is_regression(self) -> bool:

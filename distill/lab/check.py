@@ -312,7 +312,7 @@ def task_lines(cfg: ExperimentConfig, task: TaskData) -> list[str]:
     labels = "regression (one score)" if task.is_regression else "labels " + ", ".join(task.labels)
     return [f"task:     {task.name} ({cfg.task.source}{where}): {splits} examples; {labels}; main metric "
             f"{task.main_metric}; max length {cfg.task.max_length}"
-            + ("; sentence pairs" if task.is_pair else "")]
+            + ("; sentence pairs" if task.is_pair else "")] + [f"          {note}" for note in task.notes]
 
 
 def teacher_lines(cfg: ExperimentConfig, plan: Plan, task: TaskData | None) -> list[str]:

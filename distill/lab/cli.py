@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ def _default_out(name: str, seed: int) -> Path:
 
 
 def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list[str], seeds: str | None,
-           num_shards: int | None, shard_index: int | None) -> int:
+           num_shards: int | None, shard_index: int | None, command: str | None = None) -> int:
     from distill.config import ConfigError, check_shard
     from distill.lab.report import ReportError, build, to_markdown
     from distill.lab.run_folder import FINISHED
@@ -35,7 +36,7 @@ def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list
         mine = shard(plans, num_shards or 1, shard_index or 0)
         print(f"{config}: {len(plans)} runs under {root}" + (f", shard {shard_index} of {num_shards}: {len(mine)}"
                                                               if num_shards else ""))
-        failed += run_plans(mine)
+        failed += run_plans(mine, command=command)
         if all(p.state == FINISHED for p in plans):
             try:
                 print("\n" + to_markdown(build(root)))
@@ -51,7 +52,8 @@ def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    return _sweep(args.configs, args.set, args.out, args.grid, args.seeds, args.num_shards, args.shard_index)
+    return _sweep(args.configs, args.set, args.out, args.grid, args.seeds, args.num_shards, args.shard_index,
+                  args.command)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -111,6 +113,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from distill.lab.model_card import write_model_card
+
+    for run in args.runs:
+        print(f"model card: {write_model_card(run)}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from distill.config import load_config, load_raw
     from distill.lab.run import run_experiment
@@ -119,14 +129,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     raw = load_raw(args.config)
     if is_sweep(raw):
-        return _sweep([args.config], args.set, args.out, [], None, None, None)
+        return _sweep([args.config], args.set, args.out, [], None, None, None, args.command)
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else None
     if args.resume and out is None:
         out = latest_unfinished(Path("runs") / cfg.name)
         if out is None:
             raise RunError(f"--resume: no unfinished run of {cfg.name!r} under runs/{cfg.name}; give --out")
-    run_experiment(cfg, out or _default_out(cfg.name, cfg.seed), resume=args.resume)
+    run_experiment(cfg, out or _default_out(cfg.name, cfg.seed), resume=args.resume, command=args.command)
     return 0
 
 
@@ -283,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-length", type=int, default=128)
     pr.set_defaults(func=cmd_predict)
 
+    cd = sub.add_parser("card", help="(re)write the model card student/README.md of finished runs from their "
+                        "config.yaml, run.json and metrics.json (runs write it themselves when they finish)")
+    cd.add_argument("runs", nargs="+", help="finished run folders")
+    cd.set_defaults(func=cmd_card)
+
     c = sub.add_parser("check", help="everything a run checks before training (config, data, tokenizer, teacher, "
                        "student, layer maps, vectors, augmentation and corpus sources), then the config resolved "
                        "and the plan: per stage its data, losses, layer map, examples, optimizer steps and tokens, and "
@@ -303,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    # What started a run, as it could be typed again (recorded in run.json and the model card).
+    args.command = shlex.join(["distill", *(sys.argv[1:] if argv is None else argv)])
     import transformers
 
     from distill.errors import DistillError

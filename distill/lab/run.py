@@ -18,6 +18,7 @@ from distill.checkpoint import Checkpointer, Progress
 from distill.config import ConfigError, ExperimentConfig, dump_yaml
 from distill.io import write_json, write_text
 from distill.lab.general import GeneralWorkflow
+from distill.lab.model_card import write_model_card
 from distill.lab.preflight import plan_run
 from distill.lab.run_folder import check_can_start
 from distill.lab.summary import hparams, summary_text
@@ -74,9 +75,10 @@ def workflow_for(cfg: ExperimentConfig):
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False, on_step=None, log=print,
-                   labels: dict | None = None) -> dict:
+                   labels: dict | None = None, command: str | None = None) -> dict:
     """Run `cfg` into the folder `out`. `labels` (a sweep's variant name and grid point) go into run.json and
-    the TensorBoard hparams so that reports and TensorBoard can tell runs apart."""
+    the TensorBoard hparams so that reports and TensorBoard can tell runs apart; `command` (the command line that
+    started it) into run.json and the student's model card."""
     out, labels = Path(out), labels or {}
     # Everything that can be checked without training is checked before the run folder is touched.
     check_can_start(cfg, out, resume)
@@ -91,7 +93,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", dump_yaml(cfg))
-        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, **labels, "git": git_state(),
+        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, **labels, "command": command,
+                                      "git": git_state(),
                                       "libraries": library_versions(), **device_info(accelerator.device),
                                       "processes": accelerator.num_processes,
                                       "mixed_precision": accelerator.mixed_precision, "resumed": resume})
@@ -145,6 +148,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     if main:
         export_student(student, out / "student", plan.tokenizer, module.projections)
         write_json(out / "metrics.json", metrics)
+        write_model_card(out)
         hparams(writer, cfg, metrics, labels)
         writer.close()
         say(summary_text(metrics, out))

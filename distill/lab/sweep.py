@@ -126,9 +126,10 @@ def read_plan(root: Path) -> dict | None:
     return read_json(f) if f.exists() else None
 
 
-def run_plans(plans: list[Planned], log=print) -> list[Planned]:
+def run_plans(plans: list[Planned], log=print, command: str | None = None) -> list[Planned]:
     """Run each plan unless finished (resuming unfinished or failed ones); returns the plans that failed.
-    A failure is written to the run's failed.json and the sweep goes on with the next run."""
+    A failure is written to the run's failed.json and the sweep goes on with the next run. `command`: the sweep's
+    command line, recorded in each run."""
     from distill.lab import run as runner  # the training stack, only when a sweep really runs
 
     failed = []
@@ -147,7 +148,8 @@ def run_plans(plans: list[Planned], log=print) -> list[Planned]:
         resume = started(p.out)
         log(f"[{i}/{len(plans)}] == {p.variant} seed {p.seed} -> {p.out}" + (" (resuming)" if resume else ""))
         try:
-            runner.run_experiment(p.config, p.out, resume=resume, labels={"variant": p.variant, **p.settings}, log=log)
+            runner.run_experiment(p.config, p.out, resume=resume, labels={"variant": p.variant, **p.settings}, log=log,
+                                  command=command)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one bad run must not stop the rest of a long sweep

@@ -92,6 +92,8 @@ class TaskWorkflow:
                                                          say)
             say(f"augmented training set: {len(datasets['augmented']):,} examples from {path}")
         say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
+        for note in task.notes:
+            say(f"task: {note}")
         teachers = {}
         for t in cfg.teachers:
             teachers[t.name], self.teacher_infos[t.name] = prepare_teacher(
@@ -190,7 +192,8 @@ class TaskWorkflow:
         t_dev, s_dev = (scores.get("dev") or {}).get(main), results.get("dev", {}).get(main)
         return summarise(
             cfg, next(iter(stages[0].teachers.values())), module.student, cfg.task.max_length, history, seconds(),
-            head={"task": task.name, "main_metric": main},
+            head={"task": task.name, "main_metric": main,
+                  "data": {split: len(ds) for split, ds in self.datasets.items()}},
             teacher_facts={**scores, "source": "ensemble of " + ", ".join(self.teacher_infos) if several else
                            info.get("source"), "cache_key": None if several else info.get("key"),
                            "gate": info.get("gate"), "augmented_labels": info.get("augmented_labels"),
