@@ -13,7 +13,7 @@ from pathlib import Path
 
 from distill.config import TaskConfig
 from distill.io import cache_root
-from distill.loaders import DataError, label_index, label_scheme, task_metrics_for, text_field
+from distill.labels import DataError, label_index, label_scheme, task_metrics_for, text_field
 from distill.tasks import Example, TaskData
 
 # The dataset's split taken for each role when `task.splits` does not say.

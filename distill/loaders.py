@@ -15,15 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from distill.config import TaskConfig
-from distill.errors import DistillError
+from distill.labels import DataError, is_number, label_index, label_scheme, task_metrics_for, text_field
 from distill.resources import packaged_path
 from distill.tasks import GLUE, GLUE_ALIASES, Example, TaskData
 
 csv.field_size_limit(sys.maxsize)
-
-
-class DataError(DistillError):
-    """Task data that cannot be read; the message names the file and line."""
 
 
 def _decode(path: Path) -> str:
@@ -49,18 +45,6 @@ def _rows(path: Path, delimiter: str) -> list[tuple[int, list[str]]]:
     return out
 
 
-def label_index(value: str, labels: list[str] | None, where: str) -> int | float:
-    if labels is None:
-        try:
-            return float(value)
-        except ValueError:
-            raise DataError(f"{where}: label {value!r} is not a number (regression task)") from None
-    try:
-        return labels.index(value)
-    except ValueError:
-        raise DataError(f"{where}: unknown label {value!r}; expected one of {labels}") from None
-
-
 # A row as read, before labels are mapped: where it is (file:line), its one or two texts, its raw label.
 RawRow = tuple[str, list[str], str | None]
 JSON_LINES = (".jsonl", ".ndjson")
@@ -69,7 +53,7 @@ JSON_LINES = (".jsonl", ".ndjson")
 def _looks_like_data(fields: list[str]) -> bool:
     """Whether a first line reads like an example rather than column names: a number, an empty field or a
     sentence among its fields."""
-    return any(not f.strip() or _is_number(f) or len(f.split()) > 3 for f in fields)
+    return any(not f.strip() or is_number(f) or len(f.split()) > 3 for f in fields)
 
 
 def _position(col: str | int, names: list[str] | None, path: Path) -> int:
@@ -85,13 +69,6 @@ def _position(col: str | int, names: list[str] | None, path: Path) -> int:
                 "`task.header: false` and name columns by 0-based position") if _looks_like_data(names) else ""
         raise DataError(f"{path}:1: no column {col!r}; columns are {names}{hint}")
     return names.index(col)
-
-
-def text_field(value: object, where: str, col: str | int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{where}: empty text in column {col!r}" if isinstance(value, str) or value is None
-                        else f"{where}: column {col!r} holds {value!r}, not text")
-    return value.strip()
 
 
 def _read_rows(path: Path, delimiter: str, text_cols: list[str | int], label_col: str | int | None,
@@ -146,26 +123,6 @@ def _read_json_lines(path: Path, text_cols: list[str | int], label_col: str | in
     return out
 
 
-def label_scheme(values: set[str], cfg: TaskConfig, where: str, notes: list[str]) -> list[str] | None:
-    """The label names of a task whose training labels take `values` (None: regression): the config's
-    `labels`, or the values sorted (numbers by value). `type: auto` without `labels` makes non-integer numbers a
-    regression.
-    What was inferred is added to `notes`, to be printed."""
-    numbers = all(_is_number(v) for v in values)
-    if cfg.type == "regression" or (cfg.type == "auto" and cfg.labels is None and numbers and
-                                    any(not float(v).is_integer() for v in values)):
-        if cfg.type == "auto":
-            notes.append(f"{where}: the labels are non-integer numbers, so the task is a regression "
-                         "(set `task.type: classification` to treat them as classes)")
-        return None
-    if cfg.labels is not None:
-        return list(cfg.labels)
-    labels = sorted(values, key=lambda v: (0, float(v), v) if _is_number(v) else (1, 0.0, v))
-    notes.append(f"{where}: labels inferred in sorted order {labels} (output i is label i; set `task.labels` to "
-                 "choose another order)")
-    return labels
-
-
 def _examples(rows: list[RawRow], labels: list[str] | None, stem: str) -> list[Example]:
     out = []
     for where, texts, label in rows:
@@ -210,23 +167,6 @@ def load_csv(cfg: TaskConfig) -> TaskData:
     labels = label_scheme({label for _, _, label in raw["train"]}, cfg, str(folder / paths["train"]), notes)
     splits = {split: _examples(rows, labels, Path(paths[split]).stem) for split, rows in raw.items()}
     return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels is None), splits, notes)
-
-
-def task_metrics_for(name: str, regression: bool) -> tuple[str, ...]:
-    """A task's metrics, the first selecting checkpoints: a GLUE task's official ones under its GLUE name, else
-    accuracy and macro-F1 (Pearson and Spearman for a regression)."""
-    key = GLUE_ALIASES.get(name.lower(), name.lower())
-    if key in GLUE and (GLUE[key].labels is None) == regression:
-        return GLUE[key].metrics
-    return ("pearson", "spearman") if regression else ("accuracy", "macro_f1")
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------- packaged tweets

@@ -142,6 +142,9 @@ def test_bilstm_run_uses_the_logit_cache_and_exports(tmp_path, monkeypatch):
     back = load_bilstm(tmp_path / "a" / "student")
     assert back.config.labels == ["negative", "neutral", "positive"]
     assert predict(back, ["thanks for the great flight"]).shape == (1, 3)
+    card = (tmp_path / "a" / "student" / "README.md").read_text()
+    assert "library_name" not in card.split("\n---\n")[0]  # not a transformers model
+    assert f"BiLSTM (hidden {m['student']['hidden']}, {m['student']['vocab']} words)" in card and "load_bilstm" in card
 
 
 def test_bilstm_refuses_intermediate_losses(tmp_path):

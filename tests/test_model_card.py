@@ -100,8 +100,8 @@ def test_model_card_body_has_teacher_task_data_recipe_results_and_the_command(hf
     assert "- examples: train 256, dev 96, test 96" in body
     assert f"from source `hf`, `{out.parent / 'data'}`" in body
     # The recipe: each stage with its losses, and the layer pairs of the intermediate one (2 of 4 layers, uniform).
-    assert "| intermediate | train | 1 | 0.001 | 32 | embedding_mse 1.0, attention_mse 1.0, hidden_mse 1.0 | uniform: " \
-           "[(1, 2), (2, 4)] |" in body
+    assert ("| intermediate | train | 1 | 0.001 | 32 | embedding_mse 1.0, attention_mse 1.0, hidden_mse 1.0 | "
+            "uniform: [(1, 2), (2, 4)] |") in body
     assert "| prediction | train | 2 | 0.001 | 32 | soft_cross_entropy (weight=1, temperature=1, convention=ce) | - |" \
         in body
     # The exact command, as it could be typed again, and the resolved config, equal to the run's config.yaml.

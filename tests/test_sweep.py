@@ -88,8 +88,8 @@ def test_finished_runs_are_skipped_unfinished_resumed_and_failures_recorded(swee
     (plans[1].out / "config.yaml").write_text(dump_yaml(plans[1].config))
     calls = []
 
-    def fake_run(cfg, out, resume=False, labels=None, log=print):
-        calls.append((out, resume, labels))
+    def fake_run(cfg, out, resume=False, labels=None, log=print, command=None):
+        calls.append((out, resume, labels, command))
         if out == plans[2].out:
             out.mkdir(parents=True, exist_ok=True)
             (out / "run.json").write_text("{}")  # it had started
@@ -98,8 +98,9 @@ def test_finished_runs_are_skipped_unfinished_resumed_and_failures_recorded(swee
         (out / "metrics.json").write_text("{}")
 
     monkeypatch.setattr(distill.lab.run, "run_experiment", fake_run)
-    failed = run_plans(plans, log=lambda *_: None)
+    failed = run_plans(plans, log=lambda *_: None, command="distill sweep x.yaml")
     assert [c[0] for c in calls] == [p.out for p in plans[1:]]
+    assert {c[3] for c in calls} == {"distill sweep x.yaml"}  # each run records the sweep's command
     assert [c[1] for c in calls] == [True, False, False]
     assert calls[0][2] == {"variant": plans[1].variant, "stages.1.lr": 0.1}
     assert failed == [plans[2]]

@@ -1,0 +1,72 @@
+"""From the label values a task's files hold to the ids a model outputs, shared by every task source: the label
+set (given, a ClassLabel's, or inferred and said), a value's id, a text field's check, and a task's metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from distill.errors import DistillError
+from distill.tasks import GLUE, GLUE_ALIASES
+
+if TYPE_CHECKING:
+    from distill.config import TaskConfig
+
+
+class DataError(DistillError):
+    """Task data that cannot be read; the message names the file and line."""
+
+
+def label_index(value: str, labels: list[str] | None, where: str) -> int | float:
+    if labels is None:
+        try:
+            return float(value)
+        except ValueError:
+            raise DataError(f"{where}: label {value!r} is not a number (regression task)") from None
+    try:
+        return labels.index(value)
+    except ValueError:
+        raise DataError(f"{where}: unknown label {value!r}; expected one of {labels}") from None
+
+
+def text_field(value: object, where: str, col: str | int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: empty text in column {col!r}" if isinstance(value, str) or value is None
+                        else f"{where}: column {col!r} holds {value!r}, not text")
+    return value.strip()
+
+
+def label_scheme(values: set[str], cfg: TaskConfig, where: str, notes: list[str]) -> list[str] | None:
+    """The label names of a task whose training labels take `values` (None: regression): the config's
+    `labels`, or the values sorted (numbers by value). `type: auto` without `labels` makes non-integer numbers a
+    regression.
+    What was inferred is added to `notes`, to be printed."""
+    numbers = all(is_number(v) for v in values)
+    if cfg.type == "regression" or (cfg.type == "auto" and cfg.labels is None and numbers and
+                                    any(not float(v).is_integer() for v in values)):
+        if cfg.type == "auto":
+            notes.append(f"{where}: the labels are non-integer numbers, so the task is a regression "
+                         "(set `task.type: classification` to treat them as classes)")
+        return None
+    if cfg.labels is not None:
+        return list(cfg.labels)
+    labels = sorted(values, key=lambda v: (0, float(v), v) if is_number(v) else (1, 0.0, v))
+    notes.append(f"{where}: labels inferred in sorted order {labels} (output i is label i; set `task.labels` to "
+                 "choose another order)")
+    return labels
+
+
+def task_metrics_for(name: str, regression: bool) -> tuple[str, ...]:
+    """A task's metrics, the first selecting checkpoints: a GLUE task's official ones under its GLUE name, else
+    accuracy and macro-F1 (Pearson and Spearman for a regression)."""
+    key = GLUE_ALIASES.get(name.lower(), name.lower())
+    if key in GLUE and (GLUE[key].labels is None) == regression:
+        return GLUE[key].metrics
+    return ("pearson", "spearman") if regression else ("accuracy", "macro_f1")
+
+
+def is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
