@@ -98,10 +98,40 @@ class BiLSTMClassifier(nn.Module):
         _, (h, _) = self.lstm(packed)
         return torch.cat([h[0], h[1]], dim=-1)
 
+    def encode_padded(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """What `encode` computes, without packing, for graph exporters (torch.export cannot trace
+        `pack_padded_sequence`, whose sizes depend on the values in `lengths`). The forward direction reads the
+        padded batch and its state is taken at each sequence's last word (padding comes after it, so never
+        enters); the backward direction reads each sequence reversed within its own length, with the reverse
+        weights, and its state is taken at the same position. Same arithmetic as the packed LSTM; the padding
+        positions are computed and thrown away."""
+        x = self.embedding(ids)
+        lstm = self.lstm
+        pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
+        last = (lengths.to(ids.device) - 1).unsqueeze(1)
+        reverse = torch.where(pos <= last, last - pos, pos)  # padding stays where it was
+        x_rev = x.gather(1, reverse.unsqueeze(-1).expand_as(x))
+        h0 = x.new_zeros(1, ids.shape[0], lstm.hidden_size)
+        # torch.lstm is the op nn.LSTM runs; called per direction with that direction's own weights.
+        fwd, _, _ = torch.lstm(x, (h0, h0), [lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0,
+                                             lstm.bias_hh_l0], True, 1, 0.0, False, False, True)
+        bwd, _, _ = torch.lstm(x_rev, (h0, h0), [lstm.weight_ih_l0_reverse, lstm.weight_hh_l0_reverse,
+                                                 lstm.bias_ih_l0_reverse, lstm.bias_hh_l0_reverse],
+                               True, 1, 0.0, False, False, True)
+        at_last = last.unsqueeze(-1).expand(-1, 1, lstm.hidden_size)
+        return torch.cat([fwd.gather(1, at_last)[:, 0], bwd.gather(1, at_last)[:, 0]], dim=-1)
+
     def forward(self, ids, lengths, ids_b=None, lengths_b=None) -> torch.Tensor:
-        h = self.encode(ids, lengths)
+        return self.classify(self.encode, ids, lengths, ids_b, lengths_b)
+
+    def forward_padded(self, ids, lengths, ids_b=None, lengths_b=None) -> torch.Tensor:
+        """`forward` through `encode_padded`: the same logits, in a form ONNX exporters can trace."""
+        return self.classify(self.encode_padded, ids, lengths, ids_b, lengths_b)
+
+    def classify(self, encode, ids, lengths, ids_b=None, lengths_b=None) -> torch.Tensor:
+        h = encode(ids, lengths)
         if self.config.pair:
-            h2 = self.encode(ids_b, lengths_b)
+            h2 = encode(ids_b, lengths_b)
             h = torch.cat([h, h2, h * h2, (h - h2).abs()], dim=-1)
         return self.head(h)
 

@@ -3,7 +3,9 @@ to the teacher. Speed needs no trained weights, so BERT-large and BERT-base shap
 weights; a trained student (`--student RUN`) adds its int8 / compiled variants' accuracy cost on its dev split.
 
 Per model: parameters, size on disk (safetensors), FLOPs per example, latency at batch 1 (median) and
-throughput at batch 32, both at a fixed sequence length (128 by default, every position a real token)."""
+throughput at batch 32, both at a fixed sequence length (128 by default, every position a real token). With
+`--onnx`, the same two figures in ONNX Runtime (CPU) for each model exported to a temporary folder, fp32 and int8,
+beside PyTorch's."""
 
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ def batch_inputs(model: nn.Module, batch: int, seq_len: int, device: str,
     ids = torch.randint(5, vocab, (batch, seq_len), generator=g).to(device)
     if hasattr(model, "lstm"):
         lengths = torch.full((batch,), seq_len, dtype=torch.long)
+        if model.config.pair:  # a siamese student reads two sentences (as classifier_flops counts)
+            return lambda: run(ids, lengths, ids, lengths)
         return lambda: run(ids, lengths)
     mask = torch.ones_like(ids)
     return lambda: run(input_ids=ids, attention_mask=mask).logits
@@ -137,6 +141,7 @@ class Row:
     latency_ms: float
     throughput: float
     accuracy: dict | None = None
+    onnx: dict[str, tuple[float, float]] | None = None  # "fp32" / "int8" -> (latency b1 ms, throughput ex/s)
 
 
 @torch.inference_mode()
@@ -153,6 +158,42 @@ def measure(name: str, model: nn.Module, device: str, seq_len: int, batch: int, 
     size = disk_bytes(getattr(model, "_orig_mod", model))
     return Row(name, count_parameters(base), size, classifier_flops(base, seq_len), 1000 * statistics.median(lat),
                batch / statistics.median(thr))
+
+
+def measure_onnx(name: str, model: nn.Module, seq_len: int, batch: int, budget_s: float,
+                 log=print) -> dict[str, tuple[float, float]]:
+    """ONNX Runtime latency at batch 1 and throughput at `batch`, fp32 and int8, on the inputs `measure` times in
+    PyTorch. The graph is first checked against PyTorch on a padded batch, so the figures are for the same model."""
+    from distill.lab.export import (
+        FP32_TOLERANCE,
+        check_parity,
+        export_graph,
+        feeds,
+        quantize_int8,
+        random_inputs,
+        session,
+    )
+
+    model = model.eval()
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        fp32, int8 = Path(d) / "model.onnx", Path(d) / "model.int8.onnx"
+        log(f"  {name}: ONNX export ...")
+        sample = random_inputs(model, 4, min(seq_len, 16), padded=True)
+        export_graph(model, sample, fp32)
+        parity = check_parity(model, fp32, [sample])
+        if not parity.max_abs_diff <= FP32_TOLERANCE:
+            raise BenchError(f"{name}: the ONNX graph's logits differ from PyTorch's by {parity.max_abs_diff:.3g}")
+        quantize_int8(fp32, int8)  # speed only: random weights say nothing about int8 accuracy
+        for label, path in (("fp32", fp32), ("int8", int8)):
+            sess = session(path)
+            one = feeds(sess, random_inputs(model, 1, seq_len))
+            many = feeds(sess, random_inputs(model, batch, seq_len))
+            log(f"  {name}: ONNX Runtime {label} latency at batch 1 and throughput at batch {batch} ...")
+            lat = time_calls(lambda f=one, s=sess: s.run(None, f), "cpu", budget_s)
+            thr = time_calls(lambda f=many, s=sess: s.run(None, f), "cpu", budget_s, min_calls=2)
+            out[label] = (1000 * statistics.median(lat), batch / statistics.median(thr))
+    return out
 
 
 def variants(name: str, model: nn.Module, int8: bool, compile_: bool, device: str) -> list[tuple[str, nn.Module]]:
@@ -205,15 +246,21 @@ def check_device(device: str) -> None:
 
 def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: int = 32, budget_s: float = 3.0,
               int8: bool = False, compile_: bool = False, student: str | None = None,
-              accuracy_limit: int | None = None, log=print) -> list[Row]:
-    """Measure every model (the first is the teacher the ratios refer to) and its optional variants."""
+              accuracy_limit: int | None = None, log=print, onnx: bool = False) -> list[Row]:
+    """Measure every model (the first is the teacher the ratios refer to) and its optional variants; `onnx` adds
+    each model's ONNX Runtime figures to its row."""
     check_device(device)
+    if onnx and device != "cpu":
+        raise BenchError("--onnx measures ONNX Runtime's CPU execution provider; use --device cpu")
     torch.manual_seed(0)
     rows = []
     for name in names:
         model = build_shape(name).to(device)
+        first = len(rows)
         for label, m in variants(name, model, int8, compile_, device):
             rows.append(measure(label, m, device, seq_len, batch, budget_s, model, log))
+        if onnx:  # on the float model's row; its int8 graph is ONNX Runtime's own quantisation
+            rows[first].onnx = measure_onnx(name, model, seq_len, batch, budget_s, log)
     if student:
         from distill.lab.predict import load_predictor, student_folder
 
@@ -223,6 +270,8 @@ def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: 
         models = variants(base_name, pred.model.to(device), int8, compile_, device)
         for label, m in models:
             rows.append(measure(label, m, device, seq_len, batch, budget_s, pred.model, log))
+        if onnx:
+            rows[-len(models)].onnx = measure_onnx(base_name, pred.model, seq_len, batch, budget_s, log)
         if (run / "config.yaml").exists():
             acc = student_accuracy(run, models, accuracy_limit, device)
             for r in rows:
@@ -232,15 +281,24 @@ def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: 
 
 def render(rows: list[Row], seq_len: int, batch: int, device: str) -> str:
     t = rows[0]
-    head = ["model", "params", "size MB", "GFLOPs/ex", "latency b1 ms", f"b{batch} ex/s", "smaller x", "fewer FLOPs x",
-            "faster b1 x", f"throughput b{batch} x", "dev metrics"]
-    lines = [f"sequence length {seq_len}, device {device}, torch threads {torch.get_num_threads()}; ratios against "
-             f"{t.name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    onnx = any(r.onnx for r in rows)
+    ort = [f"ORT {k} {c}" for k in ("fp32", "int8") for c in ("b1 ms", f"b{batch} ex/s")] if onnx else []
+    head = ["model", "params", "size MB", "GFLOPs/ex", "latency b1 ms", f"b{batch} ex/s", *ort, "smaller x",
+            "fewer FLOPs x", "faster b1 x", f"throughput b{batch} x", "dev metrics"]
+    title = f"sequence length {seq_len}, device {device}, torch threads {torch.get_num_threads()}"
+    if onnx:
+        import onnxruntime
+
+        title += f"; ONNX Runtime {onnxruntime.__version__} (CPU, as many threads) on each model exported"
+    lines = [f"{title}; ratios against {t.name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         acc = ", ".join(f"{k} {v:.4f}" for k, v in (r.accuracy or {}).items()) or "-"
+        ort_cells = []
+        for k in ("fp32", "int8") if onnx else ():
+            ort_cells += [f"{r.onnx[k][0]:.2f}", f"{r.onnx[k][1]:.1f}"] if r.onnx else ["-", "-"]
         lines.append("| " + " | ".join([
             r.name, f"{r.parameters / 1e6:.2f}M", f"{r.disk_bytes / 2**20:.1f}", f"{r.flops / 1e9:.2f}",
-            f"{r.latency_ms:.2f}", f"{r.throughput:.1f}", f"{t.parameters / r.parameters:.1f}",
+            f"{r.latency_ms:.2f}", f"{r.throughput:.1f}", *ort_cells, f"{t.parameters / r.parameters:.1f}",
             f"{t.flops / r.flops:.1f}", f"{t.latency_ms / r.latency_ms:.1f}", f"{r.throughput / t.throughput:.1f}",
             acc]) + " |")
     return "\n".join(lines)

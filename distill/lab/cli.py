@@ -80,7 +80,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     rows = run_bench(names, args.device, args.seq_len, args.batch, args.budget, args.int8, args.compile,
-                     args.student, args.accuracy_limit, log=lambda m: print(m, file=sys.stderr))
+                     args.student, args.accuracy_limit, log=lambda m: print(m, file=sys.stderr), onnx=args.onnx)
     text = render(rows, args.seq_len, args.batch, args.device)
     print(text)
     if args.out:
@@ -118,6 +118,18 @@ def cmd_card(args: argparse.Namespace) -> int:
 
     for run in args.runs:
         print(f"model card: {write_model_card(run)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from distill.lab import export
+
+    export.export_student_onnx(
+        args.model, args.out, args.int8,
+        export.FP32_TOLERANCE if args.tolerance is None else args.tolerance,
+        export.INT8_AGREEMENT if args.int8_agreement is None else args.int8_agreement,
+        export.INT8_RELATIVE if args.int8_tolerance is None else args.int8_tolerance,
+        args.max_length)
     return 0
 
 
@@ -279,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="torch CPU threads")
     b.add_argument("--int8", action="store_true", help="add dynamically quantised int8 variants (CPU)")
     b.add_argument("--compile", action="store_true", help="add torch.compile variants")
+    b.add_argument("--onnx", action="store_true", help="add ONNX Runtime latency and throughput (fp32 and int8, CPU) "
+                   "of each model, exported to a temporary folder")
     b.add_argument("--accuracy-limit", type=int, help="dev examples used for the student's metrics (default all)")
     b.add_argument("--out", help="also write the table to this file")
     b.set_defaults(func=cmd_bench)
@@ -297,6 +311,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "config.yaml, run.json and metrics.json (runs write it themselves when they finish)")
     cd.add_argument("runs", nargs="+", help="finished run folders")
     cd.set_defaults(func=cmd_card)
+
+    ex = sub.add_parser("export", help="an exported student as ONNX (and int8), put in place only when ONNX "
+                        "Runtime gives PyTorch's logits on real padded inputs")
+    ex.add_argument("model", help="a run folder or an exported student folder")
+    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--int8", action="store_true", help="also <name>.int8.onnx: dynamic int8 quantisation "
+                    "(onnxruntime.quantization, int8 weights), checked too")
+    ex.add_argument("--out", help="the .onnx file (default <student folder>/model.onnx; the report goes beside it as "
+                    "onnx.json, or <name>.json for another name)")
+    ex.add_argument("--tolerance", type=float, help="largest max abs logit difference accepted for fp32 (default "
+                    "1e-4)")
+    ex.add_argument("--int8-agreement", type=float, help="int8: least share of parity examples whose predicted "
+                    "class must match PyTorch's (default 0.9)")
+    ex.add_argument("--int8-tolerance", type=float, help="int8: largest max abs logit difference accepted, as a "
+                    "fraction of the PyTorch logits' range (default 0.1)")
+    ex.add_argument("--max-length", type=int, help="truncation of the parity texts (default: the run's "
+                    "task.max_length, else 128)")
+    ex.set_defaults(func=cmd_export)
 
     c = sub.add_parser("check", help="everything a run checks before training (config, data, tokenizer, teacher, "
                        "student, layer maps, vectors, augmentation and corpus sources), then the config resolved "

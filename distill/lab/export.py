@@ -1,0 +1,500 @@
+"""`distill export`: an exported student (a run folder or its `student/` folder) as an ONNX graph, checked against
+PyTorch on real padded inputs before it is put in place.
+
+Every model kind goes through `torch.onnx.export(..., dynamo=True)` (torch.export), the exporter torch supports
+now; the TorchScript exporter is deprecated and cannot export the BiLSTM's packed sequences anyway. torch.export
+cannot trace `pack_padded_sequence` either (its sizes depend on the values in `lengths`), so the BiLSTM is
+exported through `BiLSTMClassifier.forward_padded`, which computes the same logits without packing; the parity
+check compares the graph with the packed forward the model was trained with.
+
+The parity check runs PyTorch and ONNX Runtime (CPU) on one batch of texts of very different lengths padded
+together, and on a smaller batch cut to its own length (so that the batch and sequence axes are seen to be
+dynamic), and refuses the graph when the largest logit difference is above the tolerance. An int8 graph
+(`onnxruntime.quantization.quantize_dynamic`, int8 weights) is judged by what quantisation can promise: the
+predicted class of (nearly) every example, and logits within a fraction of their own spread. Each file is written
+to a temporary and renamed into place only once its check passes."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from distill.errors import DistillError
+
+# Measured in float32 (README, "Export to ONNX"): 3e-8 to 3e-6 on BiLSTM, TinyBERT-4, DistilBERT and a trained
+# MiniLM; 1e-4 leaves room for other CPUs and kernels and still catches a wrong graph (a bias off by 1e-3 is).
+FP32_TOLERANCE = 1e-4
+# int8: the predicted class of at least this share of the parity examples, and every logit within this fraction of
+# the PyTorch logits' range (max - min over the batch) of its PyTorch value. Measured: a trained MiniLM classifier
+# 1.4% of the range (3.4% over its 3,781 dev tweets, every class kept), random-weight students 1-8%; graphs the
+# quantiser got wrong 16-47%.
+INT8_AGREEMENT = 0.9
+INT8_RELATIVE = 0.1
+
+TRANSFORMER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# Ordinary sentences of very different lengths (1 to 60 words): the parity batch when no run data is at hand.
+SENTENCES = [
+    "Thanks!",
+    "The flight was late again.",
+    "I really enjoyed the concert last night, even though it rained.",
+    "Customer service never answered my emails, so I finally gave up and called the bank.",
+    "Why?",
+    "The new phone is fast, the battery lasts two days, and the camera takes sharp pictures in low light, "
+    "but it is heavier than the old one and the case scratches easily.",
+    "Not bad at all.",
+    "We missed the last train home, walked for an hour in the cold, and still laughed about it the next "
+    "morning over coffee and pancakes with the friends who had waited up for us at the station, which was "
+    "kind of them given how late it was and how little they had slept the night before.",
+    "Okay, fine.",
+    "The museum opens at nine on weekdays.",
+    "Please send the report before Friday so that the team can review it.",
+    "It works.",
+]
+SECOND = [
+    "Thank you.",
+    "Was it on time?",
+    "The concert was cancelled because of the rain.",
+    "The bank replied quickly.",
+    "Because the store closed early and nobody told us, we came back the next day.",
+    "The phone is light.",
+    "It was terrible.",
+    "We took a taxi.",
+    "No.",
+    "When does the museum open on Saturdays and Sundays in the summer?",
+    "The report is due on Monday.",
+    "It is broken and nobody can fix it.",
+]
+
+
+class ExportError(DistillError):
+    pass
+
+
+@dataclass
+class Parity:
+    max_abs_diff: float
+    examples: int  # rows compared, over every parity batch
+    argmax_agreement: float | None = None  # None for a regression head
+    logit_range: float | None = None  # max - min of the PyTorch logits: the scale int8 errors are judged on
+
+
+@dataclass
+class Graph:
+    """What the exporter is given: a module returning logits, its input names in order, and which axes vary."""
+    module: nn.Module
+    input_names: list[str]
+    dynamic_shapes: tuple
+    kind: str
+
+
+class _TransformerLogits(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kw["token_type_ids"] = token_type_ids
+        return self.model(**kw).logits
+
+
+class _BiLSTMLogits(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, lengths, ids_b=None, lengths_b=None):
+        return self.model.forward_padded(ids, lengths, ids_b, lengths_b)
+
+
+def is_bilstm(model: nn.Module) -> bool:
+    return hasattr(model, "lstm") and hasattr(model, "forward_padded")
+
+
+def graph_for(model: nn.Module) -> Graph:
+    """The exportable form of a student: its inputs, with batch and sequence axes dynamic."""
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    if is_bilstm(model):
+        names = ["ids", "lengths"]
+        shapes = [{0: batch, 1: seq}, {0: batch}]
+        if model.config.pair:  # the second sentence is padded on its own, to its own length
+            names += ["ids_b", "lengths_b"]
+            shapes += [{0: batch, 1: torch.export.Dim("sequence_b")}, {0: batch}]
+        return Graph(_BiLSTMLogits(model).eval(), names, tuple(shapes), "bilstm")
+    accepted = set(inspect.signature(model.forward).parameters)
+    if not {"input_ids", "attention_mask"} <= accepted or not hasattr(model, "config"):
+        raise ExportError(f"cannot export a {type(model).__name__}: expected a Hugging Face sequence classifier "
+                          "(input_ids, attention_mask) or the BiLSTM student")
+    names = [n for n in TRANSFORMER_INPUTS if n in accepted]  # DistilBERT takes no token types
+    kind = getattr(model.config, "model_type", "transformer")
+    return Graph(_TransformerLogits(model).eval(), names, tuple({0: batch, 1: seq} for _ in names), kind)
+
+
+def random_inputs(model: nn.Module, batch: int, seq_len: int, padded: bool = False,
+                  seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random token ids keyed by the graph's input names; `padded`: rows of different lengths (the first full),
+    else every position a real token."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.full((batch,), seq_len, dtype=torch.long)
+    if padded:
+        lengths[1:] = torch.randint(1, seq_len + 1, (batch - 1,), generator=g)
+    ids = torch.randint(5, model.config.vocab_size, (batch, seq_len), generator=g)
+    ids[torch.arange(seq_len) >= lengths.unsqueeze(1)] = 0
+    if is_bilstm(model):
+        out = {"ids": ids, "lengths": lengths}
+        if model.config.pair:
+            out["ids_b"], out["lengths_b"] = ids.flip(0), lengths.flip(0)
+        return out
+    mask = (ids != 0).long()
+    names = graph_for(model).input_names
+    return {n: v for n, v in (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", torch.zeros_like(ids)))
+            if n in names}
+
+
+def reference_logits(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The logits of the model's own forward (for the BiLSTM: the packed one it was trained with)."""
+    with torch.inference_mode():
+        if is_bilstm(model):
+            return model(inputs["ids"], inputs["lengths"], inputs.get("ids_b"), inputs.get("lengths_b")).float()
+        return model(**inputs).logits.float()
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    # The exporter reports each step and warns about optional torchvision ops and axis renames: noise for a user.
+    # onnxruntime.quantization logs its advice to the root logger.
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def export_graph(model: nn.Module, inputs: dict[str, torch.Tensor], path: str | Path) -> dict:
+    """Write `model` as ONNX to `path` (one file, weights inside), traced on `inputs`; returns exporter facts."""
+    graph = graph_for(model)
+    missing = [n for n in graph.input_names if n not in inputs]
+    if missing:
+        raise ExportError(f"example inputs lack {missing}; the graph takes {graph.input_names}")
+    args = tuple(inputs[n] for n in graph.input_names)
+    with _quiet_exporter():
+        _forget_lstm_kernel()
+        try:
+            program = torch.onnx.export(graph.module, args, dynamo=True, input_names=graph.input_names,
+                                        output_names=["logits"], dynamic_shapes=graph.dynamic_shapes, verbose=False)
+        except torch.onnx.errors.OnnxExporterError as e:  # pages of advice on the exporter; one line for the user
+            raise ExportError(f"torch.onnx.export (dynamo) cannot export this {graph.kind} student: "
+                              f"{str(e).strip().splitlines()[0][:300]}") from e
+        finally:
+            _forget_lstm_kernel()
+    fixed = [f"{x.name}[{axis}]" for x, shape in zip(program.model.graph.inputs, graph.dynamic_shapes, strict=True)
+             for axis in shape if isinstance(x.shape[axis], int)]
+    if fixed:  # would run only on inputs of the traced size: refuse rather than write a graph that looks fine
+        raise ExportError(f"the exporter fixed dynamic axes {', '.join(fixed)} of the {graph.kind} student to the "
+                          "example's size")
+    with _quiet_exporter():
+        # One file: external data would be named after the temporary and break on the rename into place.
+        program.save(str(path), external_data=False)
+    opset = next((o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {"exporter": "torch.onnx.export(dynamo=True)", "opset": opset, "kind": graph.kind,
+            "inputs": graph.input_names, "outputs": ["logits"],
+            "dynamic_axes": {n: {str(k): _dim_name(v) for k, v in s.items()}
+                             for n, s in zip(graph.input_names, graph.dynamic_shapes, strict=True)}}
+
+
+def _forget_lstm_kernel() -> None:
+    # torch 2.13: for dynamic shapes, torch.onnx.export registers a while-loop decomposition of aten.lstm for the
+    # duration of the call, but the op's dispatch cache keeps the kernel it found first. After any earlier LSTM
+    # call with autograd on (an earlier export in the same process, a forward under no_grad) the exporter got the
+    # unrolled decomposition and silently fixed the sequence length. Emptying the cache makes each export, and
+    # each eager call after it, look the kernel up afresh.
+    cache = getattr(torch.ops.aten.lstm.input, "_dispatch_cache", None)
+    if cache is not None:
+        cache.clear()
+
+
+def _dim_name(dim) -> str:
+    return getattr(dim, "__name__", str(dim))
+
+
+def session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session, with as many threads as torch uses (so timings compare)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def feeds(sess, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {i.name: inputs[i.name].cpu().numpy() for i in sess.get_inputs()}
+
+
+def run_onnx(sess, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    return sess.run(["logits"], feeds(sess, inputs))[0]
+
+
+def compare(reference: torch.Tensor, got: np.ndarray) -> Parity:
+    ref = reference.numpy()
+    if ref.shape != got.shape:
+        raise ExportError(f"the ONNX graph gave logits of shape {got.shape}; PyTorch {ref.shape}")
+    diff = float(np.abs(ref - got).max()) if ref.size else 0.0
+    agree = float((ref.argmax(-1) == got.argmax(-1)).mean()) if ref.shape[-1] > 1 else None
+    return Parity(diff, len(ref), agree, float(ref.max() - ref.min()) if ref.size else 0.0)
+
+
+def sub_batch(inputs: dict[str, torch.Tensor], rows: int) -> dict[str, torch.Tensor]:
+    """The first `rows` examples, their padding cut to their own longest (a new batch and sequence size)."""
+    out = {k: v[:rows] for k, v in inputs.items()}
+    if "lengths" in out:
+        out["ids"] = out["ids"][:, :int(out["lengths"].max())]
+        if "lengths_b" in out:
+            out["ids_b"] = out["ids_b"][:, :int(out["lengths_b"].max())]
+        return out
+    width = int(out["attention_mask"].sum(1).max())
+    return {k: v[:, :width] for k, v in out.items()}
+
+
+def check_parity(model: nn.Module, path: str | Path, batches: list[dict[str, torch.Tensor]]) -> Parity:
+    """PyTorch against ONNX Runtime on each batch: the largest logit difference and the argmax agreement."""
+    sess = session(path)
+    parts = [compare(reference_logits(model, b), run_onnx(sess, b)) for b in batches]
+    n = sum(p.examples for p in parts)
+    agree = None if parts[0].argmax_agreement is None else sum(p.argmax_agreement * p.examples for p in parts) / n
+    return Parity(max(p.max_abs_diff for p in parts), n, agree, max(p.logit_range for p in parts))
+
+
+def quantize_int8(src: str | Path, dst: str | Path) -> None:
+    """Dynamic int8 quantisation of an ONNX graph's weights (activations quantised at run time)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxscript.optimizer import optimize
+
+    with _quiet_exporter():
+        # The exporter leaves the LSTM's gate-reordered weights as Slice/Concat of PyTorch's (they are above its
+        # constant-folding size limit), and ONNX Runtime quantises an LSTM only when its weights are initializers:
+        # folding first makes the BiLSTM's recurrence int8 too (2x its int8 throughput; no change to BERTs).
+        folded = optimize(onnx.load(str(src)), input_size_limit=2**31 - 1, output_size_limit=2**31 - 1)
+        quantize_dynamic(_unshare_lstm_weights(folded), Path(dst), weight_type=QuantType.QInt8)
+
+
+def _unshare_lstm_weights(proto):
+    """Give every LSTM node its own copy of W and R. onnxruntime's quantiser (1.32) transposes a quantised LSTM
+    weight in place each time a node uses it, so the second sentence of a siamese pair BiLSTM got scrambled weights
+    (its int8 logits off by half their range)."""
+    import onnx
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    seen: set[str] = set()
+    for node in proto.graph.node:
+        if node.op_type != "LSTM":
+            continue
+        for i in (1, 2):
+            name = node.input[i]
+            if name in seen and name in inits:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}_{node.name or len(seen)}_{i}"
+                proto.graph.initializer.append(copy)
+                node.input[i] = copy.name
+            seen.add(node.input[i])
+    return proto
+
+
+def int8_refusal(p: Parity, min_agreement: float, relative: float) -> str | None:
+    """Why an int8 graph is refused, or None. Quantisation moves logits by design, so the bound is relative to
+    the logits' own spread; the class predicted must (nearly always) stay the same."""
+    if p.argmax_agreement is not None and p.argmax_agreement < min_agreement:
+        return f"argmax agreement {p.argmax_agreement:.3f} < {min_agreement}"
+    bound = relative * max(p.logit_range or 0.0, 1e-6)
+    if not p.max_abs_diff <= bound:  # also refuses NaN
+        return f"max abs logit difference {p.max_abs_diff:.3g} > {relative} x the logits' range {p.logit_range:.3g}"
+    return None
+
+
+# ------------------------------------------------------------------ the parity batch
+
+
+def run_config(path: Path, log: Callable[[str], None] = print):
+    """The resolved config of the run `path` (a run folder or its `student/`) belongs to, or None."""
+    run = next((p for p in (path, path.parent) if (p / "config.yaml").exists()), None)
+    if run is None:
+        return None
+    from distill.config import load_config
+
+    try:
+        return load_config(run / "config.yaml")
+    except (DistillError, OSError) as e:
+        log(f"(not reading {run / 'config.yaml'}: {e})")
+        return None
+
+
+def parity_texts(cfg, log: Callable[[str], None] = print) -> tuple[list[str], list[str] | None, str]:
+    """Texts for the parity batch: 16 dev examples of the run's task spread over their lengths (when its data is
+    local), else the built-in sentences. Returns (texts, second texts or None, where they came from)."""
+    if cfg is not None and cfg.task.source != "hf":  # a hub dataset may mean a download; built-in sentences do
+        from distill.loaders import load_task
+
+        try:
+            task = load_task(cfg.task)
+        except (DistillError, OSError) as e:
+            log(f"(the run's dev texts are not at hand: {e}; using built-in sentences)")
+        else:
+            dev = sorted(task.splits.get("dev", [])[:512], key=lambda ex: len(ex.text_a) + len(ex.text_b or ""))
+            if len(dev) >= 4:
+                picks = [dev[round(i * (len(dev) - 1) / 15)] for i in range(16)] if len(dev) > 16 else dev
+                pair = picks[0].text_b is not None
+                return ([ex.text_a for ex in picks], [ex.text_b for ex in picks] if pair else None,
+                        f"the run's {cfg.task.name} dev split")
+    return list(SENTENCES), None, "built-in sentences"
+
+
+def encode(pred, texts: list[str], texts_b: list[str] | None) -> dict[str, torch.Tensor]:
+    """One padded batch, keyed by the graph's input names, as `Predictor.logits` would encode it."""
+    from distill.batching import pad_ids
+
+    if pred.is_bilstm:
+        ids, lengths = pad_ids([pred.model.vocab.encode(t, pred.max_length) for t in texts])
+        out = {"ids": ids, "lengths": lengths}
+        if pred.model.config.pair:
+            if texts_b is None:
+                raise ExportError("a pair BiLSTM needs sentence pairs for its parity check")
+            out["ids_b"], out["lengths_b"] = pad_ids([pred.model.vocab.encode(t, pred.max_length) for t in texts_b])
+        return out
+    enc = pred.tokenizer(texts, texts_b, padding=True, truncation=True, max_length=pred.max_length,
+                         return_tensors="pt")
+    names = graph_for(pred.model).input_names
+    return {n: enc[n] if n in enc else torch.zeros_like(enc["input_ids"]) for n in names}
+
+
+# ------------------------------------------------------------------ the command
+
+
+@dataclass
+class ExportReport:
+    onnx: str  # file names, relative to this report's folder
+    exporter: str
+    opset: int | None
+    kind: str
+    inputs: list[str]
+    dynamic_axes: dict
+    parity_source: str
+    parity_batches: list[list[int]]  # [rows, padded length] of each batch compared
+    fp32: dict
+    tolerance: float
+    int8: dict | None
+    int8_onnx: str | None  # None: not asked for, or refused
+    int8_criterion: dict | None
+    int8_refused: str | None
+    versions: dict
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def report_path(out: Path) -> Path:
+    """`onnx.json` beside the default `model.onnx`; `<name>.json` beside any other name."""
+    return out.with_name("onnx.json") if out.name == "model.onnx" else out.with_suffix(".json")
+
+
+def export_student_onnx(path: str | Path, out: str | Path | None = None, int8: bool = False,
+                        tolerance: float = FP32_TOLERANCE, int8_agreement: float = INT8_AGREEMENT,
+                        int8_relative: float = INT8_RELATIVE, max_length: int | None = None,
+                        log: Callable[[str], None] = print) -> ExportReport:
+    """Export a student to ONNX (and optionally int8), each file put in place only once it passes its check;
+    `onnx.json` beside it records what was measured."""
+    from distill.io import atomic_path, write_json
+    from distill.lab.predict import PredictError, load_predictor, student_folder
+
+    for name, value, top in (("--tolerance", tolerance, None), ("--int8-agreement", int8_agreement, 1.0),
+                             ("--int8-tolerance", int8_relative, None)):
+        if not value >= 0 or (top is not None and value > top):
+            raise ExportError(f"{name} {value}: expected a number >= 0" + (f" and <= {top}" if top else ""))
+    path = Path(path)
+    try:
+        folder = student_folder(path)
+        cfg = run_config(path, log)
+        pred = load_predictor(folder, max_length or (cfg.task.max_length if cfg else 128))
+    except PredictError as e:
+        raise ExportError(str(e)) from None
+    except (OSError, ValueError, KeyError, TypeError) as e:  # a config.json that is not a student's
+        raise ExportError(f"{path}: not a loadable student ({type(e).__name__}: {e}); expected a run folder or "
+                          "its student/ folder written by distillery") from None
+    out = Path(out) if out else folder / "model.onnx"
+    if out.suffix != ".onnx":
+        raise ExportError(f"--out {out}: expected a file name ending in .onnx")
+    model = pred.model.eval()
+    texts, texts_b, source = parity_texts(cfg, log)
+    if is_bilstm(model) and model.config.pair and texts_b is None:
+        texts_b = SECOND[:len(texts)]
+    inputs = encode(pred, texts, texts_b)
+    batches = [inputs, sub_batch(inputs, max(2, len(texts) // 3))]
+    shapes = [[int(b[k].shape[0]), int(b[k].shape[1])] for b in batches for k in ("ids", "input_ids") if k in b]
+    log(f"exporting {folder} ({graph_for(model).kind}) to {out}; parity on {len(texts)} "
+        f"{'pairs' if texts_b else 'texts'} ({source}) of {int(_lengths(inputs).min())}-"
+        f"{int(_lengths(inputs).max())} tokens padded into one batch, and the first {shapes[1][0]} cut to length "
+        f"{shapes[1][1]}")
+
+    with atomic_path(out) as tmp:
+        info = export_graph(model, inputs, tmp)
+        fp32 = check_parity(model, tmp, batches)
+        log(f"fp32: max abs logit difference {fp32.max_abs_diff:.3g} (tolerance {tolerance:g})")
+        if not fp32.max_abs_diff <= tolerance:  # `not <=` also refuses NaN
+            raise ExportError(f"{out}: ONNX logits differ from PyTorch by {fp32.max_abs_diff:.3g} > --tolerance "
+                              f"{tolerance:g}; nothing written")
+    report = ExportReport(out.name, info["exporter"], info["opset"], info["kind"], info["inputs"],
+                          info["dynamic_axes"], source, shapes, asdict(fp32), tolerance, None, None, None, None,
+                          _versions())
+    write_json(report_path(out), asdict(report))  # now, so that it never describes an older model.onnx
+    if int8:
+        int8_out = out.with_name(out.stem + ".int8.onnx")
+        report.int8_criterion = {"min_argmax_agreement": int8_agreement, "max_abs_diff_over_logit_range": int8_relative}
+        with atomic_path(int8_out) as tmp:
+            quantize_int8(out, tmp)
+            q = check_parity(model, tmp, batches)
+            report.int8 = asdict(q)
+            agree = "" if q.argmax_agreement is None else f", argmax agreement with PyTorch {q.argmax_agreement:.3f}"
+            log(f"int8: max abs logit difference {q.max_abs_diff:.3g} (logit range {q.logit_range:.3g}){agree}")
+            why = int8_refusal(q, int8_agreement, int8_relative)
+            if why:
+                report.int8_refused = why
+                write_json(report_path(out), asdict(report))
+                # An int8 file from an earlier export would now sit beside a model.onnx it was not made from.
+                stale = int8_out.exists()
+                int8_out.unlink(missing_ok=True)
+                raise ExportError(f"{int8_out}: int8 graph refused ({why}); {out} was written"
+                                  + (", the older int8 file removed" if stale else "") + ". An untrained student's "
+                                  "logits are nearly tied, so int8 noise is large beside them: --int8-agreement and "
+                                  "--int8-tolerance loosen the check")
+        report.int8_onnx = int8_out.name
+        write_json(report_path(out), asdict(report))
+    log(f"wrote {out}" + (f", {out.with_name(report.int8_onnx)}" if report.int8_onnx else "")
+        + f" and {report_path(out)}")
+    return report
+
+
+def _lengths(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    return inputs["lengths"] if "lengths" in inputs else inputs["attention_mask"].sum(1)
