@@ -176,3 +176,28 @@ def test_non_integer_number_labels_make_a_regression_unless_told_otherwise(tmp_p
     assert task.labels == ["0.5", "2.25", "4"]  # numbers sort by value, not as text
     with pytest.raises(DataError, match=r"train.tsv:4: unknown label '2.25'; expected one of \['0.5', '4'\]"):
         load_task(files(tmp_path, labels=["0.5", "4"]))
+
+
+def test_a_hub_name_is_asked_of_datasets_with_its_subset_and_read_like_glue(monkeypatch):
+    # The hub is out of reach here: stand in for it at `datasets.load_dataset`, with GLUE SST-2's shape.
+    feats = datasets.Features({"sentence": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=["negative", "positive"]),
+                               "idx": datasets.Value("int32")})
+    glue = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"sentence": ["hide new secretions", "a charming film"], "label": [0, 1],
+                                             "idx": [0, 1]}, features=feats),
+        "validation": datasets.Dataset.from_dict({"sentence": ["it 's a lovely film"], "label": [1], "idx": [0]},
+                                                 features=feats),
+        "test": datasets.Dataset.from_dict({"sentence": ["uneasy mishmash"], "label": [-1], "idx": [0]},
+                                           features=feats)})
+    asked = []
+
+    def load_dataset(path, name=None, **kw):
+        asked.append((path, name))
+        return glue
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    task = load_task(hf("glue", name="sst2", subset="sst2", text_columns=["sentence"]))
+    assert asked == [("glue", "sst2")]
+    assert task.labels == ["negative", "positive"] and task.main_metric == "accuracy"
+    assert [e.label for e in task.splits["train"]] == [0, 1] and set(task.splits) == {"train", "dev"}
