@@ -596,6 +596,9 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
         if role not in TASK_SPLITS:
             raise ConfigError(f"{src}: unknown key `task.splits.{role}`; valid keys in `task.splits`: "
                               + ", ".join(TASK_SPLITS))
+    if cfg.task.source == "hf" and (not cfg.task.header or cfg.task.delimiter):
+        raise ConfigError(f"{src}: `task.header` and `task.delimiter` are read only with `task.source: csv`; "
+                          "`datasets` reads a CSV's header itself (give column names)")
     for key in ("subset", "data_files", "splits"):
         if getattr(cfg.task, key) and cfg.task.source != "hf":
             raise ConfigError(f"{src}: `task.{key}` is read only with `task.source: hf` (source is "

@@ -63,11 +63,15 @@ def open_dataset(cfg: TaskConfig):
         return ds.load_dataset(cfg.path, cfg.subset, cache_dir=cache)
     except DataError:
         raise
-    except Exception as e:  # datasets raises many kinds; one line that says what was asked
-        offline = " (HF_HUB_OFFLINE is set: only local data can be read)" if _offline() else ""
-        what = " ".join(str(e).split())[:300]
+    except Exception as e:  # datasets raises many kinds, wrapping the cause: one line that names the cause
+        root = e
+        while (root.__cause__ or root.__context__) is not None:
+            root = root.__cause__ or root.__context__
+        local = where.exists() or bool(cfg.data_files)
+        offline = " (HF_HUB_OFFLINE is set: only local data can be read)" if _offline() and not local else ""
+        what = " ".join(str(root).split())[:300]
         raise DataError(f"task.path {cfg.path!r}{f', subset {cfg.subset!r}' if cfg.subset else ''}: cannot load "
-                        f"with `datasets`{offline}: {type(e).__name__}: {what}") from None
+                        f"with `datasets`{offline}: {type(root).__name__}: {what}") from None
 
 
 def _offline() -> bool:
@@ -76,23 +80,31 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
 
 
-def _roles(cfg: TaskConfig, names: list[str]) -> dict[str, str]:
-    """Which of the dataset's splits plays each role (train, dev, ...)."""
+def _roles(cfg: TaskConfig, names: list[str], notes: list[str]) -> dict[str, str]:
+    """Which of the dataset's splits plays each role (train, dev, ...); a split plays one role only, so that
+    checkpoints are never selected on the split that is reported as held out."""
     roles = {}
+    for role, name in cfg.splits.items():
+        if name not in names:
+            raise DataError(f"task.splits.{role} = {name!r}: the dataset's splits are {names}")
+        if name in roles.values():
+            other = next(r for r, n in roles.items() if n == name)
+            raise DataError(f"task.splits.{role} = {name!r}: already task.splits.{other}; a split plays one role")
+        roles[role] = name
     for role, choices in DEFAULT_SPLITS.items():
-        if role in cfg.splits:
-            if cfg.splits[role] not in names:
-                raise DataError(f"task.splits.{role} = {cfg.splits[role]!r}: the dataset's splits are {names}")
-            roles[role] = cfg.splits[role]
-        else:
-            found = [c for c in choices if c in names]
-            if found:
-                roles[role] = found[0]
+        found = [c for c in choices if c in names]
+        if role in roles or not found:
+            continue
+        if found[0] in roles.values():
+            taken = next(r for r, n in roles.items() if n == found[0])
+            notes.append(f"split {found[0]!r} is the {taken} split (task.splits.{taken}): not also used as {role}")
+            continue
+        roles[role] = found[0]
     for role in ("train", "dev"):
         if role not in roles:
             raise DataError(f"{cfg.path}: no {role} split among the dataset's splits {names}; name one in "
                             f"task.splits.{role}")
-    return roles
+    return {role: roles[role] for role in DEFAULT_SPLITS if role in roles}
 
 
 def _check_columns(cfg: TaskConfig, split: str, columns: list[str]) -> None:
@@ -107,13 +119,17 @@ def _check_columns(cfg: TaskConfig, split: str, columns: list[str]) -> None:
 def load_hf(cfg: TaskConfig) -> TaskData:
     ds = _datasets()
     data = open_dataset(cfg)
-    roles = _roles(cfg, list(data))
+    notes: list[str] = []
+    roles = _roles(cfg, list(data), notes)
     train = data[roles["train"]]
     _check_columns(cfg, roles["train"], train.column_names)
     feature = train.features[cfg.label_column]
-    notes: list[str] = []
     where = f"{cfg.path} split {roles['train']!r} column {cfg.label_column!r}"
-    if isinstance(feature, ds.ClassLabel):
+    class_label = isinstance(feature, ds.ClassLabel)
+    if not class_label and not isinstance(feature, ds.Value):
+        raise DataError(f"{where}: labels of type {feature}; expected one class or number per example (multi-label "
+                        "tasks are not supported)")
+    if class_label:
         if cfg.type == "regression":
             raise DataError(f"{where}: a ClassLabel {feature.names}, but task.type is regression")
         if cfg.labels is not None and list(cfg.labels) != list(feature.names):
@@ -121,25 +137,22 @@ def load_hf(cfg: TaskConfig) -> TaskData:
                             "order is the label ids'); leave task.labels out")
         labels = list(feature.names)
         notes.append(f"{where}: labels from the ClassLabel feature, in its order {labels}")
-    elif cfg.type != "classification" and getattr(feature, "dtype", "").startswith("float"):
-        labels = None
-        if cfg.type == "auto":
-            notes.append(f"{where}: a float label, so the task is a regression")
-    else:
-        labels = label_scheme({str(v) for v in list(train[cfg.label_column])}, cfg, where, notes)
+    else:  # values, as in a CSV file: the same rules (given labels, sorted values, non-integer numbers regress)
+        labels = label_scheme({str(v) for v in train[cfg.label_column] if v is not None}, cfg, where, notes)
     splits: dict[str, list[Example]] = {}
     for role, name in roles.items():
         part = data[name]
         _check_columns(cfg, name, part.column_names)
-        rows = _read_split(part, cfg, name, role, labels, isinstance(feature, ds.ClassLabel))
+        rows = _read_split(part, cfg, name, role, labels, class_label)
         if rows is None:
             if role in cfg.splits or role in ("train", "dev"):
-                raise DataError(f"{cfg.path} split {name!r} ({role}): has no labels ({UNLABELLED} everywhere); "
-                                "choose a labelled split in task.splits")
-            notes.append(f"{cfg.path} split {name!r} has no labels ({UNLABELLED} everywhere): not used as {role}")
+                raise DataError(f"{cfg.path} split {name!r} ({role}): has no labels (None or {UNLABELLED} "
+                                "everywhere); choose a labelled split in task.splits")
+            notes.append(f"{cfg.path} split {name!r} has no labels (None or {UNLABELLED} everywhere): not used as "
+                         f"{role}")
             continue
         splits[role] = rows
-    return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels is None), splits, notes)
+    return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels, notes), splits, notes)
 
 
 def _read_split(part, cfg: TaskConfig, name: str, role: str, labels: list[str] | None,
@@ -147,7 +160,8 @@ def _read_split(part, cfg: TaskConfig, name: str, role: str, labels: list[str] |
     """A split's examples, or None when a ClassLabel split holds no label at all."""
     text_cols = list(cfg.text_columns)
     gold = list(part[cfg.label_column])
-    if class_label and gold and all(v == UNLABELLED for v in gold):
+    # How an unlabelled split looks: the hub's -1 (a ClassLabel, or ints), or no label column in that file.
+    if gold and (all(v is None for v in gold) or all(v == UNLABELLED and isinstance(v, int) for v in gold)):
         return None
     out = []
     for i, row in enumerate(part.select_columns([*text_cols, cfg.label_column]).iter(batch_size=1000)):

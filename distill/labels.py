@@ -55,13 +55,18 @@ def label_scheme(values: set[str], cfg: TaskConfig, where: str, notes: list[str]
     return labels
 
 
-def task_metrics_for(name: str, regression: bool) -> tuple[str, ...]:
-    """A task's metrics, the first selecting checkpoints: a GLUE task's official ones under its GLUE name, else
-    accuracy and macro-F1 (Pearson and Spearman for a regression)."""
+def task_metrics_for(name: str, labels: list[str] | None, notes: list[str] | None = None) -> tuple[str, ...]:
+    """A task's metrics, the first selecting checkpoints: a GLUE task's official ones under its GLUE name when the
+    label count is GLUE's, else accuracy and macro-F1 (Pearson and Spearman for a regression). GLUE's F1 is the
+    F1 of label 1 (output 1), said in `notes`, since inferred or dataset labels may put another class there."""
     key = GLUE_ALIASES.get(name.lower(), name.lower())
-    if key in GLUE and (GLUE[key].labels is None) == regression:
-        return GLUE[key].metrics
-    return ("pearson", "spearman") if regression else ("accuracy", "macro_f1")
+    spec = GLUE.get(key)
+    if spec is not None and (spec.labels is None) == (labels is None) and (
+            labels is None or len(labels) == len(spec.labels)):
+        if "f1" in spec.metrics and notes is not None:
+            notes.append(f"{key}'s F1 is computed for label {labels[1]!r} (output 1) as the positive class")
+        return spec.metrics
+    return ("pearson", "spearman") if labels is None else ("accuracy", "macro_f1")
 
 
 def is_number(v: str) -> bool:

@@ -166,7 +166,7 @@ def load_csv(cfg: TaskConfig) -> TaskData:
     # The label set from the training file, so that every split maps labels the same way.
     labels = label_scheme({label for _, _, label in raw["train"]}, cfg, str(folder / paths["train"]), notes)
     splits = {split: _examples(rows, labels, Path(paths[split]).stem) for split, rows in raw.items()}
-    return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels is None), splits, notes)
+    return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels, notes), splits, notes)
 
 
 # ---------------------------------------------------------------- packaged tweets

@@ -101,7 +101,7 @@ def test_general_tinybert_then_task_distillation_from_it(pretrained_teacher, tmp
     assert json.loads((folder / "config.json").read_text())["num_hidden_layers"] == 2
     card = (folder / "README.md").read_text()  # a general student's card: held-out losses, no task metrics
     assert f"- general attention_mse: {before['loss/attention_mse']:.4f} -> {after['loss/attention_mse']:.4f}" in card
-    assert "model-index" not in card and "pipeline_tag" not in card and "## Data" not in card
+    assert "model-index" not in card and "pipeline_tag: fill-mask" in card and "## Data" not in card
     from safetensors.torch import load_file
 
     general_w = load_file(folder / "model.safetensors")

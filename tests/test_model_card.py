@@ -122,3 +122,59 @@ def test_distill_card_rewrites_the_same_card_and_refuses_other_folders(hf_run, t
     assert main(["card", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path}: not a finished run folder (missing {tmp_path / 'config.yaml'}" in err
+
+
+def test_each_intermediate_loss_is_mapped_onto_the_depth_of_the_teacher_it_reads(tmp_path):
+    from distill.lab.model_card import model_card
+
+    cfg = {"name": "two", "seed": 3, "task": {"name": "tweets", "source": "packaged", "max_length": 64},
+           "teacher": {"checkpoint": "packaged:all-minilm-l6-v2", "name": "small", "finetune": {"seed": 0}},
+           "teachers": [{"checkpoint": "packaged:all-minilm-l6-v2", "name": "small", "finetune": {"seed": 0}},
+                        {"checkpoint": "bert-base-uncased", "name": "big", "finetune": {"seed": 1}}],
+           "student": {"kind": "tinybert", "init": "scratch"},
+           "stages": [{"name": "inter", "epochs": 1, "layer_map": "uniform",
+                       "losses": {"hidden_mse": {"weight": 1, "teacher": "big"}, "attention_mse": 1}},
+                      {"name": "pred", "epochs": 1, "losses": {"soft_cross_entropy": 1}}]}
+    scores = {"dev": {"accuracy": 0.5}}
+    metrics = {"task": "tweets", "main_metric": "accuracy",
+               "teacher": {**scores, "parameters": 2e7, "layers": 6, "hidden": 384,
+                           "teachers": {"small": {"layers": 6}, "big": {"layers": 12}}},
+               "student": {**scores, "parameters": 1e7, "kind": "bert", "layers": 3, "hidden": 384},
+               "ratios": {"parameters": 0.5, "encoder_compute": 0.5, "dev_score": 1.0}, "wall_seconds": 1}
+    card = model_card(cfg, {}, metrics, tmp_path)
+    row = next(line for line in card.splitlines() if line.startswith("| inter |"))
+    assert "big uniform: [(1, 4), (2, 8), (3, 12)]; small uniform: [(1, 2), (2, 4), (3, 6)]" in row
+    assert "teacher fine-tuning seed 0, 1" in card and "| teacher (ensemble) |" in card
+    assert "base_model: packaged" not in card  # only hub names are base models
+    assert "(not recorded: a run started from Python" in card
+
+
+def test_a_general_students_card_says_it_is_an_init_not_a_classifier(tmp_path):
+    from distill.lab.model_card import model_card
+
+    cfg = {"name": "gen", "seed": 1, "task": {"name": "tweets", "source": "packaged"},
+           "teacher": {"checkpoint": "bert-base-uncased"}, "student": {"kind": "tinybert", "init": "scratch"},
+           "stages": [{"name": "general", "data": "corpus", "epochs": 1, "losses": {"hidden_mse": 1}}]}
+    metrics = {"general": True, "teacher": {"parameters": 1e8, "layers": 12},
+               "student": {"parameters": 1e7, "kind": "bert", "layers": 4, "hidden": 312},
+               "ratios": {"parameters": 0.1, "encoder_compute": 0.1, "dev_score": None},
+               "corpus": {"train_sequences": 10, "heldout_sequences": 2},
+               "heldout_before": {"general": {"loss/hidden_mse": 2.0}},
+               "heldout_after": {"general": {"loss/hidden_mse": 1.0}}, "wall_seconds": 1}
+    card = model_card(cfg, {"command": "distill run gen.yaml"}, metrics, tmp_path)
+    meta = yaml.safe_load(card[4:].split("\n---\n", 1)[0])
+    assert meta["pipeline_tag"] == "fill-mask" and meta["base_model"] == "bert-base-uncased"
+    assert "`student.init`" in card and "AutoModelForSequenceClassification" not in card
+    assert "- general hidden_mse: 2.0000 -> 1.0000" in card
+
+
+def test_a_resumed_run_keeps_the_command_that_started_it(tmp_path):
+    from distill.io import write_json
+    from distill.lab.run import _first_command
+
+    assert _first_command(tmp_path, False, "distill run a.yaml") == {"command": "distill run a.yaml"}
+    write_json(tmp_path / "run.json", {"command": "distill run a.yaml --set seed=2"})
+    resumed = "distill run a.yaml --set seed=2 --out x --resume"
+    assert _first_command(tmp_path, True, resumed) == {"command": "distill run a.yaml --set seed=2",
+                                                       "resume_command": resumed}
+    assert _first_command(tmp_path, False, "distill run b.yaml") == {"command": "distill run b.yaml"}

@@ -98,10 +98,56 @@ def test_hf_errors_name_what_is_wrong(tmp_path):
         load_task(hf(folder, text_columns=["sentence"], labels=sorted(NAMES)))
     with pytest.raises(DataError, match="ClassLabel .* but task.type is regression"):
         load_task(hf(folder, text_columns=["sentence"], type="regression"))
-    with pytest.raises(DataError, match=r"task.path 'no-such/dataset': cannot load with `datasets`"):
-        load_task(hf("no-such/dataset"))
     with pytest.raises(DataError, match="file not found"):
         load_task(hf(tmp_path, data_files={"train": "missing.parquet"}))
+
+
+def test_load_errors_name_their_root_cause_and_the_hub_only_for_hub_names(tmp_path, monkeypatch):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\nfine,1\nthis, row, has, extra, fields\n")
+    (folder / "validation.csv").write_text("text,label\nok,0\n")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError) as e:
+        load_task(hf(folder))
+    assert "Expected 2 fields in line 3" in str(e.value) and "HF_HUB_OFFLINE" not in str(e.value)
+
+    def unreachable(path, name=None, **kw):  # what `datasets` raises offline, wrapped as it wraps causes
+        try:
+            raise OSError("offline mode is enabled")
+        except OSError as cause:
+            raise ConnectionError(f"Couldn't reach {path!r} on the Hub") from cause
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(DataError, match=r"task.path 'no-such/dataset': cannot load with `datasets` \(HF_HUB_OFFLINE "
+                                        r"is set: only local data can be read\): OSError: offline mode is enabled"):
+        load_task(hf("no-such/dataset"))
+
+
+def test_unlabelled_splits_shared_splits_float_classes_and_multi_labels(tmp_path):
+    # A Kaggle-style folder: test.csv has no label column (datasets fills None): left out, like the hub's -1.
+    folder = tmp_path / "kaggle"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\ngood,1.0\nbad,0.0\n")
+    (folder / "validation.csv").write_text("text,label\nfine,1.0\n")
+    (folder / "test.csv").write_text("text\nunseen\n")
+    task = load_task(hf(folder))
+    assert set(task.splits) == {"train", "dev"} and any("'test' has no labels" in n for n in task.notes)
+    # Whole-number floats (pandas' 0/1 once a NaN was there) are classes, as in a CSV read by distillery.
+    assert task.labels == ["0.0", "1.0"] and [e.label for e in task.splits["train"]] == [1, 0]
+    # A dataset with train and test only, its test named as dev: not also reported as a held-out test.
+    datasets.DatasetDict({k: datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]})
+                          for k in ("train", "test")}).save_to_disk(str(tmp_path / "tt"))
+    task = load_task(hf(tmp_path / "tt", splits={"dev": "test"}))
+    assert set(task.splits) == {"train", "dev"}
+    assert any("'test' is the dev split (task.splits.dev): not also used as test" in n for n in task.notes)
+    with pytest.raises(DataError, match=r"task.splits.test = 'test': already task.splits.dev"):
+        load_task(hf(tmp_path / "tt", splits={"dev": "test", "test": "test"}))
+    # Multi-label rows are refused, naming the column.
+    datasets.DatasetDict({k: datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[0], [1, 2]]})
+                          for k in ("train", "validation")}).save_to_disk(str(tmp_path / "ml"))
+    with pytest.raises(DataError, match=r"column 'label': labels of type .*multi-label tasks are not supported"):
+        load_task(hf(tmp_path / "ml"))
 
 
 def test_hf_keys_are_checked_in_the_config():
@@ -113,6 +159,8 @@ def test_hf_keys_are_checked_in_the_config():
         from_dict({**base, "task": {"source": "csv", "path": "x", "subset": "sst2"}})
     with pytest.raises(ConfigError, match=r"`task.path` is required for `task.source: hf`"):
         from_dict({**base, "task": {"source": "hf"}})
+    with pytest.raises(ConfigError, match=r"`task.header` and `task.delimiter` are read only with `task.source: csv`"):
+        from_dict({**base, "task": {"source": "hf", "path": "x", "header": False}})
 
 
 # ---------------------------------------------------------------- files as people have them

@@ -4,6 +4,7 @@ can be rewritten for any finished run (`distill card RUN`) and says nothing the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -52,7 +53,7 @@ def _metadata(cfg: dict, run_info: dict, m: dict) -> dict:
     task, student = cfg["task"], cfg["student"]
     general = bool(m.get("general"))
     meta: dict = {"library_name": "transformers" if m["student"].get("kind") == "bert" else None,
-                  "pipeline_tag": None if general else "text-classification",
+                  "pipeline_tag": "fill-mask" if general else "text-classification",
                   "tags": ["distillery", "knowledge-distillation", student["kind"]]}
     base = _hub_name(cfg["teacher"].get("checkpoint"))
     if base:
@@ -70,7 +71,7 @@ def _metadata(cfg: dict, run_info: dict, m: dict) -> dict:
                     "dataset": {"name": m.get("task", task["name"]), "type": dataset or task["name"],
                                 **({"config": task["subset"]} if task.get("subset") else {}), "split": split},
                     "metrics": [{"type": k, "value": round(float(v), 4), "name": f"{split} {k}"}
-                                for k, v in scores.items() if not k.startswith("loss/")]})
+                                for k, v in scores.items() if not k.startswith("loss/") and math.isfinite(v)]})
         meta["metrics"] = sorted({k for split in SPLITS for k in (m["student"].get(split) or {})
                                   if not k.startswith("loss/")})
         meta["model-index"] = [{"name": cfg["name"], "results": results}]
@@ -80,18 +81,26 @@ def _metadata(cfg: dict, run_info: dict, m: dict) -> dict:
 def _stage_rows(cfg: dict, m: dict) -> list[str]:
     rows = ["| stage | data | epochs | lr | batch | losses | layer map (student, teacher) |",
             "|---|---|---|---|---|---|---|"]
-    n_s, n_t = m["student"].get("layers"), m["teacher"].get("layers")
+    n_s = m["student"].get("layers")
+    several = m["teacher"].get("teachers") or {}
+    first = (cfg.get("teachers") or [cfg["teacher"]])[0].get("name") or "teacher"
     for st in cfg["stages"]:
         losses = ", ".join(f"{name} {spec}" if not isinstance(spec, dict) else
                            f"{name} ({', '.join(f'{k}={v}' for k, v in spec.items())})"
                            for name, spec in st["losses"].items())
-        layered = any(LOSSES[name].needs & {"attention", "hidden", "qkv"} for name in st["losses"] if name in LOSSES)
-        pairs = "-"
-        if layered and m["student"].get("kind") == "bert":
+        # Each intermediate loss reads one teacher (by default the first), mapped onto that teacher's depth.
+        read = sorted({(spec.get("teacher") if isinstance(spec, dict) else None) or first
+                       for name, spec in st["losses"].items()
+                       if name in LOSSES and LOSSES[name].needs & {"attention", "hidden", "qkv"}})
+        maps = []
+        for teacher in read if m["student"].get("kind") == "bert" else []:
+            n_t = (several.get(teacher) or {}).get("layers") or m["teacher"].get("layers")
             try:
-                pairs = f"{st.get('layer_map')}: {layer_map(st.get('layer_map', 'uniform'), n_s, n_t)}"
+                pairs = str(layer_map(st.get("layer_map", "uniform"), n_s, n_t))
             except DistillError as e:
-                pairs = f"{st.get('layer_map')} ({e})"
+                pairs = f"({e})"
+            maps.append(f"{teacher + ' ' if several else ''}{st.get('layer_map')}: {pairs}")
+        pairs = "; ".join(maps) or "-"
         rows.append(f"| {st['name']} | {st.get('data', 'train')} | {st['epochs']} | {st.get('lr')} | "
                     f"{st.get('batch_size')} | {losses} | {pairs} |")
     return rows
@@ -119,7 +128,7 @@ def _results(cfg: dict, m: dict) -> list[str]:
     lines += ["", f"Student/teacher: {share}parameters {100 * r['parameters']:.1f}%{compute}."]
     base = t.get("majority_baseline") or {}
     if base:
-        lines.append("Majority-class baseline: " + ", ".join(f"{k} {v:.4f}" for k, v in base.items()) + ".")
+        lines.append(f"Majority-class baseline ({main}): " + ", ".join(f"{k} {v:.4f}" for k, v in base.items()) + ".")
     return lines
 
 
@@ -199,7 +208,8 @@ def model_card(cfg: dict, run_info: dict, m: dict, run: Path) -> str:
         f"Projections for width differences: `{(cfg.get('train') or {}).get('projection')}` (saved beside the "
         "student for a later stage, not part of the model).", "",
         "## How it was made", "",
-        "```", command or "(not recorded: a run started by a program, not by the `distill` command)", "```", "",
+        "```", command or "(not recorded: a run started from Python, or before runs recorded their command)", "```",
+        *([f"Resumed with `{run_info['resume_command']}`."] if run_info.get("resume_command") else []), "",
         f"To run this configuration alone: `distill run {run / 'config.yaml'}`.", "",
         f"- git commit `{git.get('commit')}`" + (" (with uncommitted changes)" if git.get("dirty") else ""),
         f"- {run_info.get('device', 'device n/a')}, {run_info.get('processes', 1)} process(es), mixed precision "
@@ -209,7 +219,7 @@ def model_card(cfg: dict, run_info: dict, m: dict, run: Path) -> str:
         "The resolved configuration:", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).rstrip(),
         "```", "",
         "## Use", "",
-        *(_usage_bert() if s.get("kind") == "bert" else _usage_bilstm()), ""]
+        *(_usage_general() if general else _usage_bert() if s.get("kind") == "bert" else _usage_bilstm()), ""]
     return "\n".join(lines)
 
 
@@ -223,3 +233,9 @@ def _usage_bert() -> list[str]:
 def _usage_bilstm() -> list[str]:
     return ["`distill predict FOLDER texts.txt` (the BiLSTM loads with `students.bilstm.load_bilstm`, without the "
             "training code); `distill export FOLDER --format onnx` writes `model.onnx`."]
+
+
+def _usage_general() -> list[str]:
+    return ["A general-distilled student is a starting point, not a classifier: name this folder as a task config's "
+            "`student.init` for task distillation. It loads with `AutoModelForMaskedLM` (its MLM head, when it was "
+            "trained with one) or `AutoModel`; projections W_h / W_e beside it carry over to the task run."]

@@ -16,7 +16,7 @@ from torch import nn
 
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ConfigError, ExperimentConfig, dump_yaml
-from distill.io import write_json, write_text
+from distill.io import read_json, write_json, write_text
 from distill.lab.general import GeneralWorkflow
 from distill.lab.model_card import write_model_card
 from distill.lab.preflight import plan_run
@@ -93,7 +93,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", dump_yaml(cfg))
-        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, **labels, "command": command,
+        started_by = _first_command(out, resume, command)
+        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, **labels, **started_by,
                                       "git": git_state(),
                                       "libraries": library_versions(), **device_info(accelerator.device),
                                       "processes": accelerator.num_processes,
@@ -148,9 +149,21 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     if main:
         export_student(student, out / "student", plan.tokenizer, module.projections)
         write_json(out / "metrics.json", metrics)
-        write_model_card(out)
+        try:
+            write_model_card(out)
+        except Exception as e:  # noqa: BLE001 - the card describes a finished run; it must not fail it
+            say(f"!! no model card ({type(e).__name__}: {e}); the run is complete: `distill card {out}` retries")
         hparams(writer, cfg, metrics, labels)
         writer.close()
         say(summary_text(metrics, out))
     accelerator.wait_for_everyone()
     return metrics
+
+
+def _first_command(out: Path, resume: bool, command: str | None) -> dict:
+    """The command that started the run (kept when it is resumed; the resuming one is recorded beside it)."""
+    if resume and (out / "run.json").exists():
+        first = read_json(out / "run.json").get("command")
+        if first is not None:
+            return {"command": first, "resume_command": command}
+    return {"command": command}

@@ -21,6 +21,7 @@ from distill.encoded import EncodedDataset, encode_examples
 from distill.lab.preflight import Plan
 from distill.lab.summary import summarise
 from distill.loaders import load_task
+from distill.model_stats import count_parameters
 from distill.objective import ensemble_logits
 from distill.predictions import FILE as PREDICTIONS_FILE
 from distill.predictions import SplitPredictions, write_predictions
@@ -197,17 +198,19 @@ class TaskWorkflow:
             teacher_facts={**scores, "source": "ensemble of " + ", ".join(self.teacher_infos) if several else
                            info.get("source"), "cache_key": None if several else info.get("key"),
                            "gate": info.get("gate"), "augmented_labels": info.get("augmented_labels"),
-                           **(self._teachers_facts() if several else {}),
+                           **(self._teachers_facts(stages[0].teachers) if several else {}),
                            "majority_baseline": self._majority_baselines(results)},
             student_facts={**results, "eval_examples_per_s": round(speed, 1), "predictions": PREDICTIONS_FILE},
             dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)
 
-    def _teachers_facts(self) -> dict:
-        """Several teachers: each one's weight, cache key, scores and gate (the ensemble's scores are the
-        teacher's)."""
+    def _teachers_facts(self, models: dict) -> dict:
+        """Several teachers: each one's weight, depth, size, cache key, scores and gate (the ensemble's scores are
+        the teacher's)."""
         weights = self.plan.objectives[0].teacher_weights
-        return {"teachers": {name: {"weight": weights[name], "cache_key": info.get("key"), "source": info.get("source"),
-                                    "gate": info.get("gate"), **{s: info.get(s) for s in EVAL_SPLITS if info.get(s)}}
+        return {"teachers": {name: {"weight": weights[name], "layers": models[name].config.num_hidden_layers,
+                                    "parameters": count_parameters(models[name]), "cache_key": info.get("key"),
+                                    "source": info.get("source"), "gate": info.get("gate"),
+                                    **{s: info.get(s) for s in EVAL_SPLITS if info.get(s)}}
                              for name, info in self.teacher_infos.items()}}
 
     def _predictions(self, student: dict[str, np.ndarray]) -> dict[str, SplitPredictions]:
