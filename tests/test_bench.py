@@ -80,3 +80,11 @@ def test_ratio_table():
     text = render(rows, 128, 32, "cpu")
     line = next(x for x in text.splitlines() if x.startswith("| student"))
     assert line == ("| student | 10.00M | 40.0 | 2.00 | 5.00 | 500.0 | 10.0 | 10.0 | 8.0 | 10.0 | macro_f1 0.8000 |")
+
+
+def test_a_pair_bilstm_is_timed_on_two_sentences():
+    # `bench --student` on a pair BiLSTM crashed: its timed forward passed no second sentence.
+    from distill.lab.bench import batch_inputs
+
+    pair = BiLSTMClassifier(BiLSTMConfig(vocab_size=20, embedding_dim=5, hidden=3, fc=7, num_labels=2, pair=True))
+    assert batch_inputs(pair, 4, 6, "cpu")().shape == (4, 2)
