@@ -263,3 +263,19 @@ def test_bench_onnx_columns(monkeypatch, capsys):
     assert head[6:10] == ort and "ONNX Runtime" in lines[0]
     assert all(float(rows["tiny"][c]) > 0 for c in ort)
     assert [rows["tiny int8"][c] for c in ort] == ["-"] * 4  # torch's int8 variant: no graph of its own
+
+
+def test_bench_onnx_scores_a_trained_students_graphs_on_its_dev_split(bert_run, monkeypatch, capsys):
+    from distill.lab import bench
+
+    run, _ = bert_run
+    monkeypatch.setitem(bench.SHAPES, "tiny", ("bert", 1, 32, 4, 64))
+    rows = bench.run_bench(["tiny"], seq_len=8, batch=2, budget_s=0, student=str(run), accuracy_limit=32,
+                           onnx=True, log=lambda m: None)
+    student = rows[-1]
+    assert set(student.onnx_accuracy) == {"fp32", "int8"}
+    # The fp32 graph gives PyTorch's logits, so its dev metrics are the student's own.
+    assert student.onnx_accuracy["fp32"] == pytest.approx(student.accuracy, abs=1e-9)
+    assert set(student.onnx_accuracy["int8"]) == set(student.accuracy)
+    cell = bench.render(rows, 8, 2, "cpu").splitlines()[-1]
+    assert f"; ORT fp32 macro_f1 {student.accuracy['macro_f1']:.4f}" in cell and "; ORT int8 macro_f1" in cell

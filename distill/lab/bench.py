@@ -1,6 +1,7 @@
 """`distill bench`: size and speed of the teacher and the students, measured in one run and printed as ratios
 to the teacher. Speed needs no trained weights, so BERT-large and BERT-base shapes are measured with random
-weights; a trained student (`--student RUN`) adds its int8 / compiled variants' accuracy cost on its dev split.
+weights; a trained student (`--student RUN`) adds its int8 / compiled variants' accuracy cost on its dev split
+(and with `--onnx` its ONNX Runtime fp32 and int8 graphs' dev metrics).
 
 Per model: parameters, size on disk (safetensors), FLOPs per example, latency at batch 1 (median) and
 throughput at batch 32, both at a fixed sequence length (128 by default, every position a real token). With
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -142,6 +144,7 @@ class Row:
     throughput: float
     accuracy: dict | None = None
     onnx: dict[str, tuple[float, float]] | None = None  # "fp32" / "int8" -> (latency b1 ms, throughput ex/s)
+    onnx_accuracy: dict[str, dict] | None = None  # a trained student's: "fp32" / "int8" -> dev metrics
 
 
 @torch.inference_mode()
@@ -160,10 +163,12 @@ def measure(name: str, model: nn.Module, device: str, seq_len: int, batch: int, 
                batch / statistics.median(thr))
 
 
-def measure_onnx(name: str, model: nn.Module, seq_len: int, batch: int, budget_s: float,
-                 log=print) -> dict[str, tuple[float, float]]:
+def measure_onnx(name: str, model: nn.Module, seq_len: int, batch: int, budget_s: float, log=print,
+                 score: Callable[[object], dict] | None = None,
+                 scores: dict[str, dict] | None = None) -> dict[str, tuple[float, float]]:
     """ONNX Runtime latency at batch 1 and throughput at `batch`, fp32 and int8, on the inputs `measure` times in
-    PyTorch. The graph is first checked against PyTorch on a padded batch, so the figures are for the same model."""
+    PyTorch. The graph is first checked against PyTorch on a padded batch, so the figures are for the same model.
+    `score` (a trained student): each graph's dev metrics, put in `scores` by "fp32" / "int8"."""
     from distill.lab.export import (
         FP32_TOLERANCE,
         check_parity,
@@ -184,7 +189,7 @@ def measure_onnx(name: str, model: nn.Module, seq_len: int, batch: int, budget_s
         parity = check_parity(model, fp32, [sample])
         if not parity.max_abs_diff <= FP32_TOLERANCE:
             raise BenchError(f"{name}: the ONNX graph's logits differ from PyTorch's by {parity.max_abs_diff:.3g}")
-        quantize_int8(fp32, int8)  # speed only: random weights say nothing about int8 accuracy
+        quantize_int8(fp32, int8)  # a random model's int8 says nothing about accuracy; a student's is scored
         for label, path in (("fp32", fp32), ("int8", int8)):
             sess = session(path)
             one = feeds(sess, random_inputs(model, 1, seq_len))
@@ -193,6 +198,9 @@ def measure_onnx(name: str, model: nn.Module, seq_len: int, batch: int, budget_s
             lat = time_calls(lambda f=one, s=sess: s.run(None, f), "cpu", budget_s)
             thr = time_calls(lambda f=many, s=sess: s.run(None, f), "cpu", budget_s, min_calls=2)
             out[label] = (1000 * statistics.median(lat), batch / statistics.median(thr))
+            if score is not None and scores is not None:
+                log(f"  {name}: ONNX Runtime {label} dev metrics ...")
+                scores[label] = score(sess)
     return out
 
 
@@ -208,29 +216,56 @@ def variants(name: str, model: nn.Module, int8: bool, compile_: bool, device: st
     return out
 
 
-def student_accuracy(run: Path, models: list[tuple[str, nn.Module]], limit: int | None,
-                     device: str = "cpu") -> dict[str, dict]:
-    """Dev metrics of a trained student and its int8 / compiled variants, from the run's own config and data."""
+def _dev_split(run: Path, limit: int | None, device: str = "cpu"):
+    """(task, dev examples, the student's predictor) of a run, from its own config and data."""
     from distill.config import load_config
     from distill.lab.predict import load_predictor
     from distill.loaders import load_task
-    from distill.metrics import compute
 
     cfg_path = run / "config.yaml"
     if not cfg_path.exists():
         raise BenchError(f"{run}: accuracy needs a run folder (with config.yaml); got a bare student folder")
     cfg = load_config(cfg_path)
     task = load_task(cfg.task)
-    dev = task.splits["dev"][:limit]
     pred = load_predictor(run, cfg.task.max_length)
     pred.device = device
-    gold = torch.tensor([ex.label for ex in dev])
+    return task, task.splits["dev"][:limit], pred
+
+
+def _dev_metrics(task, dev, logits: np.ndarray) -> dict:
+    from distill.metrics import compute
+
+    return compute(task.metrics, logits, np.array([ex.label for ex in dev]), task.num_labels)
+
+
+def student_accuracy(run: Path, models: list[tuple[str, nn.Module]], limit: int | None,
+                     device: str = "cpu") -> dict[str, dict]:
+    """Dev metrics of a trained student and its int8 / compiled variants, from the run's own config and data."""
+    task, dev, pred = _dev_split(run, limit, device)
     out = {}
     for name, model in models:
         pred.model = model
         logits = pred.logits([ex.text_a for ex in dev], [ex.text_b for ex in dev] if task.is_pair else None)
-        out[name] = compute(task.metrics, logits.numpy(), gold.numpy(), task.num_labels)
+        out[name] = _dev_metrics(task, dev, logits.numpy())
     return out
+
+
+def onnx_scorer(run: Path, limit: int | None) -> Callable[[object], dict]:
+    """A function giving an ONNX Runtime session's dev metrics for the run's student (the graph `measure_onnx`
+    exported from it), its inputs encoded as `distill export` encodes them."""
+    from distill.lab.export import encode, run_onnx
+
+    task, dev, pred = _dev_split(run, limit)
+
+    def score(sess) -> dict:
+        parts = []
+        for i in range(0, len(dev), 64):
+            chunk = dev[i:i + 64]
+            parts.append(run_onnx(sess, encode(pred, [ex.text_a for ex in chunk],
+                                               [ex.text_b for ex in chunk] if task.is_pair else None)))
+        return _dev_metrics(task, dev, np.concatenate(parts))
+
+    return score
 
 
 def check_device(device: str) -> None:
@@ -270,9 +305,13 @@ def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: 
         models = variants(base_name, pred.model.to(device), int8, compile_, device)
         for label, m in models:
             rows.append(measure(label, m, device, seq_len, batch, budget_s, pred.model, log))
+        scored = (run / "config.yaml").exists()
         if onnx:
-            rows[-len(models)].onnx = measure_onnx(base_name, pred.model, seq_len, batch, budget_s, log)
-        if (run / "config.yaml").exists():
+            first = rows[-len(models)]
+            first.onnx_accuracy = {}
+            first.onnx = measure_onnx(base_name, pred.model, seq_len, batch, budget_s, log,
+                                      onnx_scorer(run, accuracy_limit) if scored else None, first.onnx_accuracy)
+        if scored:
             acc = student_accuracy(run, models, accuracy_limit, device)
             for r in rows:
                 r.accuracy = acc.get(r.name, r.accuracy)
@@ -293,6 +332,8 @@ def render(rows: list[Row], seq_len: int, batch: int, device: str) -> str:
     lines = [f"{title}; ratios against {t.name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         acc = ", ".join(f"{k} {v:.4f}" for k, v in (r.accuracy or {}).items()) or "-"
+        for k, metrics in (r.onnx_accuracy or {}).items():
+            acc += f"; ORT {k} " + ", ".join(f"{m} {v:.4f}" for m, v in metrics.items())
         ort_cells = []
         for k in ("fp32", "int8") if onnx else ():
             ort_cells += [f"{r.onnx[k][0]:.2f}", f"{r.onnx[k][1]:.1f}"] if r.onnx else ["-", "-"]
