@@ -369,21 +369,14 @@ def parity_texts(cfg, log: Callable[[str], None] = print) -> tuple[list[str], li
 
 
 def encode(pred, texts: list[str], texts_b: list[str] | None) -> dict[str, torch.Tensor]:
-    """One padded batch, keyed by the graph's input names, as `Predictor.logits` would encode it."""
-    from distill.batching import pad_ids
-
+    """One padded batch, keyed by the graph's input names, encoded as `Predictor.logits` encodes it."""
+    if pred.is_bilstm and pred.model.config.pair and texts_b is None:
+        raise ExportError("a pair BiLSTM needs sentence pairs for its parity check")
+    enc = pred.encode(texts, texts_b if not pred.is_bilstm or pred.model.config.pair else None)
     if pred.is_bilstm:
-        ids, lengths = pad_ids([pred.model.vocab.encode(t, pred.max_length) for t in texts])
-        out = {"ids": ids, "lengths": lengths}
-        if pred.model.config.pair:
-            if texts_b is None:
-                raise ExportError("a pair BiLSTM needs sentence pairs for its parity check")
-            out["ids_b"], out["lengths_b"] = pad_ids([pred.model.vocab.encode(t, pred.max_length) for t in texts_b])
-        return out
-    enc = pred.tokenizer(texts, texts_b, padding=True, truncation=True, max_length=pred.max_length,
-                         return_tensors="pt")
-    names = graph_for(pred.model).input_names
-    return {n: enc[n] if n in enc else torch.zeros_like(enc["input_ids"]) for n in names}
+        return enc
+    # The graph takes token types whenever the model does; a tokenizer that makes none gives zeros.
+    return {n: enc[n] if n in enc else torch.zeros_like(enc["input_ids"]) for n in graph_for(pred.model).input_names}
 
 
 # ------------------------------------------------------------------ the command

@@ -29,24 +29,34 @@ class Predictor:
     def is_bilstm(self) -> bool:
         return self.tokenizer is None
 
-    @torch.inference_mode()
-    def logits(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> torch.Tensor:
+    def encode(self, texts: list[str], texts_b: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """One padded batch of model inputs by the forward's argument names (the BiLSTM's ids / lengths and, for
+        pairs, ids_b / lengths_b; a transformer's tokenizer outputs that its forward accepts), on the CPU."""
         from distill.batching import pad_ids
 
+        if self.is_bilstm:
+            ids, lengths = pad_ids([self.model.vocab.encode(t, self.max_length) for t in texts])
+            out = {"ids": ids, "lengths": lengths}
+            if texts_b is not None:
+                out["ids_b"], out["lengths_b"] = pad_ids([self.model.vocab.encode(t, self.max_length)
+                                                          for t in texts_b])
+            return out
+        enc = self.tokenizer(texts, texts_b, padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        # A DistilBERT student keeps BERT's tokenizer but takes no token types.
+        accepted = self._inputs()
+        return {k: v for k, v in enc.items() if k in accepted}
+
+    @torch.inference_mode()
+    def logits(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> torch.Tensor:
         out = []
         for i in range(0, len(texts), batch_size):
-            a = texts[i:i + batch_size]
             b = texts_b[i:i + batch_size] if texts_b is not None else None
-            if self.is_bilstm:
-                ids_a, len_a = pad_ids([self.model.vocab.encode(t, self.max_length) for t in a])
-                ids_b, len_b = pad_ids([self.model.vocab.encode(t, self.max_length) for t in b]) if b else (None, None)
-                out.append(self.model(ids_a.to(self.device), len_a, ids_b.to(self.device) if b else None, len_b))
-            else:
-                enc = self.tokenizer(a, b, padding=True, truncation=True, max_length=self.max_length,
-                                     return_tensors="pt")
-                # A DistilBERT student keeps BERT's tokenizer but takes no token types.
-                accepted = self._inputs()
-                out.append(self.model(**{k: v.to(self.device) for k, v in enc.items() if k in accepted}).logits)
+            # Lengths stay on the CPU: packing reads them there.
+            inputs = {k: v if k.startswith("lengths") else v.to(self.device)
+                      for k, v in self.encode(texts[i:i + batch_size], b).items()}
+            result = self.model(**inputs)
+            out.append(result if self.is_bilstm else result.logits)
         return torch.cat(out).float().cpu() if out else torch.empty(0)
 
     def _inputs(self) -> set[str]:
