@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,34 @@ from distill.tasks import EVAL_SPLITS
 
 class ConfigError(DistillError):
     """A config that cannot be used; the message names the file and the dotted key."""
+
+
+# ---------------------------------------------------------------- YAML, with numbers as people write them
+
+# YAML 1.1 (PyYAML) needs a dot and a signed exponent for a float, so `2e-5`, `1E-4` and `5.0e5` would be strings;
+# YAML 1.2 and JSON read them as numbers, and learning rates are written that way throughout the field.
+_NUMBER = r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"
+_FLOAT = re.compile(rf"^(?:{_NUMBER})$")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """YAML as every config source reads it (files, `extends:`, `--set`, `--grid`, variants, saved run configs):
+    PyYAML's safe YAML 1.1, except that a number in scientific notation is a number however it is spelt."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _as_number(value: Any) -> Any:
+    """A quoted number (`lr: "2e-5"`) where a number is expected; anything else unchanged."""
+    if isinstance(value, str) and _FLOAT.match(value.strip()) and any(c.isdigit() for c in value):
+        return float(value.strip().replace("_", ""))
+    return value
 
 
 @dataclass
@@ -308,6 +337,8 @@ class ExperimentConfig:
 
 
 def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
     origin = typing.get_origin(tp)
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
@@ -342,6 +373,8 @@ def _convert(value: Any, tp: Any, where: str, src: str) -> Any:
                 return _convert(value, arg, where, src)
             except ConfigError as e:
                 errors.append(e)
+        if len(errors) == 1:  # an optional value: its own type's error says more (and `null` is the other choice)
+            raise ConfigError(f"{errors[0]} or null") from None
         raise ConfigError(f"{src}: `{where}` = {value!r}: expected {_type_name(tp)}")
     if origin is Literal:
         # YAML 1.1 reads a bare `no`/`off` as False (and `yes`/`on` as True): take the option it was.
@@ -369,18 +402,31 @@ def _convert(value: Any, tp: Any, where: str, src: str) -> Any:
             raise ConfigError(f"{src}: `{where}` = {value!r}: expected true or false")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{src}: `{where}` = {value!r}: expected an integer")
-        return value
+        number = _as_number(value)
+        # A whole number however written (`1e4` steps), as long as a float holds it exactly.
+        if isinstance(number, float) and number.is_integer() and abs(number) <= 2**53:
+            return int(number)
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected an integer{_separator_hint(value, True)}")
+        return number
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{src}: `{where}` = {value!r}: expected a number")
-        return float(value)
+        number = _as_number(value)
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ConfigError(f"{src}: `{where}` = {value!r}: expected a number{_separator_hint(value, False)}")
+        return float(number)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{src}: `{where}` = {value!r}: expected a string")
         return value
     raise TypeError(f"unsupported config type {tp!r}")
+
+
+def _separator_hint(value: Any, integer: bool) -> str:
+    """What to write instead of `1,000` (YAML reads it as a string)."""
+    text = str(value).strip()
+    if not (isinstance(value, str) and re.fullmatch(r"[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?", text)):
+        return ""
+    return f" (write {text.replace(',', '')}" + (f" or {text.replace(',', '_')}" if integer else "") + f", not {text})"
 
 
 def _build(cls: type, raw: Any, where: str, src: str) -> Any:
@@ -418,7 +464,7 @@ def _read_yaml(path: Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -460,7 +506,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"override `{assignment}`: expected KEY=VALUE, e.g. stages.0.epochs=2")
     key, text = assignment.split("=", 1)
-    set_value(raw, key, yaml.safe_load(text) if text != "" else "")
+    set_value(raw, key, yaml_load(text) if text != "" else "")
 
 
 def set_value(raw: dict, key: str, value: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from distill.config import yaml_load
 from distill.errors import DistillError
 from distill.io import read_json, write_text
 from distill.layer_map import layer_map
@@ -31,7 +32,7 @@ def write_model_card(run: str | Path) -> Path:
     if missing:
         raise CardError(f"{run}: not a finished run folder (missing {', '.join(missing)}); a model card is made "
                         "from a finished run's config.yaml, run.json, metrics.json and student/")
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    cfg = yaml_load((run / "config.yaml").read_text(encoding="utf-8"))
     card = model_card(cfg, read_json(run / "run.json"), read_json(run / "metrics.json"), run)
     path = run / "student" / CARD
     write_text(path, card)

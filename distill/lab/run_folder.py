@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from distill.config import ConfigError, ExperimentConfig, dump_yaml, from_dict
+from distill.config import ConfigError, ExperimentConfig, dump_yaml, from_dict, yaml_load
 from distill.errors import DistillError
 
 FINISHED, FAILED, UNFINISHED, MISSING = "finished", "failed", "unfinished", "missing"
@@ -46,10 +44,10 @@ def config_difference(cfg: ExperimentConfig, folder: Path) -> list[str]:
     # not a difference.
     saved_file = Path(folder) / "config.yaml"
     try:
-        saved = yaml.safe_load(dump_yaml(from_dict(yaml.safe_load(saved_file.read_text()), src=str(saved_file))))
+        saved = yaml_load(dump_yaml(from_dict(yaml_load(saved_file.read_text()), src=str(saved_file))))
     except ConfigError as e:  # written by a version that had other settings
         return [f"unreadable now: {e}"]
-    now = yaml.safe_load(dump_yaml(cfg))
+    now = yaml_load(dump_yaml(cfg))
     return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
 
 

@@ -11,9 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from distill.config import ConfigError, ExperimentConfig, apply_override, check_shard, from_dict, load_raw, set_value
+from distill.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_override,
+    check_shard,
+    from_dict,
+    load_raw,
+    set_value,
+    yaml_load,
+)
 from distill.io import read_json, write_json, write_text
 from distill.lab.run_folder import FINISHED, config_difference, run_state, started
 
@@ -41,7 +48,7 @@ def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list[Any]]:
         key, sep, text = item.partition("=")
         if not sep or not key or not text:
             raise ConfigError(f"--grid `{item}`: expected KEY=V1,V2,..., e.g. stages.0.lr=1e-4,5e-5")
-        grid[key.strip()] = [yaml.safe_load(v) for v in text.split(",")]
+        grid[key.strip()] = [yaml_load(v) for v in text.split(",")]
     return grid
 
 
