@@ -157,3 +157,26 @@ def test_a_run_that_failed_before_it_started_is_retried_afresh(tmp_path, capsys)
     capsys.readouterr()
     assert main(["sweep", str(cfg), "--out", str(out)]) == 0, capsys.readouterr().err
     assert (run / "metrics.json").exists() and not (run / "failed.json").exists()
+
+
+def test_dry_run_lists_every_run_with_its_state_and_writes_nothing(sweep_config, tmp_path, capsys):
+    from distill.lab.cli import main
+
+    out = tmp_path / "runs"
+    (out / "a,stages.1.lr=0.1" / "seed1").mkdir(parents=True)  # started (no run.json yet): still `missing`
+    done = out / "b,stages.1.lr=0.2" / "seed2"
+    done.mkdir(parents=True)
+    for name in ("config.yaml", "run.json", "metrics.json"):
+        (done / name).write_text("{}")
+    before = sorted(p for p in out.rglob("*"))
+    assert main(["sweep", str(sweep_config), "--out", str(out), "--dry-run", "--grid", "stages.1.lr=0.1,0.2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{sweep_config}: 8 runs under {out}"
+    rows = [line.split() for line in lines[1:]]
+    assert [(r[1], r[3]) for r in rows] == [(p.variant, str(p.seed)) for p in expand(sweep_config, [], out, parse_grid(
+        ["stages.1.lr=0.1,0.2"]))]
+    states = {(r[1], r[3]): r[0] for r in rows}
+    assert states[("b,stages.1.lr=0.2", "2")] == "finished" and states[("a,stages.1.lr=0.1", "1")] == "missing"
+    assert sorted(p for p in out.rglob("*")) == before  # no sweep.json, no run folder
+    # A bad grid value is refused before anything is listed.
+    assert main(["sweep", str(sweep_config), "--dry-run", "--grid", "stages.1.lr=fast"]) == 2

@@ -15,7 +15,7 @@ def _default_out(name: str, seed: int) -> Path:
 
 
 def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list[str], seeds: str | None,
-           num_shards: int | None, shard_index: int | None, command: str | None = None) -> int:
+           num_shards: int | None, shard_index: int | None, command: str | None = None, dry_run: bool = False) -> int:
     from distill.config import ConfigError, check_shard
     from distill.lab.report import ReportError, build, to_markdown
     from distill.lab.run_folder import FINISHED
@@ -32,10 +32,14 @@ def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list
     for config in configs:
         plans = expand(config, overrides, out, parse_grid(grid), seed_list)
         root = plans[0].root
-        write_plan(root, config, plans, reference_variant(config, plans))
         mine = shard(plans, num_shards or 1, shard_index or 0)
         print(f"{config}: {len(plans)} runs under {root}" + (f", shard {shard_index} of {num_shards}: {len(mine)}"
                                                               if num_shards else ""))
+        if dry_run:  # every run's config is validated by `expand`; nothing is written
+            width = max((len(p.variant) for p in mine), default=0)
+            print("\n".join(f"  {p.state:10s} {p.variant:{width}s} seed {p.seed}  {p.out}" for p in mine))
+            continue
+        write_plan(root, config, plans, reference_variant(config, plans))
         failed += run_plans(mine, command=command)
         if all(p.state == FINISHED for p in plans):
             try:
@@ -53,7 +57,7 @@ def _sweep(configs: list[str], overrides: list[str], out: str | None, grid: list
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     return _sweep(args.configs, args.set, args.out, args.grid, args.seeds, args.num_shards, args.shard_index,
-                  args.command)
+                  args.command, args.dry_run)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -265,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", help="experiment folder (default runs/<name>)")
     sw.add_argument("--num-shards", type=int, help="split the runs round-robin over this many processes")
     sw.add_argument("--shard-index", type=int, help="which share this process runs (0-based)")
+    sw.add_argument("--dry-run", action="store_true", help="list every run (state, variant, seed, folder) after "
+                    "validating each run's config, and run nothing (`distill check` also checks data and models)")
     sw.set_defaults(func=cmd_sweep)
 
     rp = sub.add_parser("report", help="ablation table (md/csv/latex) and plots from an experiment's run folders")
