@@ -279,3 +279,29 @@ def test_bench_onnx_scores_a_trained_students_graphs_on_its_dev_split(bert_run, 
     assert set(student.onnx_accuracy["int8"]) == set(student.accuracy)
     cell = bench.render(rows, 8, 2, "cpu").splitlines()[-1]
     assert f"; ORT fp32 macro_f1 {student.accuracy['macro_f1']:.4f}" in cell and "; ORT int8 macro_f1" in cell
+
+
+def test_cli_export_int8_tolerance_refuses_or_accepts_the_int8_graph(tmp_path, capsys, monkeypatch, bilstm_single):
+    save_tiny_bilstm(tmp_path / "s")
+    reuse_graph(monkeypatch, bilstm_single)
+    folder = tmp_path / "s"
+    # The default (0.1 of the logits' range) accepts this graph (see the fixture); 0 refuses any int8 noise.
+    assert main(["export", str(folder), "--int8", "--int8-agreement", "0", "--int8-tolerance", "0"]) == 2
+    assert "int8 graph refused (max abs logit difference" in capsys.readouterr().err
+    saved = json.loads((folder / "onnx.json").read_text())
+    assert saved["int8_criterion"]["max_abs_diff_over_logit_range"] == 0.0 and saved["int8_refused"]
+    assert (folder / "model.onnx").exists() and not (folder / "model.int8.onnx").exists()
+    assert main(["export", str(folder), "--int8", "--int8-agreement", "0", "--int8-tolerance", "0.5"]) == 0
+    saved = json.loads((folder / "onnx.json").read_text())
+    assert saved["int8_criterion"]["max_abs_diff_over_logit_range"] == 0.5 and saved["int8_refused"] is None
+    assert saved["int8_onnx"] == "model.int8.onnx" and (folder / "model.int8.onnx").exists()
+
+
+def test_cli_export_max_length_cuts_the_parity_texts(tmp_path, monkeypatch, bilstm_single):
+    save_tiny_bilstm(tmp_path / "s")
+    reuse_graph(monkeypatch, bilstm_single)
+    _, report = bilstm_single
+    assert report.parity_batches[0][1] > 3  # by default the longest built-in sentence has more words
+    assert main(["export", str(tmp_path / "s"), "--max-length", "3"]) == 0
+    saved = json.loads((tmp_path / "s" / "onnx.json").read_text())
+    assert [length for _, length in saved["parity_batches"]] == [3, 3]

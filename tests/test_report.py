@@ -166,3 +166,13 @@ def test_curve_panels_skip_a_dev_metric_that_never_moves():
     moved = {**run, "intermediate/dev/macro_f1": [(2, 0.3)]}
     assert "intermediate/dev/macro_f1" in curve_panels({"full": [run], "no-att": [moved]}, "macro_f1")
     assert curve_panels({"full": [run]}, None) == ["intermediate/train/total", "prediction/train/total"]
+
+
+def test_report_command_measures_against_the_reference_given(experiment, tmp_path, capsys):
+    # The plan's reference is `full`; --reference makes it `no-att`, so `full` shows +0.25 against it.
+    assert main(["report", str(experiment), "--reference", "no-att", "--no-plots", "--out", str(tmp_path / "r")]) == 0
+    lines = {line.split(" | ")[0].strip("| "): line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| ")}
+    assert "| full | 2/2 | 0.8500 ± 0.0707 | [0.2147, 1.4853] | +0.2500 |" in lines["full"]
+    assert "| no-att | 1/2 | 0.6000 | - | ref |" in lines["no-att"]
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["reference"] == "no-att"
