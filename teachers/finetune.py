@@ -26,7 +26,8 @@ from distill.objective import Objective
 from distill.resources import content_key, source_identity
 from distill.stage import Session, StageInputs
 from distill.tasks import Example, TaskData
-from distill.trainer import DistillModule, evaluate_splits, train_stage
+from distill.timing import duration
+from distill.trainer import DistillModule, evaluate_splits, seconds_per_example, train_stage
 from teachers.load import load_classifier, random_bert
 
 
@@ -91,7 +92,6 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     with accelerator.main_process_first():
         train = datasets["train"] if train is None else encode_examples(
             train, tokenizer, cfg.task.max_length, task.is_regression, log, "the teacher's training split")
-    log(f"teacher: fine-tuning {t.checkpoint} on {task.name}, {len(train):,} training examples (cache: {folder})")
     set_seed(t.finetune.seed)
     if t.checkpoint == "random":
         model = random_bert(t.random, tokenizer, task.labels, t.finetune.seed)
@@ -107,9 +107,17 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     ft = t.finetune
     stage = StageConfig(name="teacher", losses=_hard_loss(task), epochs=ft.epochs, lr=ft.lr,
                         batch_size=ft.batch_size, warmup=ft.warmup, weight_decay=ft.weight_decay, select="metric")
-    start = time.perf_counter()
     inputs = StageInputs(stage, Objective(stage.losses), LossContext([], task.is_regression), train,
                          datasets["dev"], task, None, ft.seed)
+    # Said before it starts, with its measured cost: the first run of a teacher takes minutes to hours.
+    per_example = seconds_per_example(accelerator, module, inputs, cfg.train)
+    epochs_left = ft.epochs - progress.epoch - progress.batches_done * ft.batch_size / max(len(train), 1)
+    # A dev pass per epoch: a forward, about a third of a training step's forward and backward.
+    estimate = epochs_left * (len(train) + len(datasets["dev"]) / 3) * per_example
+    log(f"teacher: fine-tuning {t.checkpoint} on {task.name} ({len(train):,} examples, {ft.epochs} epochs), once: "
+        f"estimated {duration(estimate)} on {accelerator.device.type} (2 batches timed); cached at {folder} for every "
+        "later run with these settings")
+    start = time.perf_counter()
     train_stage(Session(accelerator, cfg.train, work), module, inputs, progress)
     info = {"source": t.checkpoint, "finetuned_here": True, "key": key, "finetune": asdict(ft),
             "train_examples": len(train), "history": progress.history,

@@ -8,6 +8,8 @@ temp-file-then-rename, so a reader never sees a half-written file."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,6 +22,7 @@ from distill.config import TrainConfig
 from distill.encoded import EncodedDataset
 from distill.io import cache_root, load_tensors, save_tensors
 from distill.resources import content_key
+from distill.timing import duration
 from distill.trainer import make_loader, teacher_precision
 
 
@@ -31,18 +34,24 @@ def logits_path(teacher_id: str, ds: EncodedDataset, precision: str = "auto") ->
 
 
 @torch.inference_mode()
-def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerator, cfg: TrainConfig) -> torch.Tensor:
-    """Teacher logits for every example of `ds`, in dataset order, batched under inference mode."""
+def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerator, cfg: TrainConfig,
+                   announce: Callable[[float], None] | None = None) -> torch.Tensor:
+    """Teacher logits for every example of `ds`, in dataset order, batched under inference mode. `announce` gets the
+    estimated total seconds once the first two batches are done (the first pays for warm-up)."""
     set_attention(teacher, False)
     loader, _ = make_loader(ds, cfg.eval_batch_size, 0, False, cfg)
     loader = accelerator.prepare(loader)
     out = torch.zeros(len(ds), teacher.config.num_labels)
+    n, marks = len(loader), [time.perf_counter()]
     for batch in tqdm(loader, desc="teacher logits", leave=False, disable=not accelerator.is_local_main_process):
         with teacher_precision(accelerator, cfg):
             logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              token_type_ids=batch["token_type_ids"]).logits
         logits, index = accelerator.gather_for_metrics((logits.float(), batch["index"]))
-        out[index.cpu()] = logits.cpu()
+        out[index.cpu()] = logits.cpu()  # a host copy: the marks time finished work
+        marks.append(time.perf_counter())
+        if announce is not None and len(marks) == min(3, n + 1):
+            announce(marks[1] - marks[0] + (marks[-1] - marks[-2]) * (n - 1))
     return out
 
 
@@ -54,8 +63,9 @@ def cached_logits(teacher: nn.Module, teacher_id: str, ds: EncodedDataset, accel
         if logits.shape[0] == len(ds):
             log(f"teacher logits: reusing {path}")
             return logits
-    log(f"teacher logits: computing {len(ds)} examples once -> {path}")
-    logits = compute_logits(teacher, ds, accelerator, cfg)
+    logits = compute_logits(teacher, ds, accelerator, cfg, announce=lambda seconds: log(
+        f"teacher logits: computing {len(ds):,} examples once, estimated {duration(seconds)} on "
+        f"{accelerator.device.type} (from the first batches) -> {path}"))
     if accelerator.is_main_process:
         save_tensors(path, {"logits": logits}, metadata={"teacher": teacher_id, "data": ds.identity})
     accelerator.wait_for_everyone()

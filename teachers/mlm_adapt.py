@@ -19,10 +19,8 @@ from distill.batching import pad_ids
 from distill.io import atomic_dir, write_json
 from distill.mlm_masking import mask_tokens
 from distill.resources import ADAPT_SETTINGS, adapted_encoder, adapted_folder
+from distill.timing import duration, timed
 from teachers.load import load_bert_mlm, load_tokenizer
-
-# Seconds one adaptation step takes on 2 CPU cores (MiniLM-L6, batch 32 x 64 tokens), for the announcement.
-_CPU_STEP_SECONDS = 1.3
 
 
 def default_corpus(split: str = "train") -> list[str]:
@@ -55,9 +53,10 @@ def heldout_top1(model, tokenizer, texts: list[str], max_length: int = 64, seed:
 
 def adapt_encoder(encoder: str, texts: list[str], out: str | Path, steps: int = 500, batch_size: int = 32,
                   lr: float = 1e-4, max_length: int = 64, seed: int = 0, heldout: list[str] | None = None,
-                  log=print) -> Path:
+                  log=print, why: str = "") -> Path:
     """Fine-tune `encoder` with a new MLM head on `texts`; writes a BertForMaskedLM folder atomically
-    (with the held-out top-1 accuracy at masked positions when `heldout` texts are given)."""
+    (with the held-out top-1 accuracy at masked positions when `heldout` texts are given). Before it starts it says
+    how long it will take, from two timed steps (`why` ends that line)."""
     tok = load_tokenizer(encoder)
     model = load_bert_mlm(encoder, need_head=False)
     model.train()
@@ -66,16 +65,23 @@ def adapt_encoder(encoder: str, texts: list[str], out: str | Path, steps: int = 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, steps // 10, steps)
     special_ids = torch.tensor(sorted(set(tok.all_special_ids)))
-    losses = []
-    for _ in tqdm(range(steps), desc=f"adapting {encoder} to a masked LM", dynamic_ncols=True):
-        idx = torch.randint(len(enc), (batch_size,), generator=gen).tolist()
-        ids, _ = pad_ids([enc[i] for i in idx], tok.pad_token_id)
+
+    def loss_of(draw: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(len(enc), (batch_size,), generator=draw).tolist()
+        ids, _ = pad_ids([enc[j] for j in idx], tok.pad_token_id)
         attention = (ids != tok.pad_token_id).long()
-        corrupted, labels = mask_tokens(ids, torch.isin(ids, special_ids), tok.mask_token_id, len(tok), gen)
+        corrupted, labels = mask_tokens(ids, torch.isin(ids, special_ids), tok.mask_token_id, len(tok), draw)
         # The vocabulary projection only at the ~15% chosen positions: most of an MLM step's cost otherwise.
         hidden = model.bert(input_ids=corrupted, attention_mask=attention).last_hidden_state
         chosen = labels != -100
-        loss = torch.nn.functional.cross_entropy(model.cls(hidden[chosen]), labels[chosen])
+        return torch.nn.functional.cross_entropy(model.cls(hidden[chosen]), labels[chosen])
+
+    per_step = _seconds_per_step(model, loss_of, seed)
+    log(f"masked LM: adapting {encoder} with an MLM head ({steps} steps of {batch_size} texts), estimated "
+        f"{duration(steps * per_step)} on cpu (2 steps timed){why}")
+    losses = []
+    for _ in tqdm(range(steps), desc=f"adapting {encoder} to a masked LM", dynamic_ncols=True):
+        loss = loss_of(gen)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -96,6 +102,17 @@ def adapt_encoder(encoder: str, texts: list[str], out: str | Path, steps: int = 
     return Path(out)
 
 
+def _seconds_per_step(model, loss_of, seed: int) -> float:
+    """Forward and backward on batches of their own draw, after a warm-up; dropout's random state restored and the
+    gradients dropped, so the adaptation that follows is unchanged."""
+    probe = torch.Generator().manual_seed(seed + 1)
+    with torch.random.fork_rng():
+        loss_of(probe).backward()
+        seconds = timed(lambda: [loss_of(probe).backward() for _ in range(2)], "cpu") / 2
+    model.zero_grad(set_to_none=True)
+    return seconds
+
+
 def ensure_adapted(source: str, log=print) -> str:
     """`source` itself, or for `adapted:<encoder>` the cached masked-LM folder, built first if missing."""
     encoder = adapted_encoder(source)
@@ -103,8 +120,6 @@ def ensure_adapted(source: str, log=print) -> str:
         return source
     folder = adapted_folder(encoder)
     if not (folder / "adaptation.json").exists():
-        minutes = ADAPT_SETTINGS["steps"] * _CPU_STEP_SECONDS / 60
-        log(f"masked LM: adapting {encoder} with an MLM head, once (about {minutes:.0f} min on 2 CPU cores, less on a "
-            f"GPU); cached at {folder}")
-        adapt_encoder(encoder, default_corpus(), folder, heldout=default_corpus("dev"), log=log, **ADAPT_SETTINGS)
+        adapt_encoder(encoder, default_corpus(), folder, heldout=default_corpus("dev"), log=log,
+                      why=f", once; cached at {folder}", **ADAPT_SETTINGS)
     return str(folder)

@@ -1,0 +1,119 @@
+"""The first run of anything that builds a cached artefact says so before the work, in one line with its estimated
+time (the fine-tuned teacher, the adapted masked LM, the teacher-logit cache; the augmented set's lines are tested in
+tests/test_augment_cost.py), and measuring that estimate changes nothing the run computes."""
+
+import dataclasses
+import itertools
+import math
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import teachers.finetune
+import teachers.logits
+import teachers.mlm_adapt
+from distill.config import load_config
+from distill.encoded import encode_examples
+from distill.loaders import load_task
+from distill.losses import LossContext
+from distill.objective import Objective
+from distill.stage import StageInputs
+from distill.trainer import DistillModule, seconds_per_example
+from teachers.load import load_tokenizer, random_bert
+
+from .helpers import SMOKE, quiet
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    cfg = load_config(SMOKE)
+    task = load_task(cfg.task)
+    tok = load_tokenizer(cfg.teacher.tokenizer)
+    train = encode_examples(task.splits["train"][:70], tok, cfg.task.max_length, False, quiet)
+    return cfg, task, tok, train
+
+
+def test_timing_a_fine_tuning_changes_neither_the_model_nor_the_random_state(smoke):
+    from accelerate import Accelerator
+
+    cfg, task, tok, train = smoke
+    model = random_bert(cfg.teacher.random, tok, task.labels, 0)
+    module = DistillModule(model)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    stage = StageInputs(dataclasses.replace(cfg.stages[1], losses={"hard_ce": 1.0}), Objective({"hard_ce": 1.0}),
+                        LossContext([], False), train, train, task, None, 0)
+    rng = torch.get_rng_state()
+    seconds = seconds_per_example(Accelerator(cpu=True), module, stage, cfg.train)
+    assert math.isfinite(seconds) and seconds > 0
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(p.grad is None for p in module.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())
+
+
+def _finetuned_weights(tmp_path, monkeypatch, capsys, name: str, timing: bool) -> tuple[dict, list[str]]:
+    from distill.lab.cli import main
+
+    monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / name))
+    if not timing:
+        monkeypatch.setattr(teachers.finetune, "seconds_per_example", lambda *a, **k: 0.0)
+    assert main(["run", str(SMOKE), "--out", str(tmp_path / name / "run"), "--set", "stages=[{name: p, epochs: 1, "
+                 "losses: {soft_cross_entropy: 1}}]", "--set", "task.train_limit=96"]) == 0
+    (teacher,) = (tmp_path / name / "teachers").glob("*/model.safetensors")
+    return load_file(teacher), capsys.readouterr().out.splitlines()
+
+
+def test_a_first_run_says_what_it_builds_with_an_estimate_and_the_result_is_unchanged(tmp_path, monkeypatch, capsys):
+    timed_weights, logs = _finetuned_weights(tmp_path, monkeypatch, capsys, "timed", True)
+    plain_weights, _ = _finetuned_weights(tmp_path, monkeypatch, capsys, "plain", False)
+    assert timed_weights.keys() == plain_weights.keys()
+    assert all(torch.equal(timed_weights[k], plain_weights[k]) for k in timed_weights)
+    notice = [i for i, line in enumerate(logs) if line.startswith("teacher: fine-tuning random on tweets")]
+    assert len(notice) == 1, [logs[i] for i in notice]
+    line = logs[notice[0]]
+    assert re.search(r"\(96 examples, 1 epochs\), once: estimated [\d.]+ s on cpu \(2 batches timed\); cached at "
+                     r"\S+/teachers/\w+ for every later run", line), line
+    # Before the teacher's results, and every logit cache the run builds says so too, with its own estimate.
+    assert notice[0] < next(i for i, line in enumerate(logs) if line.startswith("teacher  "))
+    logit_lines = [line for line in logs if line.startswith("teacher logits: computing")]
+    assert logit_lines and all(re.search(r"examples once, estimated [\d.]+ s on cpu", x) for x in logit_lines)
+
+
+def test_the_logit_cache_estimate_is_the_first_batch_plus_the_second_times_the_rest(smoke, monkeypatch):
+    from accelerate import Accelerator
+
+    cfg, task, tok, train = smoke
+    teacher = random_bert(cfg.teacher.random, tok, task.labels, 0).eval()
+    clock = itertools.count()  # every perf_counter call advances one second: 1 s per batch, by construction
+    monkeypatch.setattr(teachers.logits.time, "perf_counter", lambda: float(next(clock)))
+    said = []
+    small = dataclasses.replace(cfg.train, eval_batch_size=16)  # 70 examples: 5 batches
+    logits = teachers.logits.compute_logits(teacher, train, Accelerator(cpu=True), small, announce=said.append)
+    assert said == [5.0]  # 1 s (first) + 1 s x 4 (the second, times the batches after the first)
+    assert torch.equal(logits, teachers.logits.compute_logits(teacher, train, Accelerator(cpu=True), small))
+
+
+def test_adapting_a_masked_lm_says_its_estimate_first_and_timing_changes_nothing(tmp_path, monkeypatch):
+    from transformers import BertConfig, BertModel
+
+    tok = load_tokenizer("packaged:all-minilm-l6-v2")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(tmp_path / "enc")
+    tok.save_pretrained(tmp_path / "enc")
+    texts = ["the flight was delayed again", "thanks for the great service", "lost my bag at the gate"] * 4
+
+    def adapt(out, log):
+        torch.manual_seed(1)  # dropout's stream, the same for both
+        teachers.mlm_adapt.adapt_encoder(str(tmp_path / "enc"), texts, out, steps=3, batch_size=4, log=log,
+                                         why=", once; cached there")
+        return load_file(out / "model.safetensors")
+
+    said = []
+    timed_weights = adapt(tmp_path / "a", said.append)
+    assert re.fullmatch(r"masked LM: adapting \S+ with an MLM head \(3 steps of 4 texts\), estimated [\d.]+ s on cpu "
+                        r"\(2 steps timed\), once; cached there", said[0]), said
+    monkeypatch.setattr(teachers.mlm_adapt, "_seconds_per_step", lambda *a: 0.0)
+    plain = adapt(tmp_path / "b", quiet)
+    assert all(torch.equal(timed_weights[k], plain[k]) for k in plain)
