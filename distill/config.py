@@ -44,7 +44,11 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 def yaml_load(text: str) -> Any:
     """YAML as every config source reads it (files, `extends:`, `--set`, `--grid`, variants, saved run configs):
     PyYAML's safe YAML 1.1, except that a number in scientific notation is a number however it is spelt."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    loader = _Loader(text)  # a SafeLoader: tags that construct objects are refused as by yaml.safe_load
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _as_number(value: Any) -> Any:

@@ -94,3 +94,11 @@ def test_a_saved_config_reads_back_equal():
     cfg = load_config(SMOKE, ["stages.1.lr=2e-5", "stages.0.lr=1E-4"])
     again = from_dict(yaml_load(dump_yaml(cfg)))
     assert again == cfg
+
+
+def test_the_loader_stays_safe():
+    # Numbers are added to PyYAML's safe loader; tags that would construct Python objects are still refused.
+    import yaml
+
+    with pytest.raises(yaml.YAMLError):
+        yaml_load("a: !!python/object/apply:os.system ['true']\n")

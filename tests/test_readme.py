@@ -116,7 +116,7 @@ def snippets() -> list[Snippet]:
         for m in re.finditer(r"`([^`]+)`", text):
             span = " ".join(m.group(1).split())
             line = text.count("\n", 0, m.start()) + 1
-            if re.match(r"(distill|make|python|tensorboard|torchrun|CUDA_VISIBLE_DEVICES=\S+ distill) ", span):
+            if re.match(r"(distill|make(?! -)|python|tensorboard|torchrun|CUDA_VISIBLE_DEVICES=\S+ distill) ", span):
                 found.append(Snippet(f"{name}:{line}", "inline", span))
             elif span.startswith("--set "):
                 found.append(Snippet(f"{name}:{line}", "set", span))
@@ -310,7 +310,7 @@ def test_each_inline_command_parses(snippet, capsys):
     """Commands written in the prose name runs that do not exist here: their flags and targets are checked."""
     tokens = _tokens(snippet.text)
     if tokens[0] == "distill" and len(tokens) == 2:  # a mention of the command
-        assert tokens[1] in SUBPARSERS, f"{snippet.where}: `distill {tokens[1]}` is not a subcommand"
+        assert tokens[1] in [*SUBPARSERS, "--help"], f"{snippet.where}: `distill {tokens[1]}` is not a subcommand"
     elif tokens[0] == "distill":
         if is_synopsis(tokens[1:]) or any(t.startswith("runs/") for t in tokens):
             check_synopsis(tokens[1:], snippet.where)
