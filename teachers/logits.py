@@ -37,12 +37,13 @@ def logits_path(teacher_id: str, ds: EncodedDataset, precision: str = "auto") ->
 def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerator, cfg: TrainConfig,
                    announce: Callable[[float], None] | None = None) -> torch.Tensor:
     """Teacher logits for every example of `ds`, in dataset order, batched under inference mode. `announce` gets the
-    estimated total seconds once the first two batches are done (the first pays for warm-up)."""
+    estimated total seconds once the first two batches are done: the first pays for warm-up, the second's time per
+    token is extrapolated over the tokens left (batches come grouped by length, so later ones can be longer)."""
     set_attention(teacher, False)
     loader, _ = make_loader(ds, cfg.eval_batch_size, 0, False, cfg)
     loader = accelerator.prepare(loader)
     out = torch.zeros(len(ds), teacher.config.num_labels)
-    n, marks = len(loader), [time.perf_counter()]
+    left, marks = float(ds.lengths().sum()), [time.perf_counter()]
     for batch in tqdm(loader, desc="teacher logits", leave=False, disable=not accelerator.is_local_main_process):
         with teacher_precision(accelerator, cfg):
             logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -50,8 +51,10 @@ def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelera
         logits, index = accelerator.gather_for_metrics((logits.float(), batch["index"]))
         out[index.cpu()] = logits.cpu()  # a host copy: the marks time finished work
         marks.append(time.perf_counter())
-        if announce is not None and len(marks) == min(3, n + 1):
-            announce(marks[1] - marks[0] + (marks[-1] - marks[-2]) * (n - 1))
+        tokens = float(batch["attention_mask"].sum()) * accelerator.num_processes
+        left -= tokens
+        if announce is not None and (len(marks) == 3 or left <= 0 < len(marks) < 3):
+            announce(marks[-1] - marks[0] + (marks[-1] - marks[-2]) / tokens * max(left, 0.0))
     return out
 
 

@@ -9,6 +9,7 @@ Such an adapted MiniLM is a much weaker masked LM than bert-base-uncased; users 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from distill.batching import pad_ids
 from distill.io import atomic_dir, write_json
 from distill.mlm_masking import mask_tokens
 from distill.resources import ADAPT_SETTINGS, adapted_encoder, adapted_folder
-from distill.timing import duration, timed
+from distill.timing import duration
 from teachers.load import load_bert_mlm, load_tokenizer
 
 
@@ -55,8 +56,8 @@ def adapt_encoder(encoder: str, texts: list[str], out: str | Path, steps: int = 
                   lr: float = 1e-4, max_length: int = 64, seed: int = 0, heldout: list[str] | None = None,
                   log=print, why: str = "") -> Path:
     """Fine-tune `encoder` with a new MLM head on `texts`; writes a BertForMaskedLM folder atomically
-    (with the held-out top-1 accuracy at masked positions when `heldout` texts are given). Before it starts it says
-    how long it will take, from two timed steps (`why` ends that line)."""
+    (with the held-out top-1 accuracy at masked positions when `heldout` texts are given). Three steps in, it says
+    how long the whole will take (`why` ends that line)."""
     tok = load_tokenizer(encoder)
     model = load_bert_mlm(encoder, need_head=False)
     model.train()
@@ -76,18 +77,21 @@ def adapt_encoder(encoder: str, texts: list[str], out: str | Path, steps: int = 
         chosen = labels != -100
         return torch.nn.functional.cross_entropy(model.cls(hidden[chosen]), labels[chosen])
 
-    per_step = _seconds_per_step(model, loss_of, seed)
-    log(f"masked LM: adapting {encoder} with an MLM head ({steps} steps of {batch_size} texts), estimated "
-        f"{duration(steps * per_step)} on cpu (2 steps timed){why}")
-    losses = []
-    for _ in tqdm(range(steps), desc=f"adapting {encoder} to a masked LM", dynamic_ncols=True):
+    losses, marks = [], [time.perf_counter()]
+    for i in tqdm(range(steps), desc=f"adapting {encoder} to a masked LM", dynamic_ncols=True):
         loss = loss_of(gen)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(loss.item())  # a host copy: the marks time finished steps
+        marks.append(time.perf_counter())
+        if i == min(2, steps - 1):  # the first step pays for warm-up, the next two are timed whole (update included)
+            per_step = (marks[-1] - marks[1]) / max(i, 1)
+            log(f"masked LM: adapting {encoder} with an MLM head ({steps} steps of {batch_size} texts), "
+                       f"estimated {duration(marks[-1] - marks[0] + per_step * (steps - i - 1))} on cpu (from its "
+                       f"first steps){why}")
     top1 = heldout_top1(model, tok, heldout[:2000], max_length) if heldout else None
     model.train(False)
     with atomic_dir(out) as tmp:
@@ -100,17 +104,6 @@ def adapt_encoder(encoder: str, texts: list[str], out: str | Path, steps: int = 
                                              "heldout_top1": top1})
     log(f"masked LM written to {out}" + (f" (held-out top-1 {top1:.3f})" if top1 is not None else ""))
     return Path(out)
-
-
-def _seconds_per_step(model, loss_of, seed: int) -> float:
-    """Forward and backward on batches of their own draw, after a warm-up; dropout's random state restored and the
-    gradients dropped, so the adaptation that follows is unchanged."""
-    probe = torch.Generator().manual_seed(seed + 1)
-    with torch.random.fork_rng():
-        loss_of(probe).backward()
-        seconds = timed(lambda: [loss_of(probe).backward() for _ in range(2)], "cpu") / 2
-    model.zero_grad(set_to_none=True)
-    return seconds
 
 
 def ensure_adapted(source: str, log=print) -> str:
