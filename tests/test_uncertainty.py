@@ -1,5 +1,6 @@
 """The report's statistics against scipy, hand computations and slow reference loops, and a planted effect:
-a variant that is truly better is flagged, a null variant is not."""
+a variant that is truly better is flagged, a null variant is not. Error rates under simulated nulls:
+test_calibration.py."""
 
 import json
 import math
@@ -11,14 +12,22 @@ from scipy import stats
 from distill import metrics
 from distill.lab.report import build, to_markdown, write_report
 from distill.lab.uncertainty import (
+    ONE_SEED,
+    PAIRED_T,
+    PAIRED_T_GENERALISED,
     bootstrap_interval,
     bootstrap_p,
     confusions,
+    example_replicates,
+    example_variance,
     holm,
+    matched_difference,
     metric_replicates,
-    paired_bootstrap,
+    paired_t,
+    paired_t_power,
     percentile_interval,
     resample_indices,
+    seeds_needed,
     t_interval,
     welch_difference,
 )
@@ -81,33 +90,115 @@ def test_bootstrap_p_and_percentile_interval_by_hand():
     assert percentile_interval(np.arange(101.0)) == pytest.approx((2.5, 97.5))
 
 
-def test_paired_bootstrap_equals_a_slow_two_level_loop():
-    rng = np.random.default_rng(5)
-    n, seeds, b = 80, 3, 300
-    gold = rng.integers(0, 2, n)
-    ref = [rng.normal(size=(n, 2)) + np.eye(2)[gold] for _ in range(seeds)]
-    var = [r + 0.3 * np.eye(2)[gold] + rng.normal(scale=0.5, size=(n, 2)) for r in ref]
-    d = paired_bootstrap("accuracy", var, ref, gold, 2, resamples=b, seed=11)
-    draw = np.random.default_rng(11)
-    idx = resample_indices(n, b, draw)
-    seed_draw = draw.integers(0, seeds, size=(b, seeds))
-    slow = []
-    for i, s in zip(idx, seed_draw, strict=True):
-        slow.append(np.mean([metrics.accuracy(var[j][i].argmax(-1), gold[i]) -
-                             metrics.accuracy(ref[j][i].argmax(-1), gold[i]) for j in s]))
-    assert (d.low, d.high) == pytest.approx(tuple(np.quantile(slow, [0.025, 0.975])))
-    assert d.p == pytest.approx(bootstrap_p(np.array(slow)))
-    point = np.mean([metrics.accuracy(v.argmax(-1), gold) - metrics.accuracy(r.argmax(-1), gold)
-                     for v, r in zip(var, ref, strict=True)])
-    assert d.delta == pytest.approx(point) and d.seeds == seeds
+def test_paired_t_by_hand_and_against_scipy():
+    v, r = [0.71, 0.69, 0.74, 0.70, 0.66], [0.68, 0.69, 0.70, 0.64, 0.65]
+    d = paired_t(np.subtract(v, r))
+    res = stats.ttest_rel(v, r)
+    ci = res.confidence_interval(0.95)
+    assert d.method == PAIRED_T and d.seeds == 5 and d.df == 4
+    assert d.delta == pytest.approx(np.mean(v) - np.mean(r)) and d.p == pytest.approx(res.pvalue)
+    assert (d.low, d.high) == pytest.approx((ci.low, ci.high))
+    # by hand: differences 0.03, 0, 0.04, 0.06, 0.01: mean 0.028, s = 0.023875, t = 0.028 / (s / sqrt 5) = 2.6224
+    assert d.sd == pytest.approx(0.0238747, abs=1e-6)
+    assert d.p == pytest.approx(2 * stats.t.sf(2.62240, 4), abs=1e-5)
+
+
+def test_fewer_than_three_matched_seeds_are_described_not_judged():
+    two = paired_t([0.02, 0.05])
+    assert two.p is None and two.low < 0.035 < two.high and "2 matched seeds" in two.why
+    one = paired_t([0.02])
+    assert one.p is None and one.low is None
+    assert paired_t([0.02, 0.05, 0.04]).p is not None
+    assert welch_difference([0.7, 0.71], [0.6, 0.62, 0.61]).p is None  # two runs on one side
+    assert welch_difference([0.7, 0.71, 0.72], [0.6, 0.62, 0.61]).p is not None
+
+
+def test_constant_differences_have_no_spread():
+    same = paired_t([0.0, 0.0, 0.0])
+    assert (same.delta, same.low, same.high, same.p) == (0.0, 0.0, 0.0, 1.0)
+    shift = paired_t([0.01, 0.01, 0.01])
+    assert shift.p == 0.0 and shift.low == shift.high == pytest.approx(0.01)
+
+
+def _pairs(seeds=4, n=300, k=3, seed=5):
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, k, n)
+    ref = [rng.normal(size=(n, k)) + np.eye(k)[gold] for _ in range(seeds)]
+    var = [r + 0.3 * np.eye(k)[gold] + rng.normal(scale=0.8, size=(n, k)) for r in ref]
+    return gold, var, ref
+
+
+def test_matched_difference_is_the_paired_t_of_the_per_seed_metrics():
+    gold, var, ref = _pairs()
+    d = matched_difference("macro_f1", var, ref, gold, 3)
+    per_seed = [metrics.macro_f1(v.argmax(-1), gold, 3) - metrics.macro_f1(r.argmax(-1), gold, 3)
+                for v, r in zip(var, ref, strict=True)]
+    res = stats.ttest_1samp(per_seed, 0.0)
+    assert d.method == PAIRED_T and d.p == pytest.approx(res.pvalue) and d.delta == pytest.approx(np.mean(per_seed))
+
+
+def test_example_replicates_equal_a_slow_loop_with_the_same_draws():
+    gold, var, ref = _pairs(seeds=2, n=80)
+    reps = example_replicates("accuracy", var, ref, gold, 3, resamples=50, seed=11)
+    idx = resample_indices(80, 50, np.random.default_rng(11))
+    slow = [[metrics.accuracy(v[i].argmax(-1), gold[i]) - metrics.accuracy(r[i].argmax(-1), gold[i])
+             for v, r in zip(var, ref, strict=True)] for i in idx]
+    np.testing.assert_allclose(reps, slow, atol=1e-12)
+
+
+def test_example_variance_removes_the_runs_noise_the_seeds_already_carry():
+    # Two pairs whose replicates are independent noise of variance 1 each (no examples' own effect): the mean's
+    # variance is 1/2 = W/n, and nothing is added. Perfectly correlated pairs (the examples' effect only): V = W.
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(200_000, 2))
+    assert example_variance(noise) == pytest.approx(0.0, abs=0.01)
+    shared = np.repeat(rng.normal(size=(200_000, 1)), 3, axis=1)
+    assert example_variance(shared) == pytest.approx(1.0, rel=0.01)
+    # by hand: replicates [[1, 3], [3, 1], [2, 2]]: V = var of means (2, 2, 2) = 0, W = mean(1, 1) = 1 -> max(0, -1)
+    assert example_variance(np.array([[1.0, 3.0], [3.0, 1.0], [2.0, 2.0]])) == 0.0
+
+
+def test_generalise_adds_the_example_component_to_the_standard_error():
+    gold, var, ref = _pairs()
+    plain = matched_difference("macro_f1", var, ref, gold, 3)
+    wide = matched_difference("macro_f1", var, ref, gold, 3, generalise=True, resamples=400, seed=3)
+    e = example_variance(example_replicates("macro_f1", var, ref, gold, 3, resamples=400, seed=3))
+    se = np.sqrt(plain.sd ** 2 / 4 + e)
+    df = (plain.sd ** 2 / 4 + e) ** 2 / ((plain.sd ** 2 / 4) ** 2 / 3)
+    assert wide.method == PAIRED_T_GENERALISED and wide.delta == plain.delta and wide.df == pytest.approx(df)
+    assert wide.p == pytest.approx(2 * stats.t.sf(abs(wide.delta) / se, df))
+    assert wide.high - wide.low == pytest.approx(2 * stats.t.ppf(0.975, df) * se)
+
+
+def test_one_run_each_is_an_example_bootstrap_without_a_p_value():
+    gold, var, ref = _pairs(seeds=1, n=200)
+    d = matched_difference("accuracy", var, ref, gold, 3, resamples=500, seed=7)
+    reps = example_replicates("accuracy", var, ref, gold, 3, resamples=500, seed=7)[:, 0]
+    assert d.method == ONE_SEED and d.p is None and not d.significant and "evaluation-set sampling" in d.why
+    assert (d.low, d.high) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])))
 
 
 def test_identical_runs_differ_by_exactly_zero():
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 3, 50)
-    runs = [rng.normal(size=(50, 3)) for _ in range(2)]
-    d = paired_bootstrap("macro_f1", runs, runs, gold, 3, resamples=200)
-    assert (d.delta, d.low, d.high, d.p) == (0.0, 0.0, 0.0, 1.0)
+    runs = [rng.normal(size=(50, 3)) for _ in range(3)]
+    for generalise in (False, True):
+        d = matched_difference("macro_f1", runs, runs, gold, 3, generalise=generalise, resamples=200)
+        assert (d.delta, d.low, d.high, d.p) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_power_against_a_simulated_paired_t_and_the_seeds_needed():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.5, 1.0, size=(40_000, 6))
+    t = d.mean(1) / (d.std(1, ddof=1) / np.sqrt(6))
+    simulated = np.mean(np.abs(t) > stats.t.ppf(1 - 0.01 / 2, 5))
+    assert paired_t_power(0.5, 1.0, 6, 0.01) == pytest.approx(simulated, abs=0.01)
+    n = seeds_needed(0.5, 1.0, 0.05)
+    assert paired_t_power(0.5, 1.0, n, 0.05) >= 0.8 > paired_t_power(0.5, 1.0, n - 1, 0.05)
+    assert n == 34  # the textbook figure for a standardised effect of 0.5 at 80% power, two-sided 5%
+    assert seeds_needed(0.5, 1.0, 0.01) > n
+    assert seeds_needed(0.0, 1.0, 0.05) is None and seeds_needed(0.5, None, 0.05) is None
+    assert seeds_needed(0.001, 1.0, 0.05) is None  # more than the limit
 
 
 def test_welch_difference_against_scipy():
@@ -178,7 +269,7 @@ def planted(tmp_path_factory):
 def test_a_planted_effect_is_flagged_and_a_null_variant_is_not(planted):
     rep = build(planted, resamples=1000)
     better, null, same = (rep.row(n).diffs["dev macro_f1"] for n in ("better", "null", "shuffled"))
-    assert better.method == "paired bootstrap" and better.seeds == 3
+    assert better.method == PAIRED_T and better.seeds == 3
     assert better.delta > 0.05 and better.low > 0 and better.significant
     assert null.low < 0 < null.high and not null.significant
     assert (same.delta, same.low, same.high) == (0.0, 0.0, 0.0)  # aligned by example id, not by row
@@ -214,7 +305,7 @@ def test_report_files_carry_intervals_and_the_plot_is_made(planted, tmp_path):
     rep, paths = write_report(planted, tmp_path / "rep", resamples=300)
     summary = json.loads(paths["json"].read_text())
     d = summary["variants"]["better"]["differences"]["dev macro_f1"]
-    assert d["significant"] and d["method"] == "paired bootstrap" and math.isclose(
+    assert d["significant"] and d["method"] == PAIRED_T and math.isclose(
         d["delta"], rep.row("better").diffs["dev macro_f1"].delta)
     assert summary["variants"]["full"]["seeds"] == [1, 2, 3]
     assert paths["ablation_plot"].read_bytes()[:4] == b"\x89PNG"
@@ -246,3 +337,57 @@ def test_report_command_takes_the_resamples_and_refuses_too_few(planted, tmp_pat
     assert json.loads((tmp_path / "r" / "report.json").read_text())["resamples"] == 200
     assert main(["report", str(planted), "--resamples", "10"]) == 2
     assert "--resamples 10: expected at least 100" in capsys.readouterr().err
+
+
+def test_undecided_differences_say_how_many_seeds_they_would_need(planted):
+    rep = build(planted, resamples=300)
+    null = rep.row("null").diffs["dev macro_f1"]
+    assert not null.significant and null.needed_alpha == pytest.approx(0.05 / 3)
+    assert null.seeds_needed == seeds_needed(null.delta, null.sd, 0.05 / 3)
+    better = rep.row("better").diffs["dev macro_f1"]
+    assert better.seeds_needed is None  # found already
+    line = next(v for v in to_markdown(rep).splitlines() if v.startswith("**dev macro_f1"))
+    assert "80% power at α = 0.0167 (Holm's strictest level for 3 comparisons)" in line
+    want = null.seeds_needed if null.seeds_needed is not None else "more than 1000"
+    assert f"null {want}" in line
+
+
+def test_fewer_than_three_seeds_judge_nothing_and_say_why(planted, tmp_path):
+    import shutil
+
+    two = tmp_path / "two"
+    for variant in ("full", "better"):
+        for seed in (1, 2):
+            shutil.copytree(planted / variant / f"seed{seed}", two / variant / f"seed{seed}")
+    rep = build(two, reference="full", resamples=300)
+    d = rep.row("better").diffs["dev macro_f1"]
+    assert d.method == PAIRED_T and d.p is None and not d.significant and d.low is not None
+    md = to_markdown(rep)
+    assert "dev macro_f1: no difference from `full` can be judged" in md and "] *" not in md
+    assert "better: 2 matched seeds" in md
+
+    one = tmp_path / "one"
+    shutil.copytree(planted / "full" / "seed1", one / "full" / "seed1")
+    shutil.copytree(planted / "better" / "seed1", one / "better" / "seed1")
+    rep1 = build(one, reference="full", resamples=300)
+    d1 = rep1.row("better").diffs["dev macro_f1"]
+    assert d1.method == ONE_SEED and d1.p is None and d1.low < d1.delta < d1.high
+    md1 = to_markdown(rep1)
+    assert "] (b) |" in md1 and "evaluation-set sampling only, not seed variance" in md1 and "] *" not in md1
+
+
+def test_report_generalise_flag_adds_the_example_component(planted, tmp_path):
+    from distill.lab.cli import main
+
+    assert main(["report", str(planted), "--out", str(tmp_path / "g"), "--no-plots", "--resamples", "300",
+                 "--generalise"]) == 0
+    summary = json.loads((tmp_path / "g" / "report.json").read_text())
+    assert summary["generalise"] is True
+    g = summary["variants"]["null"]["differences"]["dev macro_f1"]
+    plain = build(planted, resamples=300).row("null").diffs["dev macro_f1"]
+    assert g["method"] == PAIRED_T_GENERALISED and g["delta"] == pytest.approx(plain.delta)
+    # A larger standard error; the interval itself may be the narrower one, since the examples' share is
+    # estimated from 600 examples (more degrees of freedom than 3 seeds give).
+    se = (g["high"] - g["low"]) / 2 / stats.t.ppf(0.975, g["df"])
+    assert se > plain.sd / np.sqrt(3) and g["df"] > plain.df == 2
+    assert "examples' own share of the variance" in summary["method"]

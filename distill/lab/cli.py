@@ -66,7 +66,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.resamples < 100:
         raise ReportError(f"--resamples {args.resamples}: expected at least 100 (percentile intervals need them)")
     rep, paths = write_report(args.root, args.out, args.reference, plots=not args.no_plots,
-                              resamples=args.resamples)
+                              resamples=args.resamples, generalise=args.generalise)
     print(Path(paths[args.format]).read_text(), end="")
     if args.format != "md":  # the markdown carries them already
         for w in rep.warnings:
@@ -280,8 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--reference", help="variant the changes are measured against (default: the sweep's "
                     "`sweep.reference`, else its first variant)")
     rp.add_argument("--no-plots", action="store_true")
-    rp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the intervals and tests "
-                    "(default 2000)")
+    rp.add_argument("--generalise", action="store_true", help="judge differences as claims about new data: add the "
+                    "evaluation examples' own share of the variance (example bootstrap) to the paired t over seeds")
+    rp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for one-run intervals, one-seed "
+                    "differences and --generalise (default 2000)")
     rp.set_defaults(func=cmd_report)
 
     b = sub.add_parser("bench", help="parameters, size, FLOPs, latency and throughput of the teacher and students, "

@@ -25,12 +25,23 @@ from distill.lab.run_folder import FAILED, FINISHED, MISSING, UNFINISHED, run_st
 from distill.lab.sweep import read_plan
 from distill.lab.uncertainty import (
     CONFIDENCE,
+    MAX_SEEDS_NEEDED,
+    MIN_JUDGED_SEEDS,
+    ONE_SEED,
+    PAIRED_T,
+    PAIRED_T_GENERALISED,
+    POWER,
     RESAMPLES,
+    WELCH,
     Difference,
     Interval,
     bootstrap_interval,
+    example_bootstrap_difference,
+    example_replicates,
+    example_variance,
     holm,
-    paired_bootstrap,
+    paired_t,
+    seeds_needed,
     t_interval,
     welch_difference,
 )
@@ -149,12 +160,14 @@ class Report:
     baseline: dict[str, float] = field(default_factory=dict)  # majority class, per main column
     warnings: list[str] = field(default_factory=list)
     resamples: int = RESAMPLES
+    generalise: bool = False  # add the example component to Δ's uncertainty (claims about new data)
 
     def row(self, name: str) -> VariantRow:
         return next(r for r in self.rows if r.name == name)
 
 
-def build(root: str | Path, reference: str | None = None, resamples: int = RESAMPLES) -> Report:
+def build(root: str | Path, reference: str | None = None, resamples: int = RESAMPLES,
+          generalise: bool = False) -> Report:
     records = discover(root)
     plan = read_plan(Path(root))
     order: list[str] = []  # the sweep's order when it left a plan, else by name
@@ -197,7 +210,7 @@ def build(root: str | Path, reference: str | None = None, resamples: int = RESAM
                               if not k.startswith("loss/")}}
     rep = Report(columns, main_columns(first) if first else [], reference, list(rows.values()), teacher,
                  [r for r in records if r.state != FINISHED], lower_is_better=bool(first and first.get("general")),
-                 resamples=resamples)
+                 resamples=resamples, generalise=generalise)
     judge(rep, first)
     return rep
 
@@ -248,23 +261,45 @@ def _interval(row: VariantRow, column: str, resamples: int) -> Interval | None:
     return bootstrap_interval(metric, logits, gold, k, resamples)
 
 
-def _difference(row: VariantRow, ref: VariantRow, column: str, resamples: int) -> Difference | None:
+def _value(run: RunRecord, column: str) -> float | None:
+    return run_values(run.metrics).get(column)
+
+
+def _difference(row: VariantRow, ref: VariantRow, column: str, resamples: int,
+                generalise: bool = False) -> Difference | None:
+    """Row minus reference on `column`. Matched seeds: a paired t over the per-seed differences of the runs'
+    own metrics (each on every evaluation example), with `generalise` the example component from their
+    predictions added. One run each: the example bootstrap, descriptive. Unmatched runs: Welch over seeds."""
     mine, theirs = row.values.get(column) or [], ref.values.get(column) or []
     if not mine or not theirs:
         return None
     split, metric = _split_metric(column)
-    by_seed = {r.seed: r for r in ref.runs if r.seed is not None}
-    pairs = [(r, by_seed[r.seed]) for r in row.runs if r.seed in by_seed]
-    got = _aligned([r for pair in pairs for r in pair], split) if pairs else None
-    if got is None:
-        return welch_difference(mine, theirs)
-    gold, logits, k = got
-    return paired_bootstrap(metric, logits[0::2], logits[1::2], gold, k, resamples)
+    by_seed = {r.seed: r for r in ref.runs if r.seed is not None and _value(r, column) is not None}
+    pairs = [(r, by_seed[r.seed]) for r in row.runs if r.seed in by_seed and _value(r, column) is not None]
+    if len(pairs) >= 2:
+        extra = None
+        got = _aligned([r for pair in pairs for r in pair], split) if generalise else None
+        if got is not None:
+            gold, logits, k = got
+            extra = example_variance(example_replicates(metric, logits[0::2], logits[1::2], gold, k, resamples))
+        d = paired_t([_value(a, column) - _value(b, column) for a, b in pairs], extra)
+        if generalise and got is None:
+            d.why = (d.why + "; " if d.why else "") + ("no per-example predictions: the example component of "
+                                                       "--generalise could not be added")
+        return d
+    if len(mine) == 1 and len(theirs) == 1:
+        pair = pairs or [(row.runs[0], ref.runs[0])]
+        got = _aligned(list(pair[0]), split)
+        if got is not None:
+            gold, (a, b), k = got
+            return example_bootstrap_difference(metric, a, b, gold, k, resamples)
+    return welch_difference(mine, theirs)
 
 
 def judge(rep: Report, first: dict | None) -> None:
-    """Intervals per variant, paired differences against the reference with Holm's correction per column,
-    the teacher's and the majority class's scores, and the warnings a reader needs."""
+    """Intervals per variant, paired differences against the reference with Holm's correction per column and,
+    for each difference not distinguishable, the matched seeds it would need; the teacher's and the majority
+    class's scores, and the warnings a reader needs."""
     ref = rep.row(rep.reference) if rep.reference is not None else None
     for column in rep.columns:
         for row in rep.rows:
@@ -275,12 +310,19 @@ def judge(rep: Report, first: dict | None) -> None:
         if ref is None:
             break
         others = [r for r in rep.rows if r is not ref]
-        diffs = [_difference(r, ref, column, rep.resamples) for r in others]
+        diffs = [_difference(r, ref, column, rep.resamples, rep.generalise) for r in others]
         adjusted = holm([d.p if d else None for d in diffs])
+        comparisons = sum(d is not None for d in diffs)
         for row, d, p in zip(others, diffs, adjusted, strict=True):
-            if d is not None:
-                d.p_holm = p
-                row.diffs[column] = d
+            if d is None:
+                continue
+            d.p_holm = p
+            row.diffs[column] = d
+            if not d.significant and d.method in (PAIRED_T, PAIRED_T_GENERALISED):
+                # Holm's first step is the strictest level a difference may have to pass: planning for it
+                # holds whatever the other variants do.
+                d.needed_alpha = (1 - CONFIDENCE) / comparisons
+                d.seeds_needed = seeds_needed(d.delta, d.sd, d.needed_alpha)
     if first and not first.get("general"):
         baselines = (first["teacher"].get("majority_baseline") or {})
         gate = first["teacher"].get("gate") or {}
@@ -316,25 +358,49 @@ def _teacher_intervals(rep: Report) -> None:
                                                                rep.resamples)
 
 
+def _needed(d: Difference) -> str:
+    if d.seeds_needed is not None:
+        return str(d.seeds_needed)
+    if d.sd is None or not d.sd > 0 or d.delta == 0:
+        return "- (no difference or no spread measured)"
+    return f"more than {MAX_SEEDS_NEEDED}"
+
+
 def verdicts(rep: Report) -> list[str]:
-    """One plain-language line per main column: how many differences can be told from noise."""
+    """One plain-language line per main column: how many differences can be told from noise by which test, the
+    seeds each undecided difference would need, and why any difference was not judged."""
     lines = []
     for column in rep.main:
         rows = [r for r in rep.rows if r.name != rep.reference]
-        tested = [(r, r.diffs[column]) for r in rows if column in r.diffs and r.diffs[column].p is not None]
         if not rows:
             continue
-        sig = [(r, d) for r, d in tested if d.significant]
-        text = (f"{column}: {len(sig)} of {len(tested)} differences from `{rep.reference}` are distinguishable from "
-                f"noise at 95% (Holm-corrected)")
-        if sig:
-            text += ": " + ", ".join(f"{r.name} {d.delta:+.4f}" for r, d in sig)
-        rest = len(tested) - len(sig)
-        if rest:
-            text += f"; the other {rest} cannot be told apart from the reference"
-        untested = [r.name for r in rows if r not in [t for t, _ in tested]]
-        if untested:
-            text += f"; not tested (no matched runs with two seeds or predictions): {', '.join(untested)}"
+        tested = [(r, r.diffs[column]) for r in rows if column in r.diffs and r.diffs[column].p is not None]
+        untested = [r for r in rows if r not in [t for t, _ in tested]]
+        reasons = "; ".join(
+            f"{r.name}: {r.diffs[column].why if column in r.diffs and r.diffs[column].why else 'no finished runs'}"
+            for r in untested)
+        if not tested:
+            text = (f"{column}: no difference from `{rep.reference}` can be judged ({reasons}). A difference is "
+                    f"judged from {MIN_JUDGED_SEEDS} matched seeds on (`seeds:` in the config, or `distill sweep "
+                    "--seeds 1,2,3,4,5`): fewer cannot hold a test's error rate")
+        else:
+            sig = [(r, d) for r, d in tested if d.significant]
+            text = (f"{column}: {len(sig)} of {len(tested)} differences from `{rep.reference}` are distinguishable "
+                    "from noise at 95% (Holm-corrected)")
+            if sig:
+                text += ": " + ", ".join(f"{r.name} {d.delta:+.4f}" for r, d in sig)
+            rest = [(r, d) for r, d in tested if not d.significant]
+            if rest:
+                text += f"; the other {len(rest)} cannot be told apart from the reference"
+            if untested:
+                text += f"; not judged: {reasons}"
+        planned = [(r, r.diffs[column]) for r in rows if column in r.diffs and not r.diffs[column].significant
+                   and r.diffs[column].needed_alpha is not None]
+        if planned:
+            alpha = planned[0][1].needed_alpha
+            text += (f". Matched seeds a paired t would need to find the measured difference with "
+                     f"{POWER:.0%} power at α = {alpha:.3g} (Holm's strictest level for {len(rows)} comparisons): "
+                     + ", ".join(f"{r.name} {_needed(d)}" for r, d in planned))
         lines.append(text + ".")
     return lines
 
@@ -367,6 +433,7 @@ def _delta_cells(rep: Report, row: VariantRow, column: str) -> list[str]:
     if d is None:
         return ["n/a", ""]
     ci = "" if d.low is None else f" [{_num(d.low, True)}, {_num(d.high, True)}]"
+    ci += " (b)" if d.method == ONE_SEED else ""
     return [f"{d.delta:+.4f}{ci}" + (" *" if d.significant else ""), "-" if d.p_holm is None else f"{d.p_holm:.3f}"]
 
 
@@ -417,19 +484,27 @@ def problems_text(rep: Report) -> list[str]:
     return out
 
 
+METHOD_TEXT = {
+    PAIRED_T: "Δ: paired t over matched seeds (mean of the per-seed differences, each on every evaluation "
+              "example; 95% t-interval and two-sided test, df = seeds - 1)",
+    PAIRED_T_GENERALISED: "Δ generalised to new data (--generalise): paired t over matched seeds with the "
+                          "examples' own share of the variance (example bootstrap, {resamples} resamples) added "
+                          "to the standard error, Welch-Satterthwaite df",
+    WELCH: "Δ of runs that cannot be matched by seed: Welch t-interval and test over seeds",
+    ONE_SEED: "Δ (b) with one run each: paired bootstrap over the evaluation examples ({resamples} resamples), "
+              "covering evaluation-set sampling only, not seed variance: descriptive, never tested",
+}
+
+
 def method_note(rep: Report) -> str:
     methods = {d.method for r in rep.rows for d in r.diffs.values()}
-    how = []
-    if "paired bootstrap" in methods:
-        how.append(f"Δ: paired bootstrap over evaluation examples and matched seeds ({rep.resamples} resamples), "
-                   "percentile interval")
-    if "Welch t over seeds" in methods:
-        how.append("Δ without per-example predictions: Welch t-interval and test over seeds")
+    how = [text.format(resamples=rep.resamples) for m, text in METHOD_TEXT.items() if m in methods]
     return (f"Mean ± sample std over finished seeds; 95% CI: t-interval over seeds, (b) bootstrap over evaluation "
             f"examples where there is one run; Δ = variant minus the reference `{rep.reference}`"
             + ("; lower is better (held-out losses)" if rep.lower_is_better else "") + ". "
             + ". ".join(how) + ("." if how else "")
-            + " p: two-sided, Holm-corrected over the variants of a column; * = distinguishable from noise at 95%.")
+            + f" Judged from {MIN_JUDGED_SEEDS} seeds on; p: two-sided, Holm-corrected over the variants of a column; "
+              "* = distinguishable from noise at 95%.")
 
 
 def to_markdown(rep: Report) -> str:
@@ -450,7 +525,7 @@ def to_csv(rep: Report) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     stats_cols = ("mean", "std", "ci_low", "ci_high")
-    diff_cols = ("delta", "delta_low", "delta_high", "p", "p_holm", "method")
+    diff_cols = ("delta", "delta_low", "delta_high", "p", "p_holm", "method", "seeds_needed")
     w.writerow(["model", "finished", "planned", *[f"{c} {s}" for c in rep.columns for s in stats_cols],
                 *[f"{c} {s}" for c in rep.main for s in diff_cols], "parameters", "encoder_compute",
                 "eval_examples_per_s", "wall_seconds_per_run"])
@@ -474,8 +549,9 @@ def to_csv(rep: Report) -> str:
             cells += [r6(mean), r6(std), r6(iv and iv.low), r6(iv and iv.high)]
         for c in rep.main:
             d = row.diffs.get(c)
-            cells += ["", "", "", "", "", ""] if d is None else [r6(d.delta), r6(d.low), r6(d.high), r6(d.p),
-                                                                  r6(d.p_holm), d.method]
+            cells += ["" for _ in diff_cols] if d is None else [
+                r6(d.delta), r6(d.low), r6(d.high), r6(d.p), r6(d.p_holm), d.method,
+                "" if d.seeds_needed is None else d.seeds_needed]
         w.writerow([row.name, row.finished, row.planned, *cells, row.parameters or "",
                     "" if row.compute is None else round(row.compute, 4),
                     round(statistics.mean(row.speed), 1) if row.speed else "",
@@ -509,6 +585,7 @@ def to_json(rep: Report) -> dict:
     return {"reference": rep.reference, "columns": rep.columns, "main": rep.main, "teacher": rep.teacher,
             "teacher_intervals": {c: iv(x) for c, x in rep.teacher_intervals.items()},
             "majority_baseline": rep.baseline, "resamples": rep.resamples, "confidence": CONFIDENCE,
+            "generalise": rep.generalise, "min_judged_seeds": MIN_JUDGED_SEEDS, "method": method_note(rep),
             "variants": {r.name: {"values": r.values, "planned": r.planned, "finished": r.finished,
                                   "seeds": [x.seed for x in r.runs],
                                   "intervals": {c: iv(x) for c, x in r.intervals.items()},
@@ -699,10 +776,12 @@ def write_tensorboard(rep: Report, folder: Path) -> Path:
 
 
 def write_report(root: str | Path, out: str | Path | None = None, reference: str | None = None,
-                 plots: bool = True, resamples: int = RESAMPLES) -> tuple[Report, dict[str, Path]]:
+                 plots: bool = True, resamples: int = RESAMPLES,
+                 generalise: bool = False) -> tuple[Report, dict[str, Path]]:
     """Every format and the plots into `out` (default: <root>/report); returns the report and the paths."""
     root = Path(root)
-    rep = build(root, reference, resamples)  # first: a wrong folder is refused before anything is written into it
+    # First: a wrong folder is refused before anything is written into it.
+    rep = build(root, reference, resamples, generalise)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     paths = {}

@@ -1,14 +1,24 @@
-"""How sure a report can be: intervals over seeds, bootstraps over examples, paired differences, Holm.
+"""How sure a report can be: intervals over seeds, paired differences over matched seeds, Holm.
 
 The statistics `distill report` prints (README, "How the report judges a difference"):
 - a variant's score: mean, sample std and a 95% t-interval over its seeds; with one seed, a percentile
-  bootstrap interval over the evaluation examples instead;
-- a variant against the reference: a paired bootstrap. Each replicate draws the evaluation examples with
-  replacement (the same draw for both variants) and the matched seeds with replacement, and takes the mean over
-  the drawn seeds of (variant's metric - reference's metric) on the drawn examples. The 95% interval is the
-  replicates' 2.5th-97.5th percentiles; the two-sided p-value is the percentile test's (twice the smaller share of
-  replicates on either side of zero), so "interval excludes zero" and "p < 0.05" agree;
-- across the variants of one table, Holm's step-down correction of those p-values.
+  bootstrap interval over the evaluation examples instead (evaluation-set sampling only, not seed variance);
+- a variant against the reference: a paired t over matched seeds. Runs are matched by seed; each matched pair
+  gives one difference, the variant's metric minus the reference's on every evaluation example; Δ is their mean,
+  the interval mean ± t(0.975, n-1) s / sqrt(n), the p-value the two-sided paired t-test's (df n-1). It is
+  judged (may get a '*') from `MIN_JUDGED_SEEDS` matched seeds on; fewer are described, never starred;
+- runs that cannot be matched by seed: Welch's t over the two sets of per-seed values;
+- one run each: a paired bootstrap over the evaluation examples, descriptive only;
+- optionally (`generalise`), for claims about new data rather than this evaluation set, the example-bootstrap
+  variance of the seed-averaged difference is added to the paired t's squared standard error, with
+  Welch-Satterthwaite degrees of freedom;
+- across the variants of one table, Holm's step-down correction of the p-values, and for a difference that is
+  not distinguishable, the matched seeds a paired t would need to find it with 80% power.
+
+Why not a bootstrap over seeds: resampling 3 matched seeds never reaches past the smallest or largest of the three
+per-seed differences, so when all three share a sign (1 time in 4 under no effect) every replicate lands on that
+side and p sits at its floor. `tests/test_calibration.py` simulates the null and holds these tests to their
+stated error rates.
 
 Metrics on a resample are computed from confusion matrices (classification) so that thousands of replicates
 cost a few array operations; they equal `distill.metrics.compute` on the same rows (tested)."""
@@ -34,15 +44,30 @@ class Interval:
     method: str  # "t over seeds" | "bootstrap over examples" | "none"
 
 
+PAIRED_T = "paired t over matched seeds"
+PAIRED_T_GENERALISED = "paired t over matched seeds + example bootstrap"
+WELCH = "Welch t over seeds"
+ONE_SEED = "bootstrap over examples (one seed)"
+NONE = "none"
+MIN_JUDGED_SEEDS = 3  # fewer matched seeds: a difference is described, never judged
+POWER = 0.8
+MAX_SEEDS_NEEDED = 1000
+
+
 @dataclass
 class Difference:
     delta: float  # variant minus reference, mean over matched seeds on every example
     low: float | None
     high: float | None
-    p: float | None
-    seeds: int  # matched seeds the difference is over
-    method: str  # "paired bootstrap" | "Welch t over seeds" | "none"
+    p: float | None  # None: not judged (too few seeds, or descriptive only), see `why`
+    seeds: int  # matched seeds the difference is over (0 when the runs could not be matched)
+    method: str  # PAIRED_T | PAIRED_T_GENERALISED | WELCH | ONE_SEED | NONE
     p_holm: float | None = None
+    sd: float | None = None  # sd of the per-seed differences (paired) or of their difference's estimate (Welch)
+    df: float | None = None  # degrees of freedom of the t
+    why: str | None = None  # why no p-value: the reason a reader is given
+    seeds_needed: int | None = None  # matched seeds for 80% power at the table's Holm level (not distinguishable)
+    needed_alpha: float | None = None  # the level `seeds_needed` is for
 
     @property
     def significant(self) -> bool:
@@ -69,12 +94,23 @@ def resample_indices(n: int, resamples: int, rng: np.random.Generator) -> np.nda
 # ---------------------------------------------------------------- metrics on many resamples at once
 
 
-def confusions(pred: np.ndarray, gold: np.ndarray, num_labels: int, idx: np.ndarray) -> np.ndarray:
-    """(replicates, gold class, predicted class) counts of the rows `idx` (replicates, n) selects."""
-    k2 = num_labels * num_labels
-    cells = (gold.astype(np.int64) * num_labels + pred.astype(np.int64))[idx]  # (B, n)
-    flat = (cells + np.arange(len(idx))[:, None] * k2).ravel()
-    return np.bincount(flat, minlength=len(idx) * k2).reshape(len(idx), num_labels, num_labels)
+def resample_weights(idx: np.ndarray, n: int) -> np.ndarray:
+    """(replicates, n) how many times each row is drawn by each replicate of `idx` (replicates, draws)."""
+    flat = (idx + np.arange(len(idx))[:, None] * n).ravel()
+    return np.bincount(flat, minlength=len(idx) * n).reshape(len(idx), n).astype(np.float64)
+
+
+def confusions(pred: np.ndarray, gold: np.ndarray, num_labels: int, idx: np.ndarray | None = None,
+               weights: np.ndarray | None = None) -> np.ndarray:
+    """(replicates, gold class, predicted class) counts of the rows `idx` (replicates, draws) selects, or of
+    `weights` (replicates, n), each row's count per replicate: one matrix product for any number of runs that
+    share the draws."""
+    if weights is None:
+        weights = resample_weights(idx, len(gold))
+    cells = gold.astype(np.int64) * num_labels + pred.astype(np.int64)
+    onehot = np.zeros((len(gold), num_labels * num_labels))
+    onehot[np.arange(len(gold)), cells] = 1.0
+    return np.rint(weights @ onehot).astype(np.int64).reshape(len(weights), num_labels, num_labels)
 
 
 def _f1_per_class(c: np.ndarray) -> np.ndarray:
@@ -115,15 +151,16 @@ def _correlations(name: str, score: np.ndarray, gold: np.ndarray, idx: np.ndarra
 
 
 def metric_replicates(metric: str, logits: np.ndarray, gold: np.ndarray, num_labels: int,
-                      idx: np.ndarray) -> np.ndarray:
-    """`metric` on each row selection of `idx` (replicates, n): one value per replicate."""
+                      idx: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """`metric` on each row selection of `idx` (replicates, n): one value per replicate. `weights` (from
+    `resample_weights(idx)`) saves recounting the draws when several runs share them."""
     if num_labels == 1:
         if metric not in ("pearson", "spearman"):
             raise ValueError(f"metric {metric!r} does not apply to a regression task")
         return _correlations(metric, logits.reshape(-1).astype(np.float64), gold, idx)
     if metric not in CLASSIFICATION:
         raise ValueError(f"unknown classification metric {metric!r}; known: {sorted(CLASSIFICATION)}")
-    return CLASSIFICATION[metric](confusions(logits.argmax(-1), gold, num_labels, idx))
+    return CLASSIFICATION[metric](confusions(logits.argmax(-1), gold, num_labels, idx, weights))
 
 
 def metric_value(metric: str, logits: np.ndarray, gold: np.ndarray, num_labels: int) -> float:
@@ -153,38 +190,143 @@ def bootstrap_p(replicates: np.ndarray) -> float:
     return float(min(1.0, 2 * min(below, above)))
 
 
-def paired_bootstrap(metric: str, variant: list[np.ndarray], reference: list[np.ndarray], gold: np.ndarray,
-                     num_labels: int, resamples: int = RESAMPLES, seed: int = 0,
-                     confidence: float = CONFIDENCE) -> Difference:
-    """Variant minus reference. `variant[j]` and `reference[j]` are the logits of the runs with the j-th matched
-    seed, rows in the same example order as `gold`."""
+def _check_paired(variant: list, reference: list) -> None:
     if len(variant) != len(reference) or not variant:
         raise ValueError(f"paired runs: {len(variant)} variant and {len(reference)} reference runs; expected the "
                          "same positive number (matched by seed)")
-    rng = np.random.default_rng(seed)
-    idx = resample_indices(len(gold), resamples, rng)
-    seeds = rng.integers(0, len(variant), size=(resamples, len(variant)))
-    diff = np.stack([metric_replicates(metric, v, gold, num_labels, idx) -
-                     metric_replicates(metric, r, gold, num_labels, idx)
-                     for v, r in zip(variant, reference, strict=True)], axis=1)  # (B, seeds)
-    reps = np.take_along_axis(diff, seeds, axis=1).mean(1)
-    point = float(np.mean([metric_value(metric, v, gold, num_labels) - metric_value(metric, r, gold, num_labels)
-                           for v, r in zip(variant, reference, strict=True)]))
+
+
+def example_replicates(metric: str, variant: list[np.ndarray], reference: list[np.ndarray], gold: np.ndarray,
+                       num_labels: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(resamples, pairs): each pair's difference, variant[j] minus reference[j], on each of `resamples` draws of
+    the evaluation examples with replacement, the same draw for every run."""
+    _check_paired(variant, reference)
+    idx = resample_indices(len(gold), resamples, np.random.default_rng(seed))
+    weights = None if num_labels == 1 else resample_weights(idx, len(gold))
+    return np.stack([metric_replicates(metric, v, gold, num_labels, idx, weights) -
+                     metric_replicates(metric, r, gold, num_labels, idx, weights)
+                     for v, r in zip(variant, reference, strict=True)], axis=1)
+
+
+def example_variance(replicates: np.ndarray) -> float:
+    """The part of Δ's variance that comes from which examples were drawn and that the spread over seeds does
+    not already hold, from `example_replicates` (resamples, n pairs).
+
+    The bootstrap variance of the seed-averaged difference, V, holds the examples' own effect E (a variant better
+    on some kinds of example than others) plus the runs' per-example noise, R / n. Each pair's bootstrap
+    variance holds E + R; their mean is W. The per-seed differences' sd already carries R, so only
+    E = (n V - W) / (n - 1) is added (0 when negative): adding V whole would count the runs' noise twice."""
+    n = replicates.shape[1]
+    v = float(np.var(replicates.mean(1), ddof=1))
+    w = float(np.var(replicates, axis=0, ddof=1).mean())
+    return max(0.0, (n * v - w) / (n - 1))
+
+
+def example_bootstrap_difference(metric: str, variant: np.ndarray, reference: np.ndarray, gold: np.ndarray,
+                                 num_labels: int, resamples: int = RESAMPLES, seed: int = 0,
+                                 confidence: float = CONFIDENCE) -> Difference:
+    """One run against one run: the difference on every example with a percentile interval over the evaluation
+    examples. It covers which examples were drawn, not which seed, so it has no p-value and is never judged."""
+    reps = example_replicates(metric, [variant], [reference], gold, num_labels, resamples, seed)[:, 0]
     lo, hi = percentile_interval(reps, confidence)
-    return Difference(point, lo, hi, bootstrap_p(reps), len(variant), "paired bootstrap")
+    delta = metric_value(metric, variant, gold, num_labels) - metric_value(metric, reference, gold, num_labels)
+    return Difference(delta, lo, hi, None, 1, ONE_SEED,
+                      why="one run each: the interval covers evaluation-set sampling only, not seed variance")
+
+
+def paired_t(differences: list[float] | np.ndarray, example_variance: float | None = None,
+             confidence: float = CONFIDENCE) -> Difference:
+    """Paired t over matched seeds from the per-seed differences (variant minus reference, each on every
+    evaluation example): Δ = their mean, se = s / sqrt(n), df = n - 1. `example_variance` (the example-bootstrap
+    variance of Δ) is added to se^2 for claims about new data, with Welch-Satterthwaite df. Judged (a p-value)
+    from MIN_JUDGED_SEEDS differences on."""
+    d = np.asarray(differences, dtype=np.float64)
+    n = len(d)
+    generalised = example_variance is not None
+    example_variance = example_variance or 0.0
+    delta = float(d.mean()) if n else 0.0
+    method = PAIRED_T_GENERALISED if generalised else PAIRED_T
+    if n < 2:
+        return Difference(delta, None, None, None, n, NONE,
+                          why=f"{n} matched seed(s): a difference needs at least {MIN_JUDGED_SEEDS}")
+    sd = float(d.std(ddof=1))
+    seed_var = sd * sd / n
+    se = float(np.sqrt(seed_var + example_variance))
+    # Welch-Satterthwaite, the example component estimated from thousands of examples (its df -> infinity).
+    df = float(n - 1)
+    if example_variance > 0:
+        df = (seed_var + example_variance) ** 2 / (seed_var ** 2 / (n - 1)) if seed_var > 0 else float("inf")
+    if se == 0:  # every pair differs by the same amount: no spread to test against
+        low = high = delta
+        p = 1.0 if delta == 0 else 0.0
+    else:
+        half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+        low, high = delta - half, delta + half
+        p = float(2 * stats.t.sf(abs(delta) / se, df))
+    judged = n >= MIN_JUDGED_SEEDS
+    return Difference(delta, low, high, p if judged else None, n, method, sd=sd, df=df,
+                      why=None if judged else f"{n} matched seeds: a difference is judged from {MIN_JUDGED_SEEDS} "
+                                              "on (the interval is shown, not tested)")
+
+
+def matched_difference(metric: str, variant: list[np.ndarray], reference: list[np.ndarray], gold: np.ndarray,
+                       num_labels: int, generalise: bool = False, resamples: int = RESAMPLES, seed: int = 0,
+                       confidence: float = CONFIDENCE) -> Difference:
+    """Variant minus reference from per-example logits. `variant[j]` and `reference[j]` are the runs with the
+    j-th matched seed, rows in the same example order as `gold`. One pair: the example bootstrap, descriptive;
+    two or more: the paired t over their differences (plus the example component with `generalise`)."""
+    _check_paired(variant, reference)
+    if len(variant) == 1:
+        return example_bootstrap_difference(metric, variant[0], reference[0], gold, num_labels, resamples, seed,
+                                            confidence)
+    diffs = [metric_value(metric, v, gold, num_labels) - metric_value(metric, r, gold, num_labels)
+             for v, r in zip(variant, reference, strict=True)]
+    extra = None
+    if generalise:
+        extra = example_variance(example_replicates(metric, variant, reference, gold, num_labels, resamples, seed))
+    return paired_t(diffs, extra, confidence)
 
 
 def welch_difference(variant: list[float], reference: list[float], confidence: float = CONFIDENCE) -> Difference:
-    """Variant mean minus reference mean with Welch's t-interval and test over seeds: for runs without
-    per-example predictions (general distillation's held-out losses, runs made before predictions were kept)."""
+    """Variant mean minus reference mean with Welch's t-interval and test over seeds, for runs that cannot be
+    matched by seed. Judged when both sides have MIN_JUDGED_SEEDS runs."""
     delta = float(np.mean(variant) - np.mean(reference))
     if len(variant) < 2 or len(reference) < 2:
-        return Difference(delta, None, None, None, 0, "none")
-    if np.std(variant) == 0 and np.std(reference) == 0:  # no spread: scipy's statistic is undefined
-        return Difference(delta, delta, delta, 1.0 if delta == 0 else 0.0, 0, "Welch t over seeds")
+        return Difference(delta, None, None, None, 0, NONE,
+                          why=f"{len(variant)} and {len(reference)} unmatched run(s): no spread to judge against")
+    judged = min(len(variant), len(reference)) >= MIN_JUDGED_SEEDS
+    why = None if judged else (f"{len(variant)} and {len(reference)} unmatched runs: a difference is judged from "
+                               f"{MIN_JUDGED_SEEDS} runs a side on")
+    sd = float(np.sqrt(np.var(variant, ddof=1) / len(variant) + np.var(reference, ddof=1) / len(reference)))
+    if sd == 0:  # no spread: scipy's statistic is undefined
+        return Difference(delta, delta, delta, (1.0 if delta == 0 else 0.0) if judged else None, 0, WELCH,
+                          why=why)
     res = stats.ttest_ind(variant, reference, equal_var=False)
     ci = res.confidence_interval(confidence)
-    return Difference(delta, float(ci.low), float(ci.high), float(res.pvalue), 0, "Welch t over seeds")
+    return Difference(delta, float(ci.low), float(ci.high), float(res.pvalue) if judged else None, 0, WELCH,
+                      df=float(res.df), why=why)
+
+
+def paired_t_power(delta: float, sd: float, n: int | np.ndarray, alpha: float) -> np.ndarray:
+    """Power of the two-sided paired t-test at level `alpha` with `n` matched seeds, when the per-seed
+    differences have mean `delta` and sd `sd` (noncentral t)."""
+    n = np.asarray(n, dtype=np.float64)
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    nc = abs(delta) / sd * np.sqrt(n)
+    return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+
+
+def seeds_needed(delta: float, sd: float | None, alpha: float, power: float = POWER,
+                 limit: int = MAX_SEEDS_NEEDED) -> int | None:
+    """The fewest matched seeds (at least MIN_JUDGED_SEEDS) with which a paired t at level `alpha` finds a true
+    mean difference `delta` with per-seed sd `sd` at least `power` of the time; None when no spread was measured,
+    there is no difference to find, or it takes more than `limit`."""
+    if sd is None or not sd > 0 or delta == 0:
+        return None
+    ns = np.arange(MIN_JUDGED_SEEDS, limit + 1)
+    ok = np.nonzero(paired_t_power(delta, sd, ns, alpha) >= power)[0]
+    return int(ns[ok[0]]) if len(ok) else None
 
 
 def holm(pvalues: list[float | None]) -> list[float | None]:
