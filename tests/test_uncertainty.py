@@ -16,7 +16,6 @@ from distill.lab.uncertainty import (
     PAIRED_T,
     PAIRED_T_GENERALISED,
     bootstrap_interval,
-    bootstrap_p,
     confusions,
     example_replicates,
     example_variance,
@@ -83,10 +82,7 @@ def test_bootstrap_interval_equals_a_slow_loop_with_the_same_draws():
     assert iv.low < iv.mean < iv.high
 
 
-def test_bootstrap_p_and_percentile_interval_by_hand():
-    # 1 of 4 replicates <= 0, 3 >= 0: min((1 + 1) / 5, (3 + 1) / 5) = 0.4, two-sided 0.8
-    assert bootstrap_p(np.array([-1.0, 1.0, 2.0, 3.0])) == pytest.approx(0.8)
-    assert bootstrap_p(np.ones(999)) == pytest.approx(2 / 1000)  # never 0: the +1 of an exact test
+def test_percentile_interval_by_hand():
     assert percentile_interval(np.arange(101.0)) == pytest.approx((2.5, 97.5))
 
 

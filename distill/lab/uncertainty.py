@@ -63,7 +63,7 @@ class Difference:
     seeds: int  # matched seeds the difference is over (0 when the runs could not be matched)
     method: str  # PAIRED_T | PAIRED_T_GENERALISED | WELCH | ONE_SEED | NONE
     p_holm: float | None = None
-    sd: float | None = None  # sd of the per-seed differences (paired) or of their difference's estimate (Welch)
+    sd: float | None = None  # sd of the per-seed differences (paired t only)
     df: float | None = None  # degrees of freedom of the t
     why: str | None = None  # why no p-value: the reason a reader is given
     seeds_needed: int | None = None  # matched seeds for 80% power at the table's Holm level (not distinguishable)
@@ -181,15 +181,6 @@ def bootstrap_interval(metric: str, logits: np.ndarray, gold: np.ndarray, num_la
     return Interval(metric_value(metric, logits, gold, num_labels), None, lo, hi, 1, "bootstrap over examples")
 
 
-def bootstrap_p(replicates: np.ndarray) -> float:
-    """Two-sided percentile-bootstrap p-value of `replicates` against zero: twice the smaller tail share, with
-    the +1 of an exact test, so that it is never 0."""
-    b = len(replicates)
-    below = (np.sum(replicates <= 0) + 1) / (b + 1)
-    above = (np.sum(replicates >= 0) + 1) / (b + 1)
-    return float(min(1.0, 2 * min(below, above)))
-
-
 def _check_paired(variant: list, reference: list) -> None:
     if len(variant) != len(reference) or not variant:
         raise ValueError(f"paired runs: {len(variant)} variant and {len(reference)} reference runs; expected the "
@@ -297,8 +288,7 @@ def welch_difference(variant: list[float], reference: list[float], confidence: f
     judged = min(len(variant), len(reference)) >= MIN_JUDGED_SEEDS
     why = None if judged else (f"{len(variant)} and {len(reference)} unmatched runs: a difference is judged from "
                                f"{MIN_JUDGED_SEEDS} runs a side on")
-    sd = float(np.sqrt(np.var(variant, ddof=1) / len(variant) + np.var(reference, ddof=1) / len(reference)))
-    if sd == 0:  # no spread: scipy's statistic is undefined
+    if np.var(variant) == 0 and np.var(reference) == 0:  # no spread: scipy's statistic is undefined
         return Difference(delta, delta, delta, (1.0 if delta == 0 else 0.0) if judged else None, 0, WELCH,
                           why=why)
     res = stats.ttest_ind(variant, reference, equal_var=False)
