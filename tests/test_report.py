@@ -177,3 +177,10 @@ def test_report_command_measures_against_the_reference_given(experiment, tmp_pat
     assert "| full | 2/2 | 0.8500 ± 0.0707 | [0.2147, 1.4853] | +0.2500 |" in lines["full"]
     assert "| no-att | 1/2 | 0.6000 | - | ref |" in lines["no-att"]
     assert json.loads((tmp_path / "r" / "report.json").read_text())["reference"] == "no-att"
+
+
+def test_p_values_below_the_printed_precision_read_as_a_bound():
+    from distill.lab.report import _p
+
+    assert (_p(None), _p(0.0001), _p(0.0004999), _p(0.0005), _p(0.0421)) == ("-", "<0.001", "<0.001", "0.001",
+                                                                             "0.042")

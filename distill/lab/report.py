@@ -434,7 +434,11 @@ def _delta_cells(rep: Report, row: VariantRow, column: str) -> list[str]:
         return ["n/a", ""]
     ci = "" if d.low is None else f" [{_num(d.low, True)}, {_num(d.high, True)}]"
     ci += " (b)" if d.method == ONE_SEED else ""
-    return [f"{d.delta:+.4f}{ci}" + (" *" if d.significant else ""), "-" if d.p_holm is None else f"{d.p_holm:.3f}"]
+    return [f"{d.delta:+.4f}{ci}" + (" *" if d.significant else ""), _p(d.p_holm)]
+
+
+def _p(p: float | None) -> str:
+    return "-" if p is None else ("<0.001" if p < 0.0005 else f"{p:.3f}")
 
 
 def _header(rep: Report) -> list[str]:
