@@ -669,7 +669,8 @@ def plot_ablation(rep: Report, path: Path) -> Path | None:
             ax.errorbar([d], [i], xerr=derr[:, i:i + 1], fmt="o", capsize=3, color="tab:green" if sig else "gray",
                         markerfacecolor=None if sig else "white")
         ax.axvline(0, color="tab:orange", linewidth=1)
-        ax.set_yticks(range(len(compare)), [f"{r.name}{' *' if r.diffs[col].significant else ''}" for r in compare])
+        ax.set_yticks(range(len(compare)), [f"{r.name}{' (b)' if r.diffs[col].method == ONE_SEED else ''}"
+                                            f"{' *' if r.diffs[col].significant else ''}" for r in compare])
         ax.invert_yaxis()
         ax.set_xlabel(f"Δ {col} against {rep.reference}")
         ax.set_title("difference, 95% CI (* / filled: Holm-corrected p < 0.05)", fontsize=10)
