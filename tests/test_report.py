@@ -69,8 +69,8 @@ def test_means_stds_deltas_and_counts_by_hand(experiment):
     assert "| teacher | - | 0.9000 | - |  |  | 0.9500 | 0.8800 | - |  |  | 0.9000 | 100.00M | 100% | - | - |" in md
     assert "| broken | 0/1 | n/a | - | n/a |  |" in lines["broken"]
     assert "Warning: `no-att` has 1 finished run(s) against the reference's 2" in md
-    assert "dev macro_f1: no difference from `full` can be judged (no-att: 1 and 2 unmatched run(s): no spread to " \
-        "judge against; broken: no finished runs; slow: no finished runs)" in md
+    assert "dev macro_f1: no difference from `full` can be judged (no-att: 1 and 2 run(s) that cannot be paired: " \
+        "no spread over seeds to judge against; broken: no finished runs; slow: no finished runs)" in md
     notes = md.split("Not in the means")[1]
     assert "no-att seed 2: never started" in notes
     assert "broken seed 1: failed: RuntimeError: out of memory" in notes

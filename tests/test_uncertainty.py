@@ -197,6 +197,42 @@ def test_power_against_a_simulated_paired_t_and_the_seeds_needed():
     assert seeds_needed(0.001, 1.0, 0.05) is None  # more than the limit
 
 
+def test_seeds_needed_for_large_effects_where_scipy_tails_are_nan():
+    d = paired_t([0.020, 0.023])  # standardised effect 10: 3 seeds are plenty at any level used
+    assert seeds_needed(d.delta, d.sd, 0.05) == 3 and seeds_needed(d.delta, d.sd, 0.025) == 3
+    power = paired_t_power(d.delta, d.sd, np.arange(3, 50), 0.01)
+    assert np.all(np.isfinite(power)) and np.all(np.diff(power) >= -1e-12)
+
+
+def test_seeds_needed_under_generalise_respects_the_examples_floor():
+    # se^2 = sd^2 / n + E never falls below E: a difference of 1.67 sqrt(E) cannot reach 80% at 5% by seeds alone
+    assert seeds_needed(0.01, 0.01, 0.05, example_variance=0.006 ** 2) is None
+    plain, wide = seeds_needed(0.02, 0.01, 0.05), seeds_needed(0.02, 0.01, 0.05, example_variance=0.006 ** 2)
+    assert plain == 5 and wide > plain
+    # against a simulation of the generalised statistic at that n: (mean of n draws + example noise) / its se
+    rng = np.random.default_rng(2)
+    n, e = wide, 0.006 ** 2
+    d = rng.normal(0.02, 0.01, size=(40_000, n))
+    shift = rng.normal(0, np.sqrt(e), size=40_000)
+    seed_var = d.var(1, ddof=1) / n
+    t = (d.mean(1) + shift) / np.sqrt(seed_var + e)
+    df = (seed_var + e) ** 2 / (seed_var ** 2 / (n - 1))
+    assert np.mean(np.abs(t) > stats.t.ppf(0.975, df)) == pytest.approx(
+        float(paired_t_power(0.02, 0.01, n, 0.05, e)), abs=0.03)
+
+
+def test_undefined_metrics_are_not_judged_and_do_not_unstar_the_others():
+    d = paired_t([0.01, float("nan"), 0.02])
+    assert d.p is None and "not numbers" in d.why
+    assert holm([float("nan"), 0.001, 0.02]) == pytest.approx([float("nan"), 0.002, 0.02], nan_ok=True)
+
+
+def test_the_generalised_test_is_never_surer_than_the_plain_one():
+    for extra in (1e-6, 1e-5, 1e-4):
+        plain, wide = paired_t([0.03, 0.05, 0.04]), paired_t([0.03, 0.05, 0.04], extra)
+        assert wide.low <= plain.low and wide.high >= plain.high and wide.p >= plain.p
+
+
 def test_welch_difference_against_scipy():
     v, r = [0.70, 0.72, 0.69, 0.71], [0.60, 0.66, 0.63]
     d = welch_difference(v, r)
@@ -370,6 +406,33 @@ def test_fewer_than_three_seeds_judge_nothing_and_say_why(planted, tmp_path):
     assert d1.method == ONE_SEED and d1.p is None and d1.low < d1.delta < d1.high
     md1 = to_markdown(rep1)
     assert "] (b) |" in md1 and "evaluation-set sampling only, not seed variance" in md1 and "] *" not in md1
+
+
+def test_one_matched_seed_is_an_example_bootstrap_of_that_pair(planted, tmp_path):
+    import shutil
+
+    root = tmp_path / "one-matched"
+    for seed in (1, 2, 3):
+        shutil.copytree(planted / "full" / f"seed{seed}", root / "full" / f"seed{seed}")
+    shutil.copytree(planted / "better" / "seed2", root / "better" / "seed2")
+    d = build(root, reference="full", resamples=300).row("better").diffs["dev macro_f1"]
+    assert d.method == ONE_SEED and d.p is None and d.why.startswith("one matched seed: ")
+    full2 = json.loads((root / "full/seed2/metrics.json").read_text())["student"]["dev"]["macro_f1"]
+    better2 = json.loads((root / "better/seed2/metrics.json").read_text())["student"]["dev"]["macro_f1"]
+    assert d.delta == pytest.approx(better2 - full2)
+
+
+def test_generalise_without_predictions_says_it_fell_back(planted, tmp_path):
+    import shutil
+
+    root = tmp_path / "no-preds"
+    shutil.copytree(planted, root)
+    for f in root.rglob("predictions.safetensors"):
+        f.unlink()
+    rep = build(root, resamples=300, generalise=True)
+    assert rep.row("better").diffs["dev macro_f1"].method == PAIRED_T
+    assert any("`better` (dev macro_f1): no per-example predictions, so --generalise could not add" in w
+               for w in rep.warnings)
 
 
 def test_report_generalise_flag_adds_the_example_component(planted, tmp_path):

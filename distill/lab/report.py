@@ -267,33 +267,35 @@ def _value(run: RunRecord, column: str) -> float | None:
 
 def _difference(row: VariantRow, ref: VariantRow, column: str, resamples: int,
                 generalise: bool = False) -> Difference | None:
-    """Row minus reference on `column`. Matched seeds: a paired t over the per-seed differences of the runs'
-    own metrics (each on every evaluation example), with `generalise` the example component from their
-    predictions added. One run each: the example bootstrap, descriptive. Unmatched runs: Welch over seeds."""
-    mine, theirs = row.values.get(column) or [], ref.values.get(column) or []
+    """Row minus reference on `column`. Three or more matched seeds: a paired t over the per-seed differences of
+    the runs' own metrics (each on every evaluation example), with `generalise` the examples' share from their
+    predictions added. Otherwise Welch over all runs when each side has three; else a paired t shown but not
+    judged (two matched seeds), or the example bootstrap of one matched pair (or of one run each)."""
+    mine = [r for r in row.runs if _value(r, column) is not None]
+    theirs = [r for r in ref.runs if _value(r, column) is not None]
     if not mine or not theirs:
         return None
     split, metric = _split_metric(column)
-    by_seed = {r.seed: r for r in ref.runs if r.seed is not None and _value(r, column) is not None}
-    pairs = [(r, by_seed[r.seed]) for r in row.runs if r.seed in by_seed and _value(r, column) is not None]
-    if len(pairs) >= 2:
+    by_seed = {r.seed: r for r in theirs if r.seed is not None}
+    pairs = [(r, by_seed[r.seed]) for r in mine if r.seed in by_seed]
+    welch_judged = min(len(mine), len(theirs)) >= MIN_JUDGED_SEEDS
+    if len(pairs) >= MIN_JUDGED_SEEDS or (len(pairs) == 2 and not welch_judged):
         extra = None
         got = _aligned([r for pair in pairs for r in pair], split) if generalise else None
         if got is not None:
             gold, logits, k = got
             extra = example_variance(example_replicates(metric, logits[0::2], logits[1::2], gold, k, resamples))
-        d = paired_t([_value(a, column) - _value(b, column) for a, b in pairs], extra)
-        if generalise and got is None:
-            d.why = (d.why + "; " if d.why else "") + ("no per-example predictions: the example component of "
-                                                       "--generalise could not be added")
-        return d
-    if len(mine) == 1 and len(theirs) == 1:
-        pair = pairs or [(row.runs[0], ref.runs[0])]
-        got = _aligned(list(pair[0]), split)
+        return paired_t([_value(a, column) - _value(b, column) for a, b in pairs], extra)
+    if not welch_judged and (pairs or (len(mine) == 1 and len(theirs) == 1)):
+        a, b = pairs[0] if pairs else (mine[0], theirs[0])
+        got = _aligned([a, b], split)
         if got is not None:
-            gold, (a, b), k = got
-            return example_bootstrap_difference(metric, a, b, gold, k, resamples)
-    return welch_difference(mine, theirs)
+            gold, (x, y), k = got
+            d = example_bootstrap_difference(metric, x, y, gold, k, resamples)
+            if pairs and (len(mine) > 1 or len(theirs) > 1):
+                d.why = "one matched seed: " + d.why.removeprefix("one run each: ")
+            return d
+    return welch_difference([_value(r, column) for r in mine], [_value(r, column) for r in theirs])
 
 
 def judge(rep: Report, first: dict | None) -> None:
@@ -318,11 +320,16 @@ def judge(rep: Report, first: dict | None) -> None:
                 continue
             d.p_holm = p
             row.diffs[column] = d
+            if rep.generalise and d.method == PAIRED_T:
+                rep.warnings.append(f"`{row.name}` ({column}): no per-example predictions, so --generalise could "
+                                    "not add the examples' share; its difference is the plain paired t (a claim "
+                                    "about this evaluation set)")
             if not d.significant and d.method in (PAIRED_T, PAIRED_T_GENERALISED):
                 # Holm's first step is the strictest level a difference may have to pass: planning for it
                 # holds whatever the other variants do.
                 d.needed_alpha = (1 - CONFIDENCE) / comparisons
-                d.seeds_needed = seeds_needed(d.delta, d.sd, d.needed_alpha)
+                d.seeds_needed = seeds_needed(d.delta, d.sd, d.needed_alpha,
+                                              example_variance=d.example_variance or 0.0)
     if first and not first.get("general"):
         baselines = (first["teacher"].get("majority_baseline") or {})
         gate = first["teacher"].get("gate") or {}
@@ -366,6 +373,13 @@ def _needed(d: Difference) -> str:
     return f"more than {MAX_SEEDS_NEEDED}"
 
 
+def _why_not(row: VariantRow, column: str) -> str:
+    d = row.diffs.get(column)
+    if d is not None and d.why:
+        return d.why
+    return "no finished runs" if not row.finished else f"no {column} in its runs or the reference's"
+
+
 def verdicts(rep: Report) -> list[str]:
     """One plain-language line per main column: how many differences can be told from noise by which test, the
     seeds each undecided difference would need, and why any difference was not judged."""
@@ -376,9 +390,7 @@ def verdicts(rep: Report) -> list[str]:
             continue
         tested = [(r, r.diffs[column]) for r in rows if column in r.diffs and r.diffs[column].p is not None]
         untested = [r for r in rows if r not in [t for t, _ in tested]]
-        reasons = "; ".join(
-            f"{r.name}: {r.diffs[column].why if column in r.diffs and r.diffs[column].why else 'no finished runs'}"
-            for r in untested)
+        reasons = "; ".join(f"{r.name}: {_why_not(r, column)}" for r in untested)
         if not tested:
             text = (f"{column}: no difference from `{rep.reference}` can be judged ({reasons}). A difference is "
                     f"judged from {MIN_JUDGED_SEEDS} matched seeds on (`seeds:` in the config, or `distill sweep "
@@ -391,16 +403,18 @@ def verdicts(rep: Report) -> list[str]:
                 text += ": " + ", ".join(f"{r.name} {d.delta:+.4f}" for r, d in sig)
             rest = [(r, d) for r, d in tested if not d.significant]
             if rest:
-                text += f"; the other {len(rest)} cannot be told apart from the reference"
+                text += (f"; the other {len(rest)} cannot" if len(rest) > 1 else "; the other one cannot") + \
+                    " be told apart from the reference"
             if untested:
                 text += f"; not judged: {reasons}"
         planned = [(r, r.diffs[column]) for r in rows if column in r.diffs and not r.diffs[column].significant
                    and r.diffs[column].needed_alpha is not None]
         if planned:
             alpha = planned[0][1].needed_alpha
+            m = round((1 - CONFIDENCE) / alpha)
             text += (f". Matched seeds a paired t would need to find the measured difference with "
-                     f"{POWER:.0%} power at α = {alpha:.3g} (Holm's strictest level for {len(rows)} comparisons): "
-                     + ", ".join(f"{r.name} {_needed(d)}" for r, d in planned))
+                     f"{POWER:.0%} power at α = {alpha:.3g} (Holm's strictest level for {m} comparison"
+                     f"{'s' if m > 1 else ''}): " + ", ".join(f"{r.name} {_needed(d)}" for r, d in planned))
         lines.append(text + ".")
     return lines
 

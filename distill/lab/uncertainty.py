@@ -66,6 +66,7 @@ class Difference:
     sd: float | None = None  # sd of the per-seed differences (paired t only)
     df: float | None = None  # degrees of freedom of the t
     why: str | None = None  # why no p-value: the reason a reader is given
+    example_variance: float | None = None  # --generalise: the examples' share of Δ's variance that was added
     seeds_needed: int | None = None  # matched seeds for 80% power at the table's Holm level (not distinguishable)
     needed_alpha: float | None = None  # the level `seeds_needed` is for
 
@@ -95,22 +96,28 @@ def resample_indices(n: int, resamples: int, rng: np.random.Generator) -> np.nda
 
 
 def resample_weights(idx: np.ndarray, n: int) -> np.ndarray:
-    """(replicates, n) how many times each row is drawn by each replicate of `idx` (replicates, draws)."""
-    flat = (idx + np.arange(len(idx))[:, None] * n).ravel()
-    return np.bincount(flat, minlength=len(idx) * n).reshape(len(idx), n).astype(np.float64)
+    """(replicates, n) how many times each row is drawn by each replicate of `idx` (replicates, draws). float32
+    holds counts exactly up to 2^24, far beyond any evaluation set."""
+    weights = np.empty((len(idx), n), dtype=np.float32)
+    for b, rows in enumerate(idx):  # one replicate at a time: no (replicates x draws) temporary
+        weights[b] = np.bincount(rows, minlength=n)
+    return weights
 
 
 def confusions(pred: np.ndarray, gold: np.ndarray, num_labels: int, idx: np.ndarray | None = None,
                weights: np.ndarray | None = None) -> np.ndarray:
     """(replicates, gold class, predicted class) counts of the rows `idx` (replicates, draws) selects, or of
-    `weights` (replicates, n), each row's count per replicate: one matrix product for any number of runs that
-    share the draws."""
+    `weights` (replicates, n), each row's count per replicate: one sparse product per run, which runs that share
+    the draws can share the weights of. Memory: the weights and a (replicates, classes^2) result."""
+    from scipy import sparse
+
     if weights is None:
         weights = resample_weights(idx, len(gold))
+    n, k2 = len(gold), num_labels * num_labels
     cells = gold.astype(np.int64) * num_labels + pred.astype(np.int64)
-    onehot = np.zeros((len(gold), num_labels * num_labels))
-    onehot[np.arange(len(gold)), cells] = 1.0
-    return np.rint(weights @ onehot).astype(np.int64).reshape(len(weights), num_labels, num_labels)
+    onehot = sparse.csr_matrix((np.ones(n, dtype=np.float32), (cells, np.arange(n))), shape=(k2, n))
+    counts = np.asarray(onehot @ weights.T.astype(np.float32, copy=False)).T  # integers below 2^24: exact
+    return np.rint(counts).astype(np.int64).reshape(len(weights), num_labels, num_labels)
 
 
 def _f1_per_class(c: np.ndarray) -> np.ndarray:
@@ -228,36 +235,48 @@ def example_bootstrap_difference(metric: str, variant: np.ndarray, reference: np
 def paired_t(differences: list[float] | np.ndarray, example_variance: float | None = None,
              confidence: float = CONFIDENCE) -> Difference:
     """Paired t over matched seeds from the per-seed differences (variant minus reference, each on every
-    evaluation example): Δ = their mean, se = s / sqrt(n), df = n - 1. `example_variance` (the example-bootstrap
-    variance of Δ) is added to se^2 for claims about new data, with Welch-Satterthwaite df. Judged (a p-value)
-    from MIN_JUDGED_SEEDS differences on."""
+    evaluation example): Δ = their mean, se = s / sqrt(n), df = n - 1. Judged (a p-value) from MIN_JUDGED_SEEDS
+    differences on.
+
+    `example_variance` (the examples' own share of Δ's variance, `example_variance()`) makes it a claim about new
+    data: se^2 = s^2 / n + example_variance with Welch-Satterthwaite df. That df can exceed n - 1 and, with it,
+    make the interval narrower than the plain one; a claim about new data is never allowed to be surer than the
+    same claim about this evaluation set, so the generalised interval is the hull of both and p the larger."""
     d = np.asarray(differences, dtype=np.float64)
     n = len(d)
-    generalised = example_variance is not None
-    example_variance = example_variance or 0.0
     delta = float(d.mean()) if n else 0.0
-    method = PAIRED_T_GENERALISED if generalised else PAIRED_T
+    method = PAIRED_T if example_variance is None else PAIRED_T_GENERALISED
     if n < 2:
         return Difference(delta, None, None, None, n, NONE,
                           why=f"{n} matched seed(s): a difference needs at least {MIN_JUDGED_SEEDS}")
+    if not np.all(np.isfinite(d)):
+        return Difference(delta, None, None, None, n, NONE,
+                          why=f"{int(np.sum(~np.isfinite(d)))} of {n} per-seed differences are not numbers (a run's "
+                              "metric is undefined, e.g. a correlation of constant predictions)")
     sd = float(d.std(ddof=1))
-    seed_var = sd * sd / n
-    se = float(np.sqrt(seed_var + example_variance))
-    # Welch-Satterthwaite, the example component estimated from thousands of examples (its df -> infinity).
-    df = float(n - 1)
-    if example_variance > 0:
-        df = (seed_var + example_variance) ** 2 / (seed_var ** 2 / (n - 1)) if seed_var > 0 else float("inf")
-    if se == 0:  # every pair differs by the same amount: no spread to test against
-        low = high = delta
-        p = 1.0 if delta == 0 else 0.0
-    else:
-        half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
-        low, high = delta - half, delta + half
-        p = float(2 * stats.t.sf(abs(delta) / se, df))
+    low, high, p, df = _t_test(delta, sd * sd / n, 0.0, n, confidence)
+    if example_variance is not None:
+        g_low, g_high, g_p, df = _t_test(delta, sd * sd / n, example_variance, n, confidence)
+        low, high, p = min(low, g_low), max(high, g_high), max(p, g_p)
     judged = n >= MIN_JUDGED_SEEDS
     return Difference(delta, low, high, p if judged else None, n, method, sd=sd, df=df,
+                      example_variance=example_variance,
                       why=None if judged else f"{n} matched seeds: a difference is judged from {MIN_JUDGED_SEEDS} "
                                               "on (the interval is shown, not tested)")
+
+
+def _t_test(delta: float, seed_var: float, example_var: float, n: int,
+            confidence: float) -> tuple[float, float, float, float]:
+    """(low, high, p, df) of a t with squared standard error seed_var + example_var; df n - 1, or
+    Welch-Satterthwaite's with the example component taken as known (estimated from thousands of examples)."""
+    df = float(n - 1)
+    if example_var > 0:
+        df = (seed_var + example_var) ** 2 / (seed_var ** 2 / (n - 1)) if seed_var > 0 else float("inf")
+    se = float(np.sqrt(seed_var + example_var))
+    if se == 0:  # every pair differs by the same amount: no spread to test against
+        return delta, delta, 1.0 if delta == 0 else 0.0, df
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return delta - half, delta + half, float(2 * stats.t.sf(abs(delta) / se, df)), df
 
 
 def matched_difference(metric: str, variant: list[np.ndarray], reference: list[np.ndarray], gold: np.ndarray,
@@ -284,7 +303,8 @@ def welch_difference(variant: list[float], reference: list[float], confidence: f
     delta = float(np.mean(variant) - np.mean(reference))
     if len(variant) < 2 or len(reference) < 2:
         return Difference(delta, None, None, None, 0, NONE,
-                          why=f"{len(variant)} and {len(reference)} unmatched run(s): no spread to judge against")
+                          why=f"{len(variant)} and {len(reference)} run(s) that cannot be paired: no spread over "
+                              "seeds to judge against")
     judged = min(len(variant), len(reference)) >= MIN_JUDGED_SEEDS
     why = None if judged else (f"{len(variant)} and {len(reference)} unmatched runs: a difference is judged from "
                                f"{MIN_JUDGED_SEEDS} runs a side on")
@@ -297,31 +317,39 @@ def welch_difference(variant: list[float], reference: list[float], confidence: f
                       df=float(res.df), why=why)
 
 
-def paired_t_power(delta: float, sd: float, n: int | np.ndarray, alpha: float) -> np.ndarray:
+def paired_t_power(delta: float, sd: float, n: int | np.ndarray, alpha: float,
+                   example_variance: float = 0.0) -> np.ndarray:
     """Power of the two-sided paired t-test at level `alpha` with `n` matched seeds, when the per-seed
-    differences have mean `delta` and sd `sd` (noncentral t)."""
+    differences have mean `delta` and sd `sd` (noncentral t). With `example_variance` (the generalised test),
+    the standard error is sqrt(sd^2 / n + example_variance), which more seeds cannot shrink below its floor,
+    and df is Welch-Satterthwaite's."""
     n = np.asarray(n, dtype=np.float64)
-    df = n - 1
+    seed_var = sd * sd / n
+    df = n - 1 if example_variance == 0 else (seed_var + example_variance) ** 2 / (seed_var ** 2 / (n - 1))
     crit = stats.t.ppf(1 - alpha / 2, df)
-    nc = abs(delta) / sd * np.sqrt(n)
-    return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+    nc = abs(delta) / np.sqrt(seed_var + example_variance)
+    # scipy's noncentral t returns NaN far in a tail (nc above about 8): there the tail is 0, the other side 1.
+    upper = np.nan_to_num(stats.nct.sf(crit, df, nc), nan=1.0)
+    lower = np.nan_to_num(stats.nct.cdf(-crit, df, nc), nan=0.0)
+    return upper + lower
 
 
 def seeds_needed(delta: float, sd: float | None, alpha: float, power: float = POWER,
-                 limit: int = MAX_SEEDS_NEEDED) -> int | None:
+                 limit: int = MAX_SEEDS_NEEDED, example_variance: float = 0.0) -> int | None:
     """The fewest matched seeds (at least MIN_JUDGED_SEEDS) with which a paired t at level `alpha` finds a true
-    mean difference `delta` with per-seed sd `sd` at least `power` of the time; None when no spread was measured,
-    there is no difference to find, or it takes more than `limit`."""
-    if sd is None or not sd > 0 or delta == 0:
+    mean difference `delta` with per-seed sd `sd` at least `power` of the time (with `example_variance`, the
+    generalised test); None when no spread was measured, there is no difference to find, or it takes more than
+    `limit`."""
+    if sd is None or not sd > 0 or not delta or not np.isfinite(delta):
         return None
     ns = np.arange(MIN_JUDGED_SEEDS, limit + 1)
-    ok = np.nonzero(paired_t_power(delta, sd, ns, alpha) >= power)[0]
+    ok = np.nonzero(paired_t_power(delta, sd, ns, alpha, example_variance) >= power)[0]
     return int(ns[ok[0]]) if len(ok) else None
 
 
 def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjusted p-values (None stays None and is not counted among the tests)."""
-    known = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    """Holm's step-down adjusted p-values (None and NaN stay as they are and are not counted among the tests)."""
+    known = sorted((p, i) for i, p in enumerate(pvalues) if p is not None and not np.isnan(p))
     m, out, running = len(known), list(pvalues), 0.0
     for rank, (p, i) in enumerate(known):
         running = max(running, min(1.0, (m - rank) * p))
