@@ -207,4 +207,4 @@ def build(folder: Path, examples: Iterable[Example], tokenizer, max_length: int,
                                        "dtype": dtype.name, "pad_id": tokenizer.pad_token_id or 0,
                                        "regression": regression, "max_length": max_length,
                                        "tokenizer": tokenizer.name_or_path, "identity": identity})
-    log(f"encoded {n:,} {what}, {tokens:,} tokens")
+    log(f"encoded {what}: {n:,} examples, {tokens:,} tokens")

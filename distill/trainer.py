@@ -232,18 +232,15 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
         bar = tqdm(acc.skip_first_batches(train_dl, skip) if skip else train_dl, total=len(train_dl), initial=skip,
                    desc=f"{tag} {epoch + 1}/{st.epochs}", disable=not acc.is_local_main_process, leave=False,
                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
-        sums: dict[str, torch.Tensor] = {}
-        seen, t0 = 0, time.perf_counter()
-        epoch_start = t0
+        window = _Window()
+        epoch_start = time.perf_counter()
         for batch in bar:
             ctx = replace(stage.ctx, fraction=progress.step / total)
             loss, parts = train_step(acc, model, optimizer, clip, batch, stage, cached, cfg, ctx)
             # A device-side flag: checked at log and checkpoint time, not every step (no host sync).
             bad |= ~torch.isfinite(loss.detach())
             progress.batches_done += 1
-            seen += batch["input_ids"].shape[0]
-            for k, v in [("total", loss), *parts.items()]:
-                sums[k] = sums.get(k, 0.0) + v.detach()
+            window.add(batch["input_ids"].shape[0], {"total": loss, **parts})
             if not acc.sync_gradients:
                 continue
             scheduler.step()
@@ -253,13 +250,9 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
                 _log(session.writer, {f"{tag}/schedule/{k}": v for k, v in scheduled.items()}, progress.step)
             if progress.step % cfg.log_every == 0:
                 _guard(bad, tag, epoch, progress, parts, ckpt)
-                n = cfg.log_every * st.grad_accum
-                logs = {f"{tag}/train/{k}": float(v) / n for k, v in sums.items()}
-                logs[f"{tag}/lr"] = scheduler.get_last_lr()[0]
-                logs[f"{tag}/examples_per_s"] = seen * acc.num_processes / (time.perf_counter() - t0)
+                logs = window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes)
                 _log(session.writer, logs, progress.step)
                 bar.set_postfix(loss=f"{logs[f'{tag}/train/total']:.4f}", refresh=False)
-                sums, seen, t0 = {}, 0, time.perf_counter()
             if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
                 _guard(bad, tag, epoch, progress, parts, ckpt)
                 save()
@@ -267,6 +260,8 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
             if session.on_step is not None:
                 session.on_step(tag, progress.step)
         _guard(bad, tag, epoch, progress, {}, ckpt)
+        if window.batches:  # the epoch's last steps, since the last multiple of log_every
+            _log(session.writer, window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes), progress.step)
         ctx = replace(stage.ctx, fraction=progress.step / total)
         result = evaluate(acc, model, dev_dl, stage.task, teachers, objective, ctx, dev_cached)
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
@@ -365,6 +360,28 @@ def _guard(bad: torch.Tensor, tag: str, epoch: int, progress: Progress, parts: d
             f"(last terms: {terms or 'n/a'}). Stopped without saving; the last good checkpoint is "
             f"{ckpt.last}. Lower the learning rate, check the data, or use fp32."
         )
+
+
+class _Window:
+    """The training losses summed since the last log (device tensors: read only when logged), and the batches and
+    examples they came from, so that each logged value is the mean over exactly the batches it covers."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.batches, self.examples, self.t0 = 0, 0, time.perf_counter()
+
+    def add(self, examples: int, terms: dict[str, torch.Tensor]) -> None:
+        self.batches += 1
+        self.examples += examples
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v.detach()
+
+    def flush(self, tag: str, lr: float, processes: int) -> dict[str, float]:
+        logs = {f"{tag}/train/{k}": float(v) / self.batches for k, v in self.sums.items()}
+        logs[f"{tag}/lr"] = lr
+        logs[f"{tag}/examples_per_s"] = self.examples * processes / (time.perf_counter() - self.t0)
+        self.__init__()
+        return logs
 
 
 def _log(writer, scalars: dict[str, float], step: int) -> None:

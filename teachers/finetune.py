@@ -69,10 +69,11 @@ def _hard_loss(task: TaskData) -> dict:
 
 def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: dict[str, EncodedDataset],
                     accelerator: Accelerator, log=print, train: list[Example] | None = None,
-                    t: TeacherConfig | None = None) -> tuple[nn.Module, dict]:
+                    t: TeacherConfig | None = None, writer=None) -> tuple[nn.Module, dict]:
     """The fine-tuned teacher `t` (default: the first; eval mode, on the accelerator's device) and its metrics
     record. `train`: the teacher's training examples when they are not the student's (`datasets["train"]`);
-    encoded only when the teacher is not cached yet."""
+    encoded only when the teacher is not cached yet. `writer` (TensorBoard's) receives the fine-tuning curves, kept
+    with the cached teacher and replayed for every run that reuses it."""
     t = t or cfg.teacher
     if t.finetune is None:
         model = load_classifier(t.checkpoint, task.labels, require_head=True, label_order=t.label_order)
@@ -87,7 +88,9 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     if (folder / "teacher.json").exists():
         log(f"teacher: reusing the fine-tuned teacher cached at {folder}")
         model = BertForSequenceClassification.from_pretrained(folder, attn_implementation="sdpa")
-        return _ready(model, accelerator), read_json(folder / "teacher.json")
+        info = read_json(folder / "teacher.json")
+        replay_curves(writer, info.get("curves", []), _tag(cfg, t))
+        return _ready(model, accelerator), info
 
     with accelerator.main_process_first():
         train = datasets["train"] if train is None else encode_examples(
@@ -105,7 +108,7 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         module.load_state_dict(work.load_model_state())
         log(f"teacher: resuming fine-tuning at epoch {progress.epoch + 1}, batch {progress.batches_done}")
     ft = t.finetune
-    stage = StageConfig(name="teacher", losses=_hard_loss(task), epochs=ft.epochs, lr=ft.lr,
+    stage = StageConfig(name=_tag(cfg, t), losses=_hard_loss(task), epochs=ft.epochs, lr=ft.lr,
                         batch_size=ft.batch_size, warmup=ft.warmup, weight_decay=ft.weight_decay, select="metric")
     inputs = StageInputs(stage, Objective(stage.losses), LossContext([], task.is_regression), train,
                          datasets["dev"], task, None, ft.seed)
@@ -118,10 +121,11 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         f"estimated {duration(estimate)} on {accelerator.device.type} (2 batches timed); cached at {folder} for every "
         "later run with these settings")
     start = time.perf_counter()
-    train_stage(Session(accelerator, cfg.train, work), module, inputs, progress)
+    curves = CurveRecorder(writer)
+    train_stage(Session(accelerator, cfg.train, work, curves), module, inputs, progress)
     info = {"source": t.checkpoint, "finetuned_here": True, "key": key, "finetune": asdict(ft),
             "train_examples": len(train), "history": progress.history,
-            "train_seconds": round(time.perf_counter() - start, 1)}
+            "train_seconds": round(time.perf_counter() - start, 1), "curves": curves.scalars}
     info.update(evaluate_splits(accelerator, model, task, datasets, cfg.train))
     if accelerator.is_main_process:
         with atomic_dir(folder) as tmp:
@@ -132,6 +136,31 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         shutil.rmtree(work.folder, ignore_errors=True)
     accelerator.wait_for_everyone()
     return _ready(model, accelerator), info
+
+
+def _tag(cfg: ExperimentConfig, t: TeacherConfig) -> str:
+    """The teacher's stage name in logs and TensorBoard: `teacher`, or `teacher-<name>` among several."""
+    return "teacher" if len(cfg.teachers) == 1 else f"teacher-{t.name}"
+
+
+class CurveRecorder:
+    """A TensorBoard writer's `add_scalar`, forwarded (when there is a writer) and kept as [tag, value, step] rows
+    relative to the stage's tag, so that the cached teacher carries its curves to the runs that reuse it. A
+    resumed fine-tuning keeps only the curves logged after the resume."""
+
+    def __init__(self, writer=None):
+        self.writer, self.scalars = writer, []
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.scalars.append([tag.split("/", 1)[1], float(value), int(step)])
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+
+def replay_curves(writer, scalars: list, tag: str) -> None:
+    if writer is not None:
+        for name, value, step in scalars:
+            writer.add_scalar(f"{tag}/{name}", value, step)
 
 
 def _ready(model: nn.Module, accelerator: Accelerator) -> nn.Module:

@@ -205,3 +205,10 @@ def test_ragged_round_trip_types_and_chunked_counts(tmp_path):
     bad = RaggedWriter(tmp_path / "b.bin", tmp_path / "b.npy", np.uint16)
     with pytest.raises(ValueError, match="out of range"):
         bad.append([[70000]])
+
+
+def test_the_encoding_line_reads_as_a_sentence(cache, tok):
+    said = []
+    ds = encode_examples(SINGLES, tok, 16, log=said.append, what="the train split")
+    tokens = sum(len(ds[i]["input_ids"]) for i in range(len(ds)))
+    assert said[-1] == f"encoded the train split: {len(SINGLES)} examples, {tokens} tokens"

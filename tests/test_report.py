@@ -184,3 +184,25 @@ def test_p_values_below_the_printed_precision_read_as_a_bound():
 
     assert (_p(None), _p(0.0001), _p(0.0004999), _p(0.0005), _p(0.0421)) == ("-", "<0.001", "<0.001", "0.001",
                                                                              "0.042")
+
+
+def _single_run(folder, seed, f1, **config):
+    """A `distill run` folder (named by its start time) whose run.json has no variant, as outside a sweep."""
+    finished_run(folder, None, seed, f1, f1 - 0.05)
+    (folder / "run.json").write_text(json.dumps({"name": "news", "seed": seed}))
+    cfg = {"name": "news", "seed": seed, "task": {"name": "agnews", "max_length": 64},
+           "stages": [{"name": "prediction", "lr": config.get("lr", 1e-4)}]}
+    (folder / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+
+
+def test_runs_differing_only_in_seed_are_seeds_of_one_variant(tmp_path):
+    root = tmp_path / "news"
+    _single_run(root / "20261204-101500-seed42", 42, 0.80)
+    _single_run(root / "20261204-113000-seed43", 43, 0.82)
+    rep = build(root)
+    assert [(r.name, r.finished) for r in rep.rows] == [("news", 2)]
+    # A third run with another learning rate is another variant, named by what differs.
+    _single_run(root / "20261204-120000-seed42", 42, 0.70, lr=5e-5)
+    rep = build(root)
+    assert sorted((r.name, r.finished) for r in rep.rows) == [("news (stages.0.lr=0.0001)", 2),
+                                                             ("news (stages.0.lr=5e-05)", 1)]

@@ -34,7 +34,7 @@ class GeneralWorkflow:
         self.cfg, self.plan, self.task = cfg, plan, None
         self.datasets: dict = {}
 
-    def build(self, accelerator, say):
+    def build(self, accelerator, say, writer=None):
         cfg, tokenizer = self.cfg, self.plan.tokenizer
         need_head = any(t.info.uses_teacher and t.info.trains_logits for o in self.plan.objectives for t in o.terms)
         teacher = load_bert_mlm(ensure_adapted(cfg.teacher.checkpoint, say), need_head)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.config import yaml_load
 from distill.errors import DistillError
 from distill.io import read_json, write_json, write_text
 from distill.lab.run_folder import FAILED, FINISHED, MISSING, UNFINISHED, run_state
@@ -94,11 +96,13 @@ def discover(root: str | Path) -> list[RunRecord]:
     folders = sorted({f.parent for pat in ("run.json", "failed.json") for f in root.rglob(pat)
                       if "checkpoints" not in f.relative_to(root).parts})
     records: dict[Path, RunRecord] = {}
+    by_config = config_variants(root, folders)
     for folder in folders:
         run = read_json(folder / "run.json") if (folder / "run.json").exists() else {}
         rel = folder.relative_to(root)
         seeded = re.fullmatch(r"seed(\d+)", rel.name)
-        variant = run.get("variant") or (str(rel.parent) if seeded and str(rel.parent) != "." else str(rel))
+        variant = run.get("variant") or (str(rel.parent) if seeded and str(rel.parent) != "." else
+                                         by_config.get(folder, str(rel)))
         seed = run.get("seed", int(seeded.group(1)) if seeded else None)
         state = run_state(folder)
         rec = RunRecord(folder, variant, seed, state)
@@ -115,6 +119,47 @@ def discover(root: str | Path) -> list[RunRecord]:
     if not records:
         raise ReportError(f"{root}: no run folders (run.json) found; run `distill sweep` first")
     return list(records.values())
+
+
+def config_variants(root: Path, folders: list[Path]) -> dict[Path, str]:
+    """Variant names for runs started outside a sweep (`distill run`, whose folders are named by time): runs whose
+    resolved configs differ only in `seed` are seeds of one variant, named after the config's `name`, or, when
+    several configs share a name, after the settings that tell them apart."""
+    configs: dict[Path, dict] = {}
+    for folder in folders:
+        labelled = (folder / "run.json").exists() and read_json(folder / "run.json").get("variant")
+        if (folder / "config.yaml").exists() and not labelled and not re.fullmatch(r"seed(\d+)", folder.name):
+            try:
+                configs[folder] = flat(yaml_load((folder / "config.yaml").read_text(encoding="utf-8")) or {})
+            except (DistillError, OSError):
+                continue
+    groups: dict[str, list[Path]] = {}
+    for folder, cfg in configs.items():
+        groups.setdefault(json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True, default=str),
+                          []).append(folder)
+    names: dict[Path, str] = {}
+    for members in groups.values():
+        cfg = configs[members[0]]
+        rivals = [configs[g[0]] for g in groups.values() if g is not members and configs[g[0]].get("name") ==
+                  cfg.get("name")]
+        differs = sorted({k for other in rivals for k in set(cfg) | set(other)
+                          if k != "seed" and cfg.get(k) != other.get(k)})
+        name = str(cfg.get("name") or members[0].relative_to(root))
+        if differs:
+            name += " (" + ", ".join(f"{k}={cfg.get(k)}" for k in differs) + ")"
+        names.update(dict.fromkeys(members, name))
+    return names
+
+
+def flat(tree, prefix: str = "") -> dict:
+    """A nested config as dotted keys (`stages.1.lr`) -> leaf values."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else None
+    if items is None:
+        return {prefix: tree}
+    out = {}
+    for k, v in items:
+        out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
 
 
 def run_values(metrics: dict) -> dict[str, float]:

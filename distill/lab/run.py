@@ -99,7 +99,13 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
                                       "libraries": library_versions(), **device_info(accelerator.device),
                                       "processes": accelerator.num_processes,
                                       "mixed_precision": accelerator.mixed_precision, "resumed": resume})
-    teacher, student, datasets = workflow.build(accelerator, say)  # teacher: a model, or several by name
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+    # teacher: a model, or several by name; a teacher fine-tuned (or reused) here logs its curves to `writer`.
+    teacher, student, datasets = workflow.build(accelerator, say, writer)
     if cfg.train.dropout is not None:
         for m in student.modules():
             if isinstance(m, nn.Dropout):
@@ -122,11 +128,6 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         progress = ckpt.load_progress()
         module.load_state_dict(ckpt.load_model_state())
         say(f"resuming at stage {progress.stage + 1}, epoch {progress.epoch + 1}, batch {progress.batches_done}")
-    writer = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"))
     session = Session(accelerator, cfg.train, ckpt, writer, on_step)
     stages = [stage_inputs(st, obj, datasets, workflow.task, teacher, cfg.seed, plan.depths, plan.tokenizer)
               for st, obj in zip(cfg.stages, plan.objectives, strict=True)]

@@ -77,8 +77,9 @@ class TaskWorkflow:
             if not augmented_path(cfg, self.task).exists():
                 check_sources(cfg.augment)
 
-    def build(self, accelerator, say):
-        """(teacher, student, datasets by split name)."""
+    def build(self, accelerator, say, writer=None):
+        """(teacher, student, datasets by split name). `writer`: TensorBoard's, for the teachers' fine-tuning
+        curves."""
         cfg, task, tokenizer = self.cfg, self.task, self.plan.tokenizer
         # Encoded once into the cache by the main process; the others then map the same files.
         with accelerator.main_process_first():
@@ -98,7 +99,7 @@ class TaskWorkflow:
         teachers = {}
         for t in cfg.teachers:
             teachers[t.name], self.teacher_infos[t.name] = prepare_teacher(
-                cfg, task, tokenizer, datasets, accelerator, say, self._teacher_train(say, t), t)
+                cfg, task, tokenizer, datasets, accelerator, say, self._teacher_train(say, t), t, writer)
         self.teacher_info = self.teacher_infos[cfg.teacher.name]
 
         def logits_of(ds, name=None):
