@@ -86,10 +86,13 @@ class RandomBertConfig:
 class TeacherGateConfig:
     """Before any distillation stage the teacher must beat the majority-class baseline on the dev set by `margin`
     (in the task's main metric; regression: a correlation above `margin`), and no class may take
-    `max_class_share` or more of its dev predictions."""
+    `max_class_share` or more of its dev predictions. Each class's dev recall is compared with chance (1 / classes):
+    a class the teacher never recalls although it trained on it (at least `min_class_examples` examples) stops the
+    run; a recall below chance is warned about."""
 
     margin: float = 0.01
     max_class_share: float = 0.99
+    min_class_examples: int = 10
 
 
 @dataclass
@@ -148,6 +151,9 @@ class TaskConfig:
     dev_limit: int | None = None
     test_limit: int | None = None
     split_seed: int = 0
+    # A declared label with no training example is refused (a typo in `labels`, a filtered split); `true` allows it
+    # (the class is then learned from nothing and is said so). Classes with few examples are warned about.
+    allow_empty_classes: bool = False
 
 
 @dataclass
@@ -315,6 +321,16 @@ class SweepConfig:
 
 
 @dataclass
+class CardConfig:
+    # The model card's Hub metadata (student/README.md). `license`: an SPDX-style Hub licence id; default the
+    # teacher's when it is known (apache-2.0 for the packaged MiniLM), else `other`. `language`: ISO 639-1 codes.
+    # `datasets`: Hub dataset ids the student was trained on (a `source: hf` hub name is added by itself).
+    license: str | None = None
+    language: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     teacher: TeacherConfig
@@ -329,6 +345,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    card: CardConfig = field(default_factory=CardConfig)
     description: str = ""
     # Named variants of this experiment (each a list of KEY=VALUE overrides) and the seeds to run each
     # with: `distill run` runs every (variant, seed) as its own run folder and prints them side by side.

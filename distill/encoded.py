@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from distill.input_encoding import tokenizer_kwargs
 from distill.io import atomic_dir, cache_root, environ, read_json, write_json
 from distill.loaders import fingerprint, fingerprint_row
 from distill.ragged import Ragged, RaggedWriter, id_dtype
@@ -181,8 +182,8 @@ def build(folder: Path, examples: Iterable[Example], tokenizer, max_length: int,
         for part in chunks(examples):
             second = [ex.text_b for ex in part]
             has_b = any(t is not None for t in second)
-            enc = tokenizer([ex.text_a for ex in part], second if has_b else None, truncation=True,
-                            max_length=max_length, return_attention_mask=False)
+            enc = tokenizer([ex.text_a for ex in part], second if has_b else None, return_attention_mask=False,
+                            **tokenizer_kwargs(max_length))
             ids.append(enc["input_ids"])
             types.append(enc.get("token_type_ids") or [np.zeros(len(x), np.uint8) for x in enc["input_ids"]])
             pair = pair or has_b

@@ -152,7 +152,8 @@ def load_hf(cfg: TaskConfig) -> TaskData:
                          f"{role}")
             continue
         splits[role] = rows
-    return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels, notes), splits, notes)
+    return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels, notes), splits, notes,
+                    {role: name for role, name in roles.items() if role in splits})
 
 
 def _read_split(part, cfg: TaskConfig, name: str, role: str, labels: list[str] | None,

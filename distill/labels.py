@@ -75,3 +75,30 @@ def is_number(v: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+# Fewer training examples than this in a declared class earn a warning: a class seen a handful of times is learned
+# from noise, and its dev recall is a coin toss.
+FEW_CLASS_EXAMPLES = 10
+
+
+def check_class_counts(task, allow_empty: bool = False) -> list[str]:
+    """The training split's examples per declared class: raises for a class with none (unless `allow_empty`, the
+    config key `task.allow_empty_classes`); returns a warning for classes with fewer than FEW_CLASS_EXAMPLES (and for
+    the allowed empty ones)."""
+    if task.is_regression or "train" not in task.splits:
+        return []
+    counts = [0] * task.num_labels
+    for ex in task.splits["train"]:
+        if ex.label is not None:
+            counts[ex.label] += 1
+    empty = [task.labels[i] for i, n in enumerate(counts) if n == 0]
+    if empty and not allow_empty:
+        raise DataError(f"task {task.name}: the training split has no example of the declared class(es) {empty} "
+                        f"(examples per class: {dict(zip(task.labels, counts, strict=True))}); a student cannot learn "
+                        "a class it never sees. Fix `task.labels` or the data, or set `task.allow_empty_classes: true`")
+    few = {task.labels[i]: n for i, n in enumerate(counts) if n < FEW_CLASS_EXAMPLES}
+    if not few:
+        return []
+    return [f"WARNING: few training examples for class(es) {few} (fewer than {FEW_CLASS_EXAMPLES}"
+            + (", allowed by task.allow_empty_classes" if empty else "") + "): their dev recall will be near chance"]

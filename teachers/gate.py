@@ -46,6 +46,19 @@ def check_teacher(task: TaskData, dev_logits: np.ndarray, train: list[Example], 
              "largest_predicted_share": share}
     hint = ("Is it fine-tuned on this task? Set `teacher.finetune` to fine-tune it, check `teacher.label_order`, "
             "or turn the check off with `teacher.gate: null`.")
+    if not task.is_regression:
+        facts["class_recall"] = class_recall(dev_logits.argmax(-1), gold, task.labels)
+        trained = Counter(ex.label for ex in train)
+        never = [c for i, c in enumerate(task.labels) if facts["class_recall"].get(c) == 0.0
+                 and trained[i] >= gate.min_class_examples]
+        if never:
+            raise TeacherGateError(f"teacher {source!r} never recalls the class(es) {never} on dev although it trained "
+                                   f"on at least {gate.min_class_examples} examples of each (`teacher.gate."
+                                   f"min_class_examples`); dev recall per class: {_recalls(facts['class_recall'])}. "
+                                   f"{hint}")
+        chance = 1 / task.num_labels
+        facts["chance"] = chance
+        facts["below_chance"] = [c for c, r in facts["class_recall"].items() if r < chance]
     if share >= gate.max_class_share:
         what = "a constant score" if task.is_regression else f"one class for {share:.1%} of the dev examples"
         raise TeacherGateError(f"teacher {source!r} predicts {what} (limit `teacher.gate.max_class_share` = "
@@ -55,3 +68,24 @@ def check_teacher(task: TaskData, dev_logits: np.ndarray, train: list[Example], 
                                f"majority-class baseline {baseline:.4f} by the margin {gate.margin} "
                                f"(`teacher.gate.margin`). {hint}")
     return facts
+
+
+def class_recall(pred: np.ndarray, gold: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Dev recall of each class that has dev examples."""
+    return {c: float((pred[gold == i] == i).mean()) for i, c in enumerate(labels) if (gold == i).any()}
+
+
+def _recalls(recall: dict[str, float]) -> str:
+    return ", ".join(f"{c} {r:.2f}" for c, r in recall.items())
+
+
+def gate_line(name: str, main: str, facts: dict) -> str:
+    """What the run says of a passed gate: the score against the baseline and, when some class's recall is below
+    chance, which."""
+    line = (f"teacher gate ({name}): dev {main} {facts['dev_' + main]:.4f} against the majority-class "
+            f"{facts['majority_baseline']:.4f}: passed")
+    weak = facts.get("below_chance") or []
+    if weak:
+        line += (f"; WARNING: dev recall below chance ({facts['chance']:.2f}) for {weak} "
+                 f"({_recalls({c: facts['class_recall'][c] for c in weak})})")
+    return line

@@ -227,7 +227,7 @@ def _dev_split(run: Path, limit: int | None, device: str = "cpu"):
         raise BenchError(f"{run}: accuracy needs a run folder (with config.yaml); got a bare student folder")
     cfg = load_config(cfg_path)
     task = load_task(cfg.task)
-    pred = load_predictor(run, cfg.task.max_length)
+    pred = load_predictor(run)  # encoded as the run encoded its inputs
     pred.device = device
     return task, task.splits["dev"][:limit], pred
 

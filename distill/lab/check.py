@@ -26,6 +26,7 @@ from distill.config import (
 )
 from distill.encoded import chunks, encoded_folder
 from distill.errors import DistillError
+from distill.input_encoding import tokenizer_kwargs
 from distill.io import read_json
 from distill.lab.preflight import Plan, plan_run
 from distill.lab.run import workflow_for
@@ -137,8 +138,7 @@ def count_tokens(examples: Iterable[Example], tokenizer, max_length: int, what: 
         for chunk in chunks(examples):
             pair = any(ex.text_b is not None for ex in chunk)
             enc = tokenizer([ex.text_a for ex in chunk], [ex.text_b for ex in chunk] if pair else None,
-                            truncation=True, max_length=max_length, return_attention_mask=False,
-                            return_token_type_ids=False)
+                            return_attention_mask=False, return_token_type_ids=False, **tokenizer_kwargs(max_length))
             count += sum(len(ids) for ids in enc["input_ids"])
             bar.update(len(chunk))
     return count
@@ -376,8 +376,10 @@ def _gate(t, task: TaskData) -> str:
         return (f"the teacher's dev {main} must exceed {g.margin:g}, and its dev scores must not be constant "
                 "(`teacher.gate`)")
     base = majority_baseline(task, task.splits["train"], task.splits["dev"])
-    return (f"the teacher's dev {main} must reach the majority class's {base:.4f} + {g.margin:g}, and no class may "
-            f"take {g.max_class_share:.0%} or more of its dev predictions (`teacher.gate`)")
+    return (f"the teacher's dev {main} must reach the majority class's {base:.4f} + {g.margin:g}, no class may "
+            f"take {g.max_class_share:.0%} or more of its dev predictions, and every class it trained on "
+            f"({g.min_class_examples}+ examples) must be recalled on dev at least once; a recall below chance "
+            f"({1 / task.num_labels:.2f}) is warned about (`teacher.gate`)")
 
 
 def student_lines(cfg: ExperimentConfig, plan: Plan) -> list[str]:

@@ -132,7 +132,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.model, args.out, args.int8,
         export.FP32_TOLERANCE if args.tolerance is None else args.tolerance,
         export.INT8_AGREEMENT if args.int8_agreement is None else args.int8_agreement,
-        export.INT8_RELATIVE if args.int8_tolerance is None else args.int8_tolerance,
+        export.INT8_METRIC_DROP if args.int8_tolerance is None else args.int8_tolerance,
         args.max_length)
     return 0
 
@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--file", help="one text per line; `first<TAB>second` for sentence pairs")
     pr.add_argument("--json", action="store_true", help="one JSON object per line with every probability")
     pr.add_argument("--batch-size", type=int, default=64)
-    pr.add_argument("--max-length", type=int, default=128)
+    pr.add_argument("--max-length", type=int, help="truncate inputs at this many tokens instead of the length the "
+                    "student was trained at (its encoding.json)")
     pr.set_defaults(func=cmd_predict)
 
     cd = sub.add_parser("card", help="(re)write the model card student/README.md of finished runs from their "
@@ -330,12 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "onnx.json, or <name>.json for another name)")
     ex.add_argument("--tolerance", type=float, help="largest max abs logit difference accepted for fp32 (default "
                     "1e-4)")
-    ex.add_argument("--int8-agreement", type=float, help="int8: least share of parity examples whose predicted "
-                    "class must match PyTorch's (default 0.9)")
-    ex.add_argument("--int8-tolerance", type=float, help="int8: largest max abs logit difference accepted, as a "
-                    "fraction of the PyTorch logits' range (default 0.1)")
-    ex.add_argument("--max-length", type=int, help="truncation of the parity texts (default: the run's "
-                    "task.max_length, else 128)")
+    ex.add_argument("--int8-agreement", type=float, help="int8: least share of the run's dev examples whose "
+                    "predicted class must match PyTorch's (default 0.95)")
+    ex.add_argument("--int8-tolerance", type=float, help="int8: largest drop of the task's main metric on the run's "
+                    "dev examples accepted (default 0.02, i.e. 2 points)")
+    ex.add_argument("--max-length", type=int, help="truncation of the parity texts (default: the length "
+                    "the student was trained at, its encoding.json)")
     ex.set_defaults(func=cmd_export)
 
     c = sub.add_parser("check", help="everything a run checks before training (config, data, tokenizer, teacher, "

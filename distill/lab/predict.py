@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from distill.errors import DistillError
+from distill.input_encoding import LEGACY_MAX_LENGTH, InputEncoding, load_encoding
 
 
 class PredictError(DistillError):
@@ -22,8 +23,12 @@ class Predictor:
     model: nn.Module
     labels: list[str] | None  # None: a regression head (scores, not probabilities)
     tokenizer: object | None = None  # None for the BiLSTM (it carries its own word vocabulary)
-    max_length: int = 128
+    encoding: InputEncoding = InputEncoding(LEGACY_MAX_LENGTH, False)  # as the run encoded its inputs
     device: str = "cpu"
+
+    @property
+    def max_length(self) -> int:
+        return self.encoding.max_length
 
     @property
     def is_bilstm(self) -> bool:
@@ -41,8 +46,7 @@ class Predictor:
                 out["ids_b"], out["lengths_b"] = pad_ids([self.model.vocab.encode(t, self.max_length)
                                                           for t in texts_b])
             return out
-        enc = self.tokenizer(texts, texts_b, padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
+        enc = self.tokenizer(texts, texts_b, padding=True, return_tensors="pt", **self.encoding.tokenizer_kwargs())
         # A DistilBERT student keeps BERT's tokenizer but takes no token types.
         accepted = self._inputs()
         return {k: v for k, v in enc.items() if k in accepted}
@@ -86,8 +90,14 @@ def student_folder(path: str | Path) -> Path:
     return path
 
 
-def load_predictor(path: str | Path, max_length: int = 128) -> Predictor:
+def load_predictor(path: str | Path, max_length: int | None = None) -> Predictor:
+    """The student at `path`, encoding its inputs as its run did (`encoding.json`); `max_length` overrides the
+    saved length."""
     folder = student_folder(path)
+    try:
+        encoding, _ = load_encoding(folder, max_length)
+    except DistillError as e:
+        raise PredictError(str(e)) from None
     raw = json.loads((folder / "config.json").read_text())
     if raw.get("model_type") == "distillery-bilstm":
         from students.bilstm import load_bilstm
@@ -95,7 +105,7 @@ def load_predictor(path: str | Path, max_length: int = 128) -> Predictor:
         model = load_bilstm(folder)
         labels = list(model.config.labels) if model.config.labels else (
             None if model.config.num_labels == 1 else [str(i) for i in range(model.config.num_labels)])
-        return Predictor(model, labels, None, max_length)
+        return Predictor(model, labels, None, encoding)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -106,7 +116,7 @@ def load_predictor(path: str | Path, max_length: int = 128) -> Predictor:
     c = model.config
     regression = c.problem_type == "regression" or c.num_labels == 1
     labels = None if regression else [c.id2label[i] for i in range(c.num_labels)]
-    return Predictor(model, labels, tokenizer, max_length)
+    return Predictor(model, labels, tokenizer, encoding)
 
 
 def read_inputs(path: str | Path) -> tuple[list[str], list[str] | None]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ConfigError, ExperimentConfig, dump_yaml
+from distill.input_encoding import InputEncoding
 from distill.io import read_json, write_json, write_text
 from distill.lab.general import GeneralWorkflow
 from distill.lab.model_card import write_model_card
@@ -148,7 +149,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     metrics = workflow.finish(session, module, stages, progress.history, before, lambda: time.perf_counter() - start,
                               out)
     if main:
-        export_student(student, out / "student", plan.tokenizer, module.projections)
+        export_student(student, out / "student", plan.tokenizer, module.projections, input_encoding(cfg, workflow))
         write_json(out / "metrics.json", metrics)
         try:
             write_model_card(out)
@@ -159,6 +160,13 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         say(summary_text(metrics, out))
     accelerator.wait_for_everyone()
     return metrics
+
+
+def input_encoding(cfg: ExperimentConfig, workflow) -> InputEncoding:
+    """How the run encoded its inputs: the task's length and pairing, or the corpus's sequences."""
+    if workflow.task is None:
+        return InputEncoding(cfg.corpus.max_length, False)
+    return InputEncoding(cfg.task.max_length, workflow.task.is_pair)
 
 
 def _first_command(out: Path, resume: bool, command: str | None) -> dict:

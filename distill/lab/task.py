@@ -20,6 +20,7 @@ from distill.config import ExperimentConfig
 from distill.encoded import EncodedDataset, encode_examples
 from distill.lab.preflight import Plan
 from distill.lab.summary import summarise
+from distill.labels import check_class_counts
 from distill.loaders import load_task
 from distill.model_stats import count_parameters
 from distill.objective import ensemble_logits
@@ -31,7 +32,7 @@ from distill.tasks import EVAL_SPLITS, Example
 from distill.trainer import evaluate_splits
 from students import build_student
 from teachers.finetune import full_train_split, prepare_teacher
-from teachers.gate import check_teacher, majority_baseline
+from teachers.gate import check_teacher, gate_line, majority_baseline
 from teachers.logits import cached_logits
 
 
@@ -66,6 +67,8 @@ class TaskWorkflow:
     def __init__(self, cfg: ExperimentConfig, plan: Plan):
         self.cfg, self.plan = cfg, plan
         self.task = load_task(cfg.task)
+        # Said before training (and by `distill check`) with the loader's other notes.
+        self.task.notes += check_class_counts(self.task, cfg.task.allow_empty_classes)
         self.teacher_info: dict = {}  # the first teacher's
         self.teacher_infos: dict[str, dict] = {}  # every teacher's, by name
         self.ensemble_info: dict | None = None  # several teachers: their ensemble's metrics
@@ -158,8 +161,7 @@ class TaskWorkflow:
         task = self.task
         gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], task.splits["dev"], t.gate, t.checkpoint)
         self.teacher_infos[t.name]["gate"] = gate
-        say(f"teacher gate ({t.name}): dev {task.main_metric} {gate['dev_' + task.main_metric]:.4f} against the "
-            f"majority-class {gate['majority_baseline']:.4f}: passed")
+        say(gate_line(t.name, task.main_metric, gate))
 
     def _ensemble_metrics(self, logits_of, datasets) -> dict:
         """The teachers' ensemble (what prediction losses learn from) scored on every labelled evaluation split."""
@@ -195,7 +197,8 @@ class TaskWorkflow:
         return summarise(
             cfg, next(iter(stages[0].teachers.values())), module.student, cfg.task.max_length, history, seconds(),
             head={"task": task.name, "main_metric": main,
-                  "data": {split: len(ds) for split, ds in self.datasets.items()}},
+                  "data": {split: len(ds) for split, ds in self.datasets.items()},
+                  "source_splits": task.source_splits, "subsampled": task.subsampled},
             teacher_facts={**scores, "source": "ensemble of " + ", ".join(self.teacher_infos) if several else
                            info.get("source"), "cache_key": None if several else info.get("key"),
                            "gate": info.get("gate"), "augmented_labels": info.get("augmented_labels"),
