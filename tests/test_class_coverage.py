@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from distill.config import TeacherGateConfig
-from distill.labels import FEW_CLASS_EXAMPLES, DataError, check_class_counts
 from distill.lab.cli import main
+from distill.labels import FEW_CLASS_EXAMPLES, DataError, check_class_counts
 from distill.tasks import Example, TaskData
 from teachers.gate import TeacherGateError, check_teacher, gate_line
 
