@@ -50,33 +50,95 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _metadata(cfg: dict, run_info: dict, m: dict) -> dict:
+def _packaged(checkpoint: str | None):
+    """The packaged resource a `packaged:` or `adapted:packaged:` checkpoint names, or None."""
+    name = (checkpoint or "").removeprefix("adapted:")
+    return PACKAGED.get(name.split(":", 1)[1]) if name.startswith("packaged:") else None
+
+
+def base_model(checkpoint: str | None) -> str | None:
+    """The teacher's Hub id: a hub name as given, a packaged encoder's Hub original."""
+    packaged = _packaged(checkpoint)
+    return packaged.hub if packaged is not None else _hub_name(checkpoint)
+
+
+# distillery's metric names -> the Hub's metric ids (those of `evaluate`) and their arguments.
+HUB_METRICS = {"accuracy": ("accuracy", {}), "macro_f1": ("f1", {"average": "macro"}), "f1": ("f1", {}),
+               "mcc": ("matthews_correlation", {}), "pearson": ("pearsonr", {}), "spearman": ("spearmanr", {})}
+GLUE_HUB = "nyu-mll/glue"
+
+
+def _dataset(cfg: dict) -> dict:
+    """The dataset's own identity for `model-index`: its Hub id and configuration where it has them, else the
+    task's name."""
+    task = cfg["task"]
+    source = task.get("source")
+    if source == "glue":
+        return {"type": GLUE_HUB, "name": f"GLUE {task['name'].upper()}", "config": task["name"]}
+    hub = _hub_name(task.get("path")) if source == "hf" else None
+    given = ((cfg.get("card") or {}).get("datasets") or [None])[0]
+    out = {"type": hub or given or task["name"], "name": hub or given or task["name"]}
+    if task.get("subset"):
+        out["config"] = task["subset"]
+    return out
+
+
+def card_data(cfg: dict, m: dict):
+    """The card's metadata as `huggingface_hub.ModelCardData` (which checks the model-index's structure)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
     task, student = cfg["task"], cfg["student"]
     general = bool(m.get("general"))
-    meta: dict = {"library_name": "transformers" if m["student"].get("kind") == "bert" else None,
-                  "pipeline_tag": "fill-mask" if general else "text-classification",
-                  "tags": ["distillery", "knowledge-distillation", student["kind"]]}
-    base = _hub_name(cfg["teacher"].get("checkpoint"))
-    if base:
-        meta["base_model"] = base
-    dataset = _hub_name(task.get("path")) if task.get("source") == "hf" else None
-    if dataset:
-        meta["datasets"] = [dataset]
+    card = cfg.get("card") or {}
+    teachers = cfg.get("teachers") or [cfg["teacher"]]
+    bases = [b for t in teachers if (b := base_model(t.get("checkpoint")))]
+    licenses = {p.license for t in teachers if (p := _packaged(t.get("checkpoint"))) is not None and p.license}
+    license_ = card.get("license") or (licenses.pop() if len(licenses) == 1 else "other")
+    datasets = list(card.get("datasets") or [])
+    hub_dataset = _hub_name(task.get("path")) if task.get("source") == "hf" else \
+        GLUE_HUB if task.get("source") == "glue" else None
+    if hub_dataset and hub_dataset not in datasets:
+        datasets.append(hub_dataset)
+    results, used = [], []
     if not general:
-        results = []
+        dataset = _dataset(cfg)
+        splits = m.get("source_splits") or {}
         for split in SPLITS:
-            scores = m["student"].get(split) or {}
-            if scores:
-                results.append({
-                    "task": {"type": "text-classification", "name": "Text Classification"},
-                    "dataset": {"name": m.get("task", task["name"]), "type": dataset or task["name"],
-                                **({"config": task["subset"]} if task.get("subset") else {}), "split": split},
-                    "metrics": [{"type": k, "value": round(float(v), 4), "name": f"{split} {k}"}
-                                for k, v in scores.items() if not k.startswith("loss/") and math.isfinite(v)]})
-        meta["metrics"] = sorted({k for split in SPLITS for k in (m["student"].get(split) or {})
-                                  if not k.startswith("loss/")})
-        meta["model-index"] = [{"name": cfg["name"], "results": results}]
-    return {k: v for k, v in meta.items() if v is not None}
+            for k, v in (m["student"].get(split) or {}).items():
+                if k.startswith("loss/") or k not in HUB_METRICS or not math.isfinite(v):
+                    continue
+                metric, args = HUB_METRICS[k]
+                used.append(metric)
+                results.append(EvalResult(
+                    task_type="text-classification", task_name="Text Classification", dataset_type=dataset["type"],
+                    dataset_name=dataset["name"], dataset_config=dataset.get("config"),
+                    dataset_split=splits.get(split, split), metric_type=metric, metric_value=round(float(v), 4),
+                    metric_name=f"{split} {k}", metric_args=args or None))
+    return ModelCardData(
+        license=license_, base_model=bases[0] if len(bases) == 1 else bases or None,
+        language=list(card.get("language") or []) or None, datasets=datasets or None,
+        library_name="transformers" if m["student"].get("kind") == "bert" else None,
+        pipeline_tag="fill-mask" if general else "text-classification",
+        tags=["distillery", "knowledge-distillation", student["kind"]],
+        metrics=sorted(set(used)) or None, model_name=cfg["name"], eval_results=results or None)
+
+
+def validate_card_metadata(meta: dict) -> None:
+    """Offline checks of a card's metadata against the Hub's rules that can be checked without it: the structure
+    `ModelCardData` parses (model-index -> eval results), metric ids the Hub knows, and no local path."""
+    from huggingface_hub import ModelCardData
+
+    try:
+        data = ModelCardData(**meta)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CardError(f"model card metadata: {type(e).__name__}: {e}") from None
+    known = {hub for hub, _ in HUB_METRICS.values()}
+    bad = [r.metric_type for r in data.eval_results or [] if r.metric_type not in known] + \
+        [x for x in data.metrics or [] if x not in known]
+    if bad:
+        raise CardError(f"model card metadata: metric ids {sorted(set(bad))} are not among {sorted(known)}")
+    if not data.license:
+        raise CardError("model card metadata: no license")
 
 
 def _stage_rows(cfg: dict, m: dict) -> list[str]:
@@ -151,12 +213,12 @@ def _teacher_lines(cfg: dict, m: dict) -> list[str]:
     for t in cfg.get("teachers") or [cfg["teacher"]]:
         ck = t.get("checkpoint")
         what = PACKAGED[ck.split(":", 1)[1]].what if ck and ck.startswith("packaged:") and \
-            ck.split(":", 1)[1] in PACKAGED else ck
+            ck.split(":", 1)[1] in PACKAGED else f"`{_shown_path(ck)}`"
         if ck == "random":
             what = f"a randomly initialised BERT {t.get('random')} (a test teacher, not a trained model)"
         ft = t.get("finetune") or {}
-        tuned = (f"fine-tuned on the task for {ft.get('epochs')} epochs at lr {ft.get('lr')} (seed {ft.get('seed')})"
-                 if ft else "used as given")
+        tuned = (f"fine-tuned on the task for {_count(ft.get('epochs'), 'epoch')} at lr {ft.get('lr')} (seed "
+                 f"{ft.get('seed')})" if ft else "used as given")
         out.append(f"- `{t.get('name') or 'teacher'}`: {what}, {tuned}" +
                    (f", weight {t.get('weight')}" if len(cfg.get("teachers") or []) > 1 else ""))
     t = m["teacher"]
@@ -167,27 +229,109 @@ def _teacher_lines(cfg: dict, m: dict) -> list[str]:
 
 def _data_lines(cfg: dict, m: dict) -> list[str]:
     task = cfg["task"]
-    where = f"`{task.get('path')}`" + (f" (subset `{task['subset']}`)" if task.get("subset") else "") \
+    where = f"`{_shown_path(task.get('path'))}`" + (f" (subset `{task['subset']}`)" if task.get("subset") else "") \
         if task.get("path") else "packaged with distillery"
     sizes = m.get("data") or {}
     out = [f"- task `{m.get('task', task['name'])}` from source `{task['source']}`, {where}"]
+    splits = m.get("source_splits") or {}
     if sizes:
-        out.append("- examples: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
-    limits = {k: task.get(k) for k in ("train_limit", "dev_limit", "test_limit") if task.get(k) is not None}
-    if limits:
-        out.append("- subsampled (seed " + str(task.get("split_seed", 0)) + "): " +
-                   ", ".join(f"{k} {v}" for k, v in limits.items()))
-    out.append(f"- sequences truncated to {task.get('max_length')} tokens")
+        out.append("- examples: " + ", ".join(f"{k} {v:,}" + (f" (the source's `{splits[k]}` split)"
+                                                              if splits.get(k, k) != k else "")
+                                              for k, v in sizes.items()))
+    cut = m.get("subsampled") or {}
+    if cut:
+        out.append(f"- subsampled (seed {task.get('split_seed', 0)}): " +
+                   ", ".join(f"{k} {kept:,} of {whole:,}" for k, (kept, whole) in cut.items()))
+    out.append(f"- sequences truncated to {task.get('max_length')} tokens (saved with the student: `encoding.json`, "
+               "and the tokenizer's `model_max_length`)")
     aug = cfg.get("augment") or {}
     if any(st.get("data") == "augmented" for st in cfg["stages"]):
-        out.append(f"- augmentation: {aug.get('method')}, {aug.get('copies')} copies per example, labels by the "
-                   f"{aug.get('labels')}")
+        out.append(f"- augmentation: {aug.get('method')}, {_count(aug.get('copies'), 'copy', 'copies')} per example, "
+                   f"labels by the {aug.get('labels')}")
     return out
+
+
+def _count(n, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _shown_path(path: str | None) -> str | None:
+    """A local path as the reader of a published card may see it: its last part only."""
+    if path is None or _hub_name(path) is not None:
+        return path
+    return f".../{Path(path).name}" if Path(path).name else path
+
+
+def _no_local_paths(command: str) -> str:
+    """The command with each local path (absolute, or `~`) cut to its last part: a card is published."""
+    import shlex
+
+    def cut(token: str) -> str:
+        key, eq, value = token.partition("=") if "=" in token and not token.startswith("/") else ("", "", token)
+        if value.startswith(("/", "~")):
+            value = f".../{Path(value).name}"
+        return f"{key}{eq}{value}"
+
+    try:
+        return shlex.join(cut(t) for t in shlex.split(command))
+    except ValueError:
+        return command
+
+
+# Sections a run reads only when it uses them: a card shows a section only then.
+def used_config(cfg: dict) -> dict:
+    """The resolved config without what the run did not use (augmentation without augmented stages, the corpus
+    outside general distillation, sweep settings, an empty card section), local paths cut to their last part."""
+    stages = cfg.get("stages") or []
+    drop = {"variants", "seeds", "sweep", "description"}
+    if not any(st.get("data") == "augmented" for st in stages):
+        drop.add("augment")
+    if not any(st.get("data") == "corpus" for st in stages):
+        drop.add("corpus")
+    if not cfg.get("teachers"):
+        drop.add("teachers")
+    out = {k: v for k, v in cfg.items() if k not in drop}
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return _shown_path(v) if isinstance(v, str) and v.startswith(("/", "~")) else v
+
+    return clean(out)
+
+
+def _onnx_lines(run: Path) -> list[str]:
+    """The export's measured figures (`distill export` writes student/onnx.json), when the student was exported."""
+    path = run / "student" / "onnx.json"
+    if not path.exists():
+        return []
+    o = read_json(path)
+
+    def one(name: str, p: dict | None) -> str:
+        if not p:
+            return ""
+        agree = "" if p.get("argmax_agreement") is None else f", argmax agreement {p['argmax_agreement']:.3f}"
+        metric = "" if p.get("metric") is None else f", dev {p['metric']} {p['onnx']:.4f} (PyTorch {p['pytorch']:.4f})"
+        return (f"- `{name}`: max abs logit difference from PyTorch {p['max_abs_diff']:.3g} over "
+                f"{p['examples']} examples ({o.get('parity_source')}){agree}{metric}")
+
+    lines = ["## ONNX", "", one(o["onnx"], o.get("fp32"))]
+    if o.get("int8_onnx"):
+        lines.append(one(o["int8_onnx"], o.get("int8")))
+    elif o.get("int8_refused"):
+        lines.append(f"- int8: refused ({o['int8_refused']})")
+    return [*lines, ""]
+
+
+FOLDER = "path/to/student"  # the usage snippets' placeholder: the student folder, or its Hub id once uploaded
 
 
 def model_card(cfg: dict, run_info: dict, m: dict, run: Path) -> str:
     """The card's text: metadata front matter, then what a reader needs to judge and reuse the student."""
-    meta = yaml.safe_dump(_metadata(cfg, run_info, m), sort_keys=False, allow_unicode=True)
+    meta = card_data(cfg, m).to_yaml()
+    validate_card_metadata(yaml.safe_load(meta))
     s = m["student"]
     shape = (f"BiLSTM (hidden {s.get('hidden')}, {s.get('vocab')} words)" if s.get("kind") == "bilstm"
              else f"{s.get('layers')}-layer, hidden {s.get('hidden')}")
@@ -196,44 +340,66 @@ def model_card(cfg: dict, run_info: dict, m: dict, run: Path) -> str:
     git = run_info.get("git") or {}
     command = run_info.get("command")
     libs = run_info.get("libraries") or {}
+    pair = _pair(run)
     lines = [
         "---", meta.rstrip(), "---", "",
         f"# {cfg['name']}: a {kind} student ({shape})", "",
         "Distilled with distillery from a BERT teacher"
         + ("" if general else f" on the task `{m.get('task')}`") + f"; {s['parameters'] / 1e6:.2f}M parameters, "
-        f"initialised from `{cfg['student'].get('init')}`.", "",
+        f"initialised from `{_shown_path(cfg['student'].get('init'))}`.", "",
         "## Results", "", *(_general(m) if general else _results(cfg, m)), "",
+        *_onnx_lines(run),
         "## Teacher", "", *_teacher_lines(cfg, m), "",
         *([] if general else ["## Data", "", *_data_lines(cfg, m), ""]),
         "## Distillation recipe", "", *_stage_rows(cfg, m), "",
         f"Projections for width differences: `{(cfg.get('train') or {}).get('projection')}` (saved beside the "
         "student for a later stage, not part of the model).", "",
         "## How it was made", "",
-        "```", command or "(not recorded: a run started from Python, or before runs recorded their command)", "```",
-        *([f"Resumed with `{run_info['resume_command']}`."] if run_info.get("resume_command") else []), "",
-        f"To run this configuration alone: `distill run {run / 'config.yaml'}`.", "",
+        "```", _no_local_paths(command) if command else
+        "(not recorded: a run started from Python, or before runs recorded their command)", "```",
+        *([f"Resumed with `{_no_local_paths(run_info['resume_command'])}`."] if run_info.get("resume_command")
+          else []), "",
+        "The run folder's `config.yaml` reruns this configuration alone: `distill run config.yaml`.", "",
         f"- git commit `{git.get('commit')}`" + (" (with uncommitted changes)" if git.get("dirty") else ""),
         f"- {run_info.get('device', 'device n/a')}, {run_info.get('processes', 1)} process(es), mixed precision "
         f"{run_info.get('mixed_precision')}; {m.get('wall_seconds')} s",
         "- " + ", ".join(f"{k} {v}" for k, v in libs.items() if v),
         *([f"- variant `{run_info['variant']}` of a sweep"] if run_info.get("variant") else []), "",
-        "The resolved configuration:", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).rstrip(),
-        "```", "",
+        "The configuration, as resolved (sections the run did not use left out):", "", "```yaml",
+        yaml.safe_dump(used_config(cfg), sort_keys=False, allow_unicode=True).rstrip(), "```", "",
         "## Use", "",
-        *(_usage_general() if general else _usage_bert() if s.get("kind") == "bert" else _usage_bilstm()), ""]
+        *(_usage_general() if general else _usage_bert(pair) if s.get("kind") == "bert" else _usage_bilstm()), ""]
     return "\n".join(lines)
 
 
-def _usage_bert() -> list[str]:
-    return ["```python", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-            "model = AutoModelForSequenceClassification.from_pretrained(FOLDER)",
-            "tokenizer = AutoTokenizer.from_pretrained(FOLDER)", "```", "",
-            "or `distill predict FOLDER texts.txt`; `distill export FOLDER --format onnx` writes `model.onnx`."]
+def _pair(run: Path) -> bool:
+    path = run / "student" / "encoding.json"
+    return bool(read_json(path).get("pair")) if path.exists() else False
+
+
+def _usage_bert(pair: bool) -> list[str]:
+    texts = '["the flight was late", "what a great crew"]'
+    call = (f'tokenizer({texts}, ["was it on time?", "who was on board?"], ' if pair else f"tokenizer({texts}, ")
+    return ["```python", "import torch",
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+            f'model = AutoModelForSequenceClassification.from_pretrained("{FOLDER}").eval()',
+            f'tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")  # model_max_length: the length it was trained at',
+            f'inputs = {call}padding=True, truncation=True, return_tensors="pt")',
+            "with torch.no_grad():",
+            "    probabilities = model(**inputs).logits.softmax(-1)",
+            "labels = [model.config.id2label[int(i)] for i in probabilities.argmax(-1)]", "```", "",
+            *_usage_cli()]
+
+
+def _usage_cli() -> list[str]:
+    return ["With distillery installed, from a file with one text per line (a tab separates a sentence pair):", "",
+            "```", f"distill predict {FOLDER} --file texts.txt", "```", "",
+            f"`distill export {FOLDER} --format onnx --int8` writes `model.onnx` and `model.int8.onnx`, each checked "
+            "against PyTorch. Inputs are cut at the length the student was trained at (`encoding.json`)."]
 
 
 def _usage_bilstm() -> list[str]:
-    return ["`distill predict FOLDER texts.txt` (the BiLSTM loads with `students.bilstm.load_bilstm`, without the "
-            "training code); `distill export FOLDER --format onnx` writes `model.onnx`."]
+    return ["The BiLSTM loads with `students.bilstm.load_bilstm` (no training code needed).", "", *_usage_cli()]
 
 
 def _usage_general() -> list[str]:
