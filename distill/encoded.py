@@ -169,14 +169,15 @@ def encoded_folder(source_identity: dict, tokenizer, max_length: int, regression
 
 
 def build(folder: Path, examples: Iterable[Example], tokenizer, max_length: int, regression: bool, log=print,
-          what: str = "examples", total: int | None = None) -> None:
+          what: str = "examples", total: int | None = None, progress: bool = True) -> None:
     dtype = id_dtype(len(tokenizer))
     unlabelled = 0.0 if regression else -100
     digest, labels, pair, tokens = hashlib.sha256(), [], False, 0
     log(f"encoding {what} (max_length {max_length}) -> {folder}")
     with tokenizer_threads(), atomic_dir(folder) as tmp, \
             open(tmp / "example_ids.txt", "w", encoding="utf-8") as names, \
-            tqdm(total=total, desc=f"encoding {what}", unit=" examples", leave=False, delay=2.0) as bar:
+            tqdm(total=total, desc=f"encoding {what}", unit=" examples", leave=False, delay=2.0,
+                 disable=not progress) as bar:
         ids = RaggedWriter(tmp / "input_ids.bin", tmp / "offsets.npy", dtype)
         types = RaggedWriter(tmp / "token_type_ids.bin", tmp / "types.offsets.npy", np.uint8)
         for part in chunks(examples):

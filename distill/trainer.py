@@ -8,7 +8,6 @@ the last checkpoint mid-epoch, and stops on a non-finite loss keeping the last g
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import sys
 import time
@@ -33,7 +32,6 @@ from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
 from distill.tasks import EVAL_SPLITS, TaskData
-from distill.timing import timed
 
 
 class TrainingDiverged(DistillError):
@@ -302,31 +300,6 @@ def train_step(acc: Accelerator, model: nn.Module, optimizer, clip: list[nn.Para
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return loss, parts
-
-
-def seconds_per_example(acc: Accelerator, module: DistillModule, stage: StageInputs, cfg: TrainConfig,
-                        batches: int = 2) -> float:
-    """Training time per example of a stage that reads no teacher (fine-tuning), measured on its own first batches
-    before it starts and without changing anything: forward and backward of `batches` batches after one warm-up,
-    gradients dropped and the random state restored. The optimiser's update is left out (elementwise: small beside
-    a transformer's backward)."""
-    assert not stage.objective.uses_teacher, "seconds_per_example times stages without teacher targets"
-    loader, _ = make_loader(stage.data, stage.config.batch_size, stage.seed, True, cfg, stage.mlm)
-    taken = [{k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in b.items()}
-             for b in itertools.islice(loader, batches + 1)]
-    module.to(acc.device).train()
-
-    def step(batch: dict) -> None:
-        with acc.autocast():
-            loss, _ = module(batch, False, False, stage.objective, None, stage.ctx)
-        loss.backward()
-
-    measured = taken[1:] or taken[:1]
-    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
-        step(taken[0])
-        seconds = timed(lambda: [step(b) for b in measured], acc.device)
-    module.zero_grad(set_to_none=True)
-    return seconds / sum(b["input_ids"].shape[0] for b in measured)
 
 
 def optimizer_steps(batches: int, grad_accum: int) -> int:

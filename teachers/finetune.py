@@ -25,9 +25,9 @@ from distill.losses import LossContext
 from distill.objective import Objective
 from distill.resources import content_key, source_identity
 from distill.stage import Session, StageInputs
+from distill.stage_timing import BATCHES, finetune_cost
 from distill.tasks import Example, TaskData
-from distill.timing import duration
-from distill.trainer import DistillModule, evaluate_splits, seconds_per_example, train_stage
+from distill.trainer import DistillModule, evaluate_splits, train_stage
 from teachers.load import load_classifier, random_bert
 
 
@@ -92,6 +92,7 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         replay_curves(writer, info.get("curves", []), _tag(cfg, t))
         return _ready(model, accelerator), info
 
+    examples = task.splits["train"] if train is None else train
     with accelerator.main_process_first():
         train = datasets["train"] if train is None else encode_examples(
             train, tokenizer, cfg.task.max_length, task.is_regression, log, "the teacher's training split")
@@ -108,18 +109,18 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         module.load_state_dict(work.load_model_state())
         log(f"teacher: resuming fine-tuning at epoch {progress.epoch + 1}, batch {progress.batches_done}")
     ft = t.finetune
-    stage = StageConfig(name=_tag(cfg, t), losses=_hard_loss(task), epochs=ft.epochs, lr=ft.lr,
-                        batch_size=ft.batch_size, warmup=ft.warmup, weight_decay=ft.weight_decay, select="metric")
+    stage = finetune_stage(cfg, task, t)
     inputs = StageInputs(stage, Objective(stage.losses), LossContext([], task.is_regression), train,
                          datasets["dev"], task, None, ft.seed)
-    # Said before it starts, with its measured cost: the first run of a teacher takes minutes to hours.
-    per_example = seconds_per_example(accelerator, module, inputs, cfg.train)
+    # Said before it starts, with its measured cost (the same code as `distill check`'s): the first run of a teacher
+    # takes minutes to hours.
     epochs_left = ft.epochs - progress.epoch - progress.batches_done * ft.batch_size / max(len(train), 1)
-    # A dev pass per epoch: a forward, about a third of a training step's forward and backward.
-    estimate = epochs_left * (len(train) + len(datasets["dev"]) / 3) * per_example
-    log(f"teacher: fine-tuning {t.checkpoint} on {task.name} ({len(train):,} examples, {ft.epochs} epochs), once: "
-        f"estimated {duration(estimate)} on {accelerator.device.type} (2 batches timed); cached at {folder} for every "
-        "later run with these settings")
+    cost = finetune_cost(accelerator, module, task, examples, epochs_left, stage, tokenizer, cfg.task.max_length,
+                         cfg.train)
+    log(f"teacher: fine-tuning {t.checkpoint} on {task.name} ({len(train):,} examples, "
+        f"{ft.epochs} epoch{'s' if ft.epochs != 1 else ''}), once: estimated {cost.text()} on "
+        f"{accelerator.device.type} ({BATCHES} batches timed, as `distill check` times them); cached at {folder} for "
+        "every later run with these settings")
     start = time.perf_counter()
     curves = CurveRecorder(writer)
     train_stage(Session(accelerator, cfg.train, work, curves), module, inputs, progress)
@@ -136,6 +137,13 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
         shutil.rmtree(work.folder, ignore_errors=True)
     accelerator.wait_for_everyone()
     return _ready(model, accelerator), info
+
+
+def finetune_stage(cfg: ExperimentConfig, task: TaskData, t: TeacherConfig) -> StageConfig:
+    """The teacher's fine-tuning as a stage: hard labels, the `teacher.finetune` settings, the best dev epoch kept."""
+    ft = t.finetune
+    return StageConfig(name=_tag(cfg, t), losses=_hard_loss(task), epochs=ft.epochs, lr=ft.lr,
+                       batch_size=ft.batch_size, warmup=ft.warmup, weight_decay=ft.weight_decay, select="metric")
 
 
 def _tag(cfg: ExperimentConfig, t: TeacherConfig) -> str:

@@ -35,7 +35,7 @@ def logits_path(teacher_id: str, ds: EncodedDataset, precision: str = "auto") ->
 
 @torch.inference_mode()
 def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerator, cfg: TrainConfig,
-                   announce: Callable[[float], None] | None = None) -> torch.Tensor:
+                   announce: Callable[[float], None] | None = None, progress: bool = True) -> torch.Tensor:
     """Teacher logits for every example of `ds`, in dataset order, batched under inference mode. `announce` gets the
     estimated total seconds once the first two batches are done: the first pays for warm-up, the second's time per
     token is extrapolated over the tokens left (batches come grouped by length, so later ones can be longer)."""
@@ -44,7 +44,8 @@ def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelera
     loader = accelerator.prepare(loader)
     out = torch.zeros(len(ds), teacher.config.num_labels)
     left, marks = float(ds.lengths().sum()), [time.perf_counter()]
-    for batch in tqdm(loader, desc="teacher logits", leave=False, disable=not accelerator.is_local_main_process):
+    shown = progress and accelerator.is_local_main_process
+    for batch in tqdm(loader, desc="teacher logits", leave=False, disable=not shown):
         with teacher_precision(accelerator, cfg):
             logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              token_type_ids=batch["token_type_ids"]).logits

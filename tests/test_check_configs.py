@@ -27,7 +27,7 @@ def _set(overrides: list[str]) -> list[str]:
 
 
 def check(config: Path, overrides: list[str], capsys, *extra: str) -> tuple[int, str, str]:
-    code = main(["check", str(config), "--plan-only", "--no-estimate", *_set(overrides), *extra])
+    code = main(["check", str(config), "--no-estimate", *_set(overrides), *extra])
     out, err = capsys.readouterr()
     return code, out, err
 

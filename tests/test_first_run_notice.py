@@ -18,10 +18,8 @@ import teachers.mlm_adapt
 from distill.config import load_config
 from distill.encoded import encode_examples
 from distill.loaders import load_task
-from distill.losses import LossContext
-from distill.objective import Objective
-from distill.stage import StageInputs
-from distill.trainer import DistillModule, seconds_per_example
+from distill.stage_timing import Cost, finetune_cost
+from distill.trainer import DistillModule
 from teachers.load import load_tokenizer, random_bert
 
 from .helpers import SMOKE, quiet
@@ -39,15 +37,16 @@ def smoke():
 def test_timing_a_fine_tuning_changes_neither_the_model_nor_the_random_state(smoke):
     from accelerate import Accelerator
 
-    cfg, task, tok, train = smoke
+    from teachers.finetune import finetune_stage
+
+    cfg, task, tok, _ = smoke
     model = random_bert(cfg.teacher.random, tok, task.labels, 0)
     module = DistillModule(model)
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    stage = StageInputs(dataclasses.replace(cfg.stages[1], losses={"hard_ce": 1.0}), Objective({"hard_ce": 1.0}),
-                        LossContext([], False), train, train, task, None, 0)
     rng = torch.get_rng_state()
-    seconds = seconds_per_example(Accelerator(cpu=True), module, stage, cfg.train)
-    assert math.isfinite(seconds) and seconds > 0
+    cost = finetune_cost(Accelerator(cpu=True), module, task, task.splits["train"], 1,
+                         finetune_stage(cfg, task, cfg.teacher), tok, cfg.task.max_length, cfg.train)
+    assert math.isfinite(cost.seconds) and cost.seconds > 0 and 0 <= cost.spread < math.inf
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(p.grad is None for p in module.parameters())
     assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())
@@ -58,7 +57,7 @@ def _finetuned_weights(tmp_path, monkeypatch, capsys, name: str, timing: bool) -
 
     monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / name))
     if not timing:
-        monkeypatch.setattr(teachers.finetune, "seconds_per_example", lambda *a, **k: 0.0)
+        monkeypatch.setattr(teachers.finetune, "finetune_cost", lambda *a, **k: Cost("teacher fine-tuning", 0.0, ""))
     assert main(["run", str(SMOKE), "--out", str(tmp_path / name / "run"), "--set", "stages=[{name: p, epochs: 1, "
                  "losses: {soft_cross_entropy: 1}}]", "--set", "task.train_limit=96"]) == 0
     (teacher,) = (tmp_path / name / "teachers").glob("*/model.safetensors")
@@ -73,12 +72,35 @@ def test_a_first_run_says_what_it_builds_with_an_estimate_and_the_result_is_unch
     notice = [i for i, line in enumerate(logs) if line.startswith("teacher: fine-tuning random on tweets")]
     assert len(notice) == 1, [logs[i] for i in notice]
     line = logs[notice[0]]
-    assert re.search(r"\(96 examples, 1 epochs\), once: estimated [\d.]+ s on cpu \(2 batches timed\); cached at "
-                     r"\S+/teachers/\w+ for every later run", line), line
+    assert re.search(r"\(96 examples, 1 epoch\), once: estimated ~[\d.]+ s( \(\+-\d+%\))? on cpu \(6 batches timed, "
+                     r"as `distill check` times them\); cached at \S+/teachers/\w+ for every later run", line), line
     # Before the teacher's results, and every logit cache the run builds says so too, with its own estimate.
     assert notice[0] < next(i for i, line in enumerate(logs) if line.startswith("teacher  "))
     logit_lines = [line for line in logs if line.startswith("teacher logits: computing")]
     assert logit_lines and all(re.search(r"examples once, estimated [\d.]+ s on cpu", x) for x in logit_lines)
+
+
+def test_the_runs_notice_and_check_estimate_the_teachers_fine_tuning_alike(tmp_path, monkeypatch, capsys):
+    """One timing code: on the same clock the run's notice and `distill check` give the same figure (they were
+    2.2x apart: two formulas, two samples). Check builds nothing, shows no build progress, and puts its plan
+    first."""
+    import distill.stage_timing
+    from distill.lab.cli import main
+
+    monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(distill.stage_timing, "timed", lambda fn, device: (fn(), 0.25)[1])  # 0.25 s a batch
+    assert main(["check", str(SMOKE)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("checks passed:") and "resolved config" not in out
+    assert "teacher logits" not in err and "encoding" not in err
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("meta.json"))
+    checked = re.search(r"teacher fine-tuning: (~[^(]+?) \(", out).group(1)
+    assert main(["run", str(SMOKE), "--out", str(tmp_path / "run")]) == 0
+    notice = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("teacher: fine-tuning"))
+    assert f"estimated {checked} on cpu" in notice, (checked, notice)
+    assert main(["check", str(SMOKE), "--no-estimate", "--show-config"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("run:      smoke") < out.index("resolved config:") < out.index("stages:")
 
 
 def test_the_logit_cache_estimate_extrapolates_the_second_batch_per_token(smoke, monkeypatch):

@@ -67,7 +67,7 @@ def test_hf_run_reads_the_classlabel_order_end_to_end(hf_run):
 
 def test_check_prints_what_the_loader_decided(hf_run, capsys):
     _, argv, _ = hf_run
-    assert main(["check", *argv[1:2], *argv[4:], "--no-estimate", "--plan-only"]) == 0
+    assert main(["check", *argv[1:2], *argv[4:], "--no-estimate"]) == 0
     out = capsys.readouterr().out
     assert "task:     tweets-hf (hf from" in out and "labels positive, negative, neutral" in out
     assert f"labels from the ClassLabel feature, in its order {NAMES}" in out

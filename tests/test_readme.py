@@ -231,7 +231,7 @@ def run_distill(tokens: list[str], where: str, note: str, request, capsys, tmp_p
             assert len(re.findall(r"^  missing ", out, re.M)) >= len(configs), out
             return
         extra = standins.overrides(ROOT / args.config, args.set)
-        code = main(["check", str(ROOT / args.config), *_set(args.set + extra), "--plan-only", "--no-estimate"])
+        code = main(["check", str(ROOT / args.config), *_set(args.set + extra), "--no-estimate"])
         out, err = capsys.readouterr()
         assert code == 0 and "stage 1/" in out, f"{where}: distill check: {err.strip()[-2000:]}"
         return

@@ -207,9 +207,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from distill.lab.check import check
 
     checked = check(args.config, args.set, args.variant, estimate=not args.no_estimate)
-    if not args.plan_only:
-        print(dump_yaml(checked.config))
     print("\n".join(checked.lines))
+    if args.show_config:  # on request, after the plan: it runs to a hundred lines and more
+        print("\nresolved config:\n" + dump_yaml(checked.config))
     return 0
 
 
@@ -340,13 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     c = sub.add_parser("check", help="everything a run checks before training (config, data, tokenizer, teacher, "
-                       "student, layer maps, vectors, augmentation and corpus sources), then the config resolved "
-                       "and the plan: per stage its data, losses, layer map, examples, optimizer steps and tokens, and "
-                       "the wall time estimated by timing real batches")
+                       "student, layer maps, vectors, augmentation and corpus sources), then the plan: per stage its "
+                       "data, losses, layer map, examples, optimizer steps and tokens, and the wall time estimated by "
+                       "timing real batches")
     with_config(c)
     c.add_argument("--variant", help="for a config with variants: the one to plan (default: `sweep.reference`, else "
                    "the first); every variant is checked either way")
-    c.add_argument("--plan-only", action="store_true", help="print the plan without the resolved config")
+    c.add_argument("--show-config", action="store_true", help="after the plan, print the config as resolved "
+                   "(defaults, `extends:` and --set applied)")
     c.add_argument("--no-estimate", action="store_true", help="skip the wall-time estimate (which times a few "
                    "batches of each stage, and of the augmentation, on this device)")
     c.set_defaults(func=cmd_check)

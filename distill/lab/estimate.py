@@ -18,35 +18,14 @@ from pathlib import Path
 
 import torch
 
-from distill.config import ExperimentConfig, StageConfig
-from distill.encoded import EncodedDataset, build
+from distill.config import ExperimentConfig
 from distill.io import cache_at
 from distill.loaders import _subsample
-from distill.losses import LossContext
-from distill.objective import Objective
-from distill.stage import StageInputs, stage_inputs
+from distill.stage import stage_inputs
+from distill.stage_timing import BATCHES, Cost, combined_spread, per_batch, sample, time_evaluation, time_training
 from distill.tasks import Example
-from distill.timing import duration, timed
-from distill.trainer import (
-    DistillModule,
-    evaluate,
-    make_loader,
-    make_optimizer,
-    optimizer_steps,
-    set_attentions,
-    teacher_precision,
-    train_step,
-)
-
-# Length-grouped batches timed per stage, after one untimed warm-up batch: they span the data's length spread.
-BATCHES = 6
-
-
-@dataclass
-class Cost:
-    what: str
-    seconds: float
-    detail: str
+from distill.timing import duration
+from distill.trainer import DistillModule, make_loader, optimizer_steps, teacher_precision
 
 
 class Replica:
@@ -107,11 +86,11 @@ class Replica:
         """`n` examples (or packed sequences) of a stage's data, encoded into the replica's folder."""
         if data == "corpus":
             return self._corpus(n, name)
-        folder = self.folder / name
-        if not (folder / "meta.json").exists():
-            build(folder, self._examples(data, n), self.plan.tokenizer, self.cfg.task.max_length,
-                  self.task.is_regression, log=lambda *_: None)
-        return EncodedDataset(folder)
+        if data == "augmented":
+            return sample(self._examples(data, n), n, self.plan.tokenizer, self.cfg.task.max_length,
+                          self.task.is_regression, self.folder, name)
+        return sample(self.task.splits[data], n, self.plan.tokenizer, self.cfg.task.max_length,
+                      self.task.is_regression, self.folder, name)
 
     def _corpus(self, n: int, name: str):
         from distill.corpus import CorpusDataset, corpus_folder, pack_corpus
@@ -128,37 +107,6 @@ class Replica:
         return ds
 
 
-def _per_batch(run_one, batches: list, device: torch.device) -> float:
-    run_one(batches[0])  # warm-up: the first call pays for allocation and kernel selection
-    return timed(lambda: [run_one(b) for b in batches], device) / len(batches)
-
-
-def time_training(r: Replica, module: DistillModule, stage: StageInputs) -> float:
-    """Seconds per training batch of `stage` (teacher targets, loss, backward, update)."""
-    acc, st = r.acc, stage.config
-    set_attentions(module, stage.teachers, stage.objective)
-    loader, _ = make_loader(stage.data, st.batch_size, stage.seed, True, r.cfg.train, stage.mlm)
-    optimizer = make_optimizer(module, st)
-    model, optimizer, loader = acc.prepare(module, optimizer, loader)
-    clip = module.clip_parameters()
-    cached = {name: t.to(acc.device) for name, t in stage.data.teacher_logits.items()}
-    batches = list(loader)
-    return _per_batch(lambda b: train_step(acc, model, optimizer, clip, b, stage, cached, r.cfg.train), batches,
-                      acc.device)
-
-
-def time_evaluation(r: Replica, module: DistillModule, stage: StageInputs, objective: bool = True) -> float:
-    """Seconds per evaluation batch: the per-epoch dev pass (with the objective's held-out terms), or the final
-    evaluation's student forward (`objective=False`)."""
-    acc = r.acc
-    loader, _ = make_loader(stage.dev, r.cfg.train.eval_batch_size, stage.seed, False, r.cfg.train, stage.mlm)
-    loader = acc.prepare(loader)
-    n = len(loader)
-    args = (stage.teachers, stage.objective, stage.ctx, stage.dev.teacher_logits) if objective else ()
-    evaluate(acc, module, loader, stage.task, *args)  # warm-up
-    return timed(lambda: evaluate(acc, module, loader, stage.task, *args), acc.device) / n
-
-
 def time_teacher_forward(r: Replica, ds) -> float:
     """Seconds per evaluation batch of the teacher's logits (its cache, its evaluation)."""
     from distill.adaptor import set_attention
@@ -171,7 +119,7 @@ def time_teacher_forward(r: Replica, ds) -> float:
         with torch.inference_mode(), teacher_precision(r.acc, r.cfg.train):
             r.teacher(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"])
 
-    return _per_batch(forward, batches, r.acc.device)
+    return per_batch(forward, batches, r.acc.device).mean
 
 
 def stage_costs(r: Replica, sizes: dict) -> list[Cost]:
@@ -193,23 +141,24 @@ def stage_costs(r: Replica, sizes: dict) -> list[Cost]:
             from teachers.logits import compute_logits  # the run's teacher-output cache
 
             for ds in (data, dev):
-                logits = compute_logits(r.teacher, ds, r.acc, cfg.train)
+                logits = compute_logits(r.teacher, ds, r.acc, cfg.train, progress=False)  # builds nothing
                 ds.teacher_logits = dict.fromkeys(cached, logits)
-        per_batch = time_training(r, r.module, stage)
-        per_eval = time_evaluation(r, r.module, stage)
+        train_t = time_training(r.acc, r.module, stage, cfg.train)
+        eval_t = time_evaluation(r.acc, r.module, stage, cfg.train)
+        per_train, per_eval = train_t.mean, eval_t.mean
         examples = sizes[st.data].examples
         if examples is None:
-            costs.append(Cost(f"stage {i + 1} {st.name}", math.nan, f"{per_batch:.3f} s per batch of {st.batch_size}"
+            costs.append(Cost(f"stage {i + 1} {st.name}", math.nan, f"{per_train:.3f} s per batch of {st.batch_size}"
                               "; the data's size is unknown until it is built"))
             continue
         batches = math.ceil(examples / st.batch_size)
         dev_batches = math.ceil(dev_n / eval_bs)
-        seconds = st.epochs * (batches * per_batch + dev_batches * per_eval)
+        seconds = st.epochs * (batches * per_train + dev_batches * per_eval)
         mark = sizes[st.data].examples_mark
         costs.append(Cost(f"stage {i + 1} {st.name}", seconds,
-                          f"{st.epochs} x ({mark}{batches:,} batches x {per_batch:.3f} s + {dev_batches:,} dev batches "
+                          f"{st.epochs} x ({mark}{batches:,} batches x {per_train:.3f} s + {dev_batches:,} dev batches "
                           f"x {per_eval:.3f} s); {optimizer_steps(batches, st.grad_accum) * st.epochs:,} optimizer "
-                          "steps"))
+                          "steps", combined_spread([(batches, train_t), (dev_batches, eval_t)])))
     return costs
 
 
@@ -222,31 +171,26 @@ def finetune_costs(r: Replica) -> list[Cost]:
 
 
 def finetune_cost(r: Replica, t) -> Cost | None:
-    """The teacher `t`'s fine-tuning, when its cache does not hold it yet."""
+    """The teacher `t`'s fine-tuning, when its cache does not hold it yet: `distill.stage_timing.finetune_cost`, the
+    code the run's own notice uses, on the replica's teacher."""
     cfg, task = r.cfg, r.task
     ft = t.finetune
     if ft is None:
         return None
     from distill.io import cache_root
-    from teachers.finetune import full_train_split, teacher_key
+    from distill.stage_timing import finetune_cost as timed_finetune
+    from distill.trainer import DistillModule
+    from teachers.finetune import finetune_stage, full_train_split, teacher_key
 
     train = full_train_split(cfg, t) or task.splits["train"]
     if (cache_root() / "teachers" / teacher_key(cfg, task, train, t) / "teacher.json").exists():
         return None
-    loss = {"hard_mse": 1.0} if task.is_regression else {"hard_ce": 1.0}
-    st = StageConfig(name="teacher", losses=loss, epochs=ft.epochs, lr=ft.lr, batch_size=ft.batch_size)
-    data = r.dataset("train", ft.batch_size * BATCHES, "teacher-train")
-    dev = r.dataset("dev", cfg.train.eval_batch_size * 2, "teacher-dev")
-    module = DistillModule(copy.deepcopy(r.fp32_teacher).train().requires_grad_(True)).to(r.acc.device)
-    stage = StageInputs(st, Objective(loss), LossContext([], task.is_regression), data, dev, task, None, ft.seed)
-    per_batch = time_training(r, module, stage)
-    per_eval = time_evaluation(r, module, stage, objective=False)
-    batches = math.ceil(len(train) / ft.batch_size)
-    dev_batches = math.ceil(len(task.splits["dev"]) / cfg.train.eval_batch_size)
     name = "teacher fine-tuning" + (f" ({t.name})" if len(cfg.teachers) > 1 else "")
-    return Cost(name, ft.epochs * (batches * per_batch + dev_batches * per_eval),
-                f"{ft.epochs} x ({batches:,} batches x {per_batch:.3f} s + {dev_batches:,} dev batches x "
-                f"{per_eval:.3f} s); not cached yet")
+    module = DistillModule(copy.deepcopy(r.fp32_teacher).train().requires_grad_(True)).to(r.acc.device)
+    cost = timed_finetune(r.acc, module, task, train, ft.epochs, finetune_stage(cfg, task, t), r.plan.tokenizer,
+                          cfg.task.max_length, cfg.train, name)
+    cost.detail += "; not cached yet"
+    return cost
 
 
 def evaluation_cost(r: Replica, sizes: dict) -> Cost | None:
@@ -262,7 +206,7 @@ def evaluation_cost(r: Replica, sizes: dict) -> Cost | None:
     objective = r.plan.objectives[-1]
     stage = stage_inputs(cfg.stages[-1], objective, {cfg.stages[-1].data: dev, "dev": dev}, r.task,
                          dict.fromkeys(objective.teachers, r.teacher), cfg.seed, r.plan.depths, r.plan.tokenizer)
-    student = time_evaluation(r, r.module, stage, objective=False)
+    student = time_evaluation(r.acc, r.module, stage, cfg.train, objective=False).mean
     teacher = time_teacher_forward(r, dev)
     eval_batches = sum(math.ceil(len(r.task.splits[s]) / eval_bs) for s in EVAL_SPLITS if s in r.task.splits)
     # (data, teacher) pairs whose logits are cached; every teacher's over the evaluation splits.
@@ -311,7 +255,7 @@ class Estimate:
 
     def lines(self) -> list[str]:
         lines = [f"estimate: timed {BATCHES} batches per stage on {self.where}", *self.augmentation_lines]
-        lines += [f"  {c.what}: ~{duration(c.seconds)} ({c.detail})" for c in self.costs if c.what != "augmentation"]
+        lines += [f"  {c.what}: {c.text()} ({c.detail})" for c in self.costs if c.what != "augmentation"]
         return lines + [f"  total: ~{duration(self.total)}"]
 
 
