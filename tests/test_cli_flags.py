@@ -148,8 +148,8 @@ def test_check_variant_plans_the_named_variant(tmp_path, capsys):
         assert main(["check", str(config), "--variant", variant, "--no-estimate"]) == 0
         planned[variant] = capsys.readouterr().out
     assert "planned below: variant 'a'" in planned["a"] and "planned below: variant 'b'" in planned["b"]
-    # The resolved config printed first is the variant's: b trains its second stage for 3 epochs, a for 2.
-    assert "epochs: 3" not in planned["a"] and "epochs: 3" in planned["b"]
+    # The plan is the variant's: b trains its second stage for 3 epochs, a for 2.
+    assert "3 epochs x" not in planned["a"] and "3 epochs x" in planned["b"]
     assert main(["check", str(config), "--variant", "c", "--no-estimate"]) == 2
     assert "--variant 'c'" in capsys.readouterr().err
 
