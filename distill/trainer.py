@@ -258,10 +258,10 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
             if session.on_step is not None:
                 session.on_step(tag, progress.step)
         _guard(bad, tag, epoch, progress, {}, ckpt)
-        if window.batches:  # the epoch's last steps, since the last multiple of log_every
-            _log(session.writer, window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes), progress.step)
         ctx = replace(stage.ctx, fraction=progress.step / total)
         result = evaluate(acc, model, dev_dl, stage.task, teachers, objective, ctx, dev_cached)
+        if window.batches:  # the epoch's last steps, since the last multiple of log_every
+            _log(session.writer, window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes), progress.step)
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
         progress.history.append(result)
         _log(session.writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)

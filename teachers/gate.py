@@ -46,6 +46,14 @@ def check_teacher(task: TaskData, dev_logits: np.ndarray, train: list[Example], 
              "largest_predicted_share": share}
     hint = ("Is it fine-tuned on this task? Set `teacher.finetune` to fine-tune it, check `teacher.label_order`, "
             "or turn the check off with `teacher.gate: null`.")
+    if share >= gate.max_class_share:
+        what = "a constant score" if task.is_regression else f"one class for {share:.1%} of the dev examples"
+        raise TeacherGateError(f"teacher {source!r} predicts {what} (limit `teacher.gate.max_class_share` = "
+                               f"{gate.max_class_share}); its dev {main} is {score:.4f}. {hint}")
+    if not np.isfinite(score) or score < baseline + gate.margin:
+        raise TeacherGateError(f"teacher {source!r} scores dev {main} {score:.4f}, which does not beat the "
+                               f"majority-class baseline {baseline:.4f} by the margin {gate.margin} "
+                               f"(`teacher.gate.margin`). {hint}")
     if not task.is_regression:
         facts["class_recall"] = class_recall(dev_logits.argmax(-1), gold, task.labels)
         trained = Counter(ex.label for ex in train)
@@ -59,14 +67,6 @@ def check_teacher(task: TaskData, dev_logits: np.ndarray, train: list[Example], 
         chance = 1 / task.num_labels
         facts["chance"] = chance
         facts["below_chance"] = [c for c, r in facts["class_recall"].items() if r < chance]
-    if share >= gate.max_class_share:
-        what = "a constant score" if task.is_regression else f"one class for {share:.1%} of the dev examples"
-        raise TeacherGateError(f"teacher {source!r} predicts {what} (limit `teacher.gate.max_class_share` = "
-                               f"{gate.max_class_share}); its dev {main} is {score:.4f}. {hint}")
-    if not np.isfinite(score) or score < baseline + gate.margin:
-        raise TeacherGateError(f"teacher {source!r} scores dev {main} {score:.4f}, which does not beat the "
-                               f"majority-class baseline {baseline:.4f} by the margin {gate.margin} "
-                               f"(`teacher.gate.margin`). {hint}")
     return facts
 
 

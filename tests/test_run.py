@@ -249,7 +249,7 @@ def test_cli_reports_config_errors_with_exit_code_2(capsys):
     assert main(["check", str(SMOKE), "--set", "student.layerz=3"]) == 2
     assert "valid keys in `student`" in capsys.readouterr().err
     assert main(["check", str(SMOKE), "--no-estimate", "--set", "stages.1.epochs=5"]) == 0
-    assert "epochs: 5" in capsys.readouterr().out
+    assert "5 epochs x" in capsys.readouterr().out
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
