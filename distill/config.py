@@ -272,6 +272,9 @@ class StageConfig:
     # Which epoch's weights the stage keeps: the best dev metric, or the last epoch.
     # Default: `metric` when a loss trains the logits, else `last`.
     select: Literal["metric", "last"] | None = None
+    # Dev evaluated every N optimiser steps and at the stage's end (TinyBERT's task_distill.py `eval_step`), the
+    # best kept when `select` is `metric`; null: at each epoch's end.
+    eval_every: int | None = None
     # `augmented`: the training set plus its augmented copies (built once per `augment:` settings, cached);
     # `corpus`: the unlabelled corpus (general distillation; no task metrics).
     data: Literal["train", "augmented", "corpus"] = "train"
@@ -627,6 +630,9 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
         for key in ("epochs", "batch_size", "grad_accum"):
             if getattr(stage, key) < 1:
                 raise ConfigError(f"{src}: `stages.{i}.{key}` = {getattr(stage, key)}: must be >= 1")
+        if stage.eval_every is not None and stage.eval_every < 1:
+            raise ConfigError(f"{src}: `stages.{i}.eval_every` = {stage.eval_every}: expected optimiser steps >= 1, "
+                              "or null (evaluate at each epoch's end)")
         if stage.optimizer == "adadelta" and stage.weight_decay:
             raise ConfigError(f"{src}: `stages.{i}.weight_decay` = {stage.weight_decay} with optimizer adadelta: "
                               "Adadelta applies decay as a coupled L2 gradient that its normalisation turns into "

@@ -195,8 +195,8 @@ def in_dataset_order(logits: np.ndarray, index: np.ndarray, n: int) -> np.ndarra
 
 
 def train_stage(session: Session, module: DistillModule, stage: StageInputs, progress: Progress) -> None:
-    """Train one stage from `progress` (a fresh stage or a resumed one) to its end, keeping the epoch
-    `stage.select` names."""
+    """Train one stage from `progress` (a fresh stage or a resumed one) to its end, evaluating dev at the steps
+    `evaluation_steps` names and keeping the evaluation `stage.select` names."""
     acc, cfg, ckpt, st, objective, teachers = (session.accelerator, session.train, session.ckpt, stage.config,
                                                stage.objective, stage.teachers)
     tag = st.name
@@ -206,7 +206,9 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
     optimizer = make_optimizer(module, st)
     clip = module.clip_parameters()
     model, optimizer, train_dl, dev_dl = acc.prepare(module, optimizer, train_dl, dev_dl)
-    total = optimizer_steps(len(train_dl), st.grad_accum) * st.epochs
+    per_epoch = optimizer_steps(len(train_dl), st.grad_accum)
+    total = per_epoch * st.epochs
+    evals = set(evaluation_steps(per_epoch, st.epochs, st.eval_every))
     scheduler = (get_linear_schedule_with_warmup(optimizer, int(st.warmup * total), total)
                  if stage.schedule == "linear" else get_constant_schedule(optimizer))
     if progress.epoch > 0 or progress.batches_done > 0:
@@ -223,6 +225,28 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
     cached, dev_cached = ({name: t.to(acc.device) for name, t in logits.items()}
                           for logits in (stage.data.teacher_logits, stage.dev.teacher_logits))
     bad = torch.zeros((), dtype=torch.bool, device=acc.device)
+    since = [time.perf_counter()]
+
+    def dev_pass(epoch: int, window: _Window) -> None:
+        _guard(bad, tag, epoch, progress, {}, ckpt)
+        if window.batches:  # the steps since the last multiple of log_every, before the evaluation's time counts
+            _log(session.writer, window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes), progress.step)
+        ctx = replace(stage.ctx, fraction=progress.step / total)
+        result = evaluate(acc, model, dev_dl, stage.task, teachers, objective, ctx, dev_cached)
+        result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
+        progress.history.append(result)
+        _log(session.writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)
+        if acc.is_local_main_process:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in result.items() if isinstance(v, float))
+            tqdm.write(f"[{tag}] epoch {epoch + 1}/{st.epochs}, step {progress.step}/{total}: dev {shown}")
+        # Wall time since the previous evaluation, this one included: what `distill check` estimates. Set after
+        # logging, so that it is not logged as a dev metric.
+        result["seconds"] = round(time.perf_counter() - since[0], 2)
+        since[0] = time.perf_counter()
+        if stage.select == "metric" and (progress.best is None or result[stage.task.main_metric] > progress.best):
+            progress.best = result[stage.task.main_metric]
+            save("best")
+
     model.train()
     for epoch in range(progress.epoch, st.epochs):
         sampler.set_epoch(epoch)
@@ -231,7 +255,6 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
                    desc=f"{tag} {epoch + 1}/{st.epochs}", disable=not acc.is_local_main_process, leave=False,
                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
         window = _Window()
-        epoch_start = time.perf_counter()
         for batch in bar:
             ctx = replace(stage.ctx, fraction=progress.step / total)
             loss, parts = train_step(acc, model, optimizer, clip, batch, stage, cached, cfg, ctx)
@@ -251,6 +274,8 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
                 logs = window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes)
                 _log(session.writer, logs, progress.step)
                 bar.set_postfix(loss=f"{logs[f'{tag}/train/total']:.4f}", refresh=False)
+            if progress.step in evals:
+                dev_pass(epoch, window)
             if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
                 _guard(bad, tag, epoch, progress, parts, ckpt)
                 save()
@@ -258,28 +283,23 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
             if session.on_step is not None:
                 session.on_step(tag, progress.step)
         _guard(bad, tag, epoch, progress, {}, ckpt)
-        ctx = replace(stage.ctx, fraction=progress.step / total)
-        result = evaluate(acc, model, dev_dl, stage.task, teachers, objective, ctx, dev_cached)
-        if window.batches:  # the epoch's last steps, since the last multiple of log_every
+        if window.batches:  # the epoch's last steps, since the last log or evaluation
             _log(session.writer, window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes), progress.step)
-        result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
-        progress.history.append(result)
-        _log(session.writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)
-        if acc.is_local_main_process:
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in result.items() if isinstance(v, float))
-            tqdm.write(f"[{tag}] epoch {epoch + 1}/{st.epochs}: dev {shown}")
-        # Wall time of the epoch and its evaluation (of its resumed part after a resume): what `distill check`
-        # estimates. Set after logging, so that it is not logged as a dev metric.
-        result["seconds"] = round(time.perf_counter() - epoch_start, 2)
-        if stage.select == "metric" and (progress.best is None or result[stage.task.main_metric] > progress.best):
-            progress.best = result[stage.task.main_metric]
-            save("best")
         progress.epoch, progress.batches_done = epoch + 1, 0
         save()
         acc.wait_for_everyone()
     if stage.select == "metric" and ckpt.best.exists():
         acc.unwrap_model(model).load_state_dict(ckpt.load_model_state(best=True))
     acc.free_memory()
+
+
+def evaluation_steps(steps_per_epoch: int, epochs: int, eval_every: int | None) -> list[int]:
+    """The optimiser steps (counted from the stage's start) after which a stage evaluates dev: each epoch's last,
+    or every `eval_every`-th and the stage's last."""
+    total = steps_per_epoch * epochs
+    if eval_every is None:
+        return [steps_per_epoch * (e + 1) for e in range(epochs)]
+    return sorted({*range(eval_every, total + 1, eval_every), total})
 
 
 def train_step(acc: Accelerator, model: nn.Module, optimizer, clip: list[nn.Parameter], batch: dict,

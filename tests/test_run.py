@@ -73,6 +73,9 @@ def test_check_estimates_each_stage_from_timed_batches_and_says_how_it_compares(
     counted = [int(re.search(r"; ([\d,]+) optimizer steps", parts[f"stage {i} {name}"].detail)[1].replace(",", ""))
                for i, name in ((1, "intermediate"), (2, "prediction"))]
     assert counted == [steps["intermediate"], steps["prediction"]]
+    evaluations = [int(re.search(r"\+ (\d+) x [\d,]+ dev batches", parts[f"stage {i} {name}"].detail)[1])
+                   for i, name in ((1, "intermediate"), (2, "prediction"))]
+    assert evaluations == [sum(h["stage"] == name for h in history) for name in ("intermediate", "prediction")]
     lines = est.lines()
     assert lines[0].startswith("estimate: timed") and lines[-1].startswith("  total: ~")
     with capsys.disabled():
@@ -295,3 +298,38 @@ def test_bench_student_accuracy_matches_the_runs_own_evaluation(finished):
     assert [r.name.split()[-1] for r in rows] == [str(out / "student"), "int8"]
     assert rows[0].accuracy == pytest.approx(metrics["student"]["dev"], abs=1e-6)
     assert set(rows[1].accuracy) == {"macro_f1", "accuracy"} and rows[1].disk_bytes < rows[0].disk_bytes
+
+
+def test_eval_every_evaluates_dev_every_n_steps_and_keeps_the_best(tmp_path):
+    # TinyBERT's task_distill.py evaluates every `eval_step` optimiser steps of the prediction step and keeps the best.
+    out = tmp_path / "every"
+    metrics = run_experiment(load_config(SMOKE, ["stages.1.eval_every=3"]), out, log=lambda *_: None)
+    prediction = [h for h in metrics["history"] if h["stage"] == "prediction"]
+    # 256 examples / 32 = 8 steps per epoch, 2 epochs: every 3rd step and the stage's last.
+    assert [h["step"] for h in prediction] == [3, 6, 9, 12, 15, 16]
+    assert [h["epoch"] for h in prediction] == [1, 1, 2, 2, 2, 2]
+    best = max(prediction, key=lambda h: h["macro_f1"])
+    # The kept checkpoint is the best evaluation, wherever it fell, and the test split is scored on it.
+    assert metrics["selected"]["prediction"] == {"step": best["step"], "epoch": best["epoch"],
+                                                 "macro_f1": best["macro_f1"]}
+    assert metrics["student"]["dev"]["macro_f1"] == pytest.approx(best["macro_f1"], abs=1e-6)
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("prediction/dev/macro_f1")] == [3, 6, 9, 12, 15, 16]
+
+
+def test_eval_every_resumes_to_the_same_result(tmp_path):
+    overrides = ["stages.1.eval_every=3", "train.checkpoint_every=2"]
+    whole = run_experiment(load_config(SMOKE, overrides), tmp_path / "whole", log=lambda *_: None)
+
+    def crash(stage, step):
+        if stage == "prediction" and step == 11:
+            raise Interrupt
+
+    out = tmp_path / "cut"
+    with pytest.raises(Interrupt):
+        run_experiment(load_config(SMOKE, overrides), out, on_step=crash, log=lambda *_: None)
+    resumed = run_experiment(load_config(SMOKE, overrides), out, resume=True, log=lambda *_: None)
+    assert [h["step"] for h in resumed["history"]] == [h["step"] for h in whole["history"]]
+    assert resumed["student"]["test"] == pytest.approx(whole["student"]["test"], abs=1e-6)
+    assert resumed["selected"] == whole["selected"]

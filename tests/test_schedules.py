@@ -72,3 +72,12 @@ def test_config_refuses_a_bad_schedule_with_its_dotted_key():
         load_config(SMOKE, ["stages.1.losses.soft_cross_entropy.weight={schedule: step, from: 1, to: 0}"])
     with pytest.raises(ScheduleError, match="temperature.from = 'hot': expected a number"):
         load_config(SMOKE, ["stages.1.losses.soft_cross_entropy.temperature={schedule: linear, from: hot, to: 1}"])
+
+
+def test_evaluation_steps_per_epoch_or_every_n_and_at_the_end():
+    from distill.trainer import evaluation_steps
+
+    assert evaluation_steps(8, 2, None) == [8, 16]
+    assert evaluation_steps(8, 2, 3) == [3, 6, 9, 12, 15, 16]
+    assert evaluation_steps(8, 2, 8) == [8, 16]  # the stage's last step is not evaluated twice
+    assert evaluation_steps(5, 1, 50) == [5]  # a stage shorter than eval_every still ends with an evaluation

@@ -25,7 +25,7 @@ from distill.stage import stage_inputs
 from distill.stage_timing import BATCHES, Cost, combined_spread, per_batch, sample, time_evaluation, time_training
 from distill.tasks import Example
 from distill.timing import duration
-from distill.trainer import DistillModule, make_loader, optimizer_steps, teacher_precision
+from distill.trainer import DistillModule, evaluation_steps, make_loader, optimizer_steps, teacher_precision
 
 
 class Replica:
@@ -153,12 +153,14 @@ def stage_costs(r: Replica, sizes: dict) -> list[Cost]:
             continue
         batches = math.ceil(examples / st.batch_size)
         dev_batches = math.ceil(dev_n / eval_bs)
-        seconds = st.epochs * (batches * per_train + dev_batches * per_eval)
+        steps = optimizer_steps(batches, st.grad_accum)
+        evals = len(evaluation_steps(steps, st.epochs, st.eval_every))
+        seconds = st.epochs * batches * per_train + evals * dev_batches * per_eval
         mark = sizes[st.data].examples_mark
         costs.append(Cost(f"stage {i + 1} {st.name}", seconds,
-                          f"{st.epochs} x ({mark}{batches:,} batches x {per_train:.3f} s + {dev_batches:,} dev batches "
-                          f"x {per_eval:.3f} s); {optimizer_steps(batches, st.grad_accum) * st.epochs:,} optimizer "
-                          "steps", combined_spread([(batches, train_t), (dev_batches, eval_t)])))
+                          f"{st.epochs} x {mark}{batches:,} batches x {per_train:.3f} s + {evals} x {dev_batches:,} "
+                          f"dev batches x {per_eval:.3f} s; {steps * st.epochs:,} optimizer steps",
+                          combined_spread([(st.epochs * batches, train_t), (evals * dev_batches, eval_t)])))
     return costs
 
 

@@ -198,7 +198,8 @@ class TaskWorkflow:
             cfg, next(iter(stages[0].teachers.values())), module.student, cfg.task.max_length, history, seconds(),
             head={"task": task.name, "main_metric": main,
                   "data": {split: len(ds) for split, ds in self.datasets.items()},
-                  "source_splits": task.source_splits, "subsampled": task.subsampled},
+                  "source_splits": task.source_splits, "subsampled": task.subsampled,
+                  "selected": selected_evaluations(stages, history, main)},
             teacher_facts={**scores, "source": "ensemble of " + ", ".join(self.teacher_infos) if several else
                            info.get("source"), "cache_key": None if several else info.get("key"),
                            "gate": info.get("gate"), "augmented_labels": info.get("augmented_labels"),
@@ -237,3 +238,15 @@ class TaskWorkflow:
         train = self.task.splits["train"]
         return {split: majority_baseline(self.task, train, self.task.splits[split]) for split in splits
                 if gold_labels(self.task.splits[split], self.task.is_regression) is not None}
+
+
+def selected_evaluations(stages: list[StageInputs], history: list[dict], main: str) -> dict[str, dict]:
+    """Per stage that keeps its best dev evaluation: the step, epoch and score of the one kept (the first of equal
+    bests, as the trainer keeps it), so that a reader knows which checkpoint the dev and test scores belong to."""
+    out = {}
+    for stage in stages:
+        seen = [h for h in history if h["stage"] == stage.config.name and main in h]
+        if stage.select == "metric" and seen:
+            best = max(seen, key=lambda h: h[main])
+            out[stage.config.name] = {"step": best["step"], "epoch": best["epoch"], main: best[main]}
+    return out
