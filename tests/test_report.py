@@ -206,3 +206,22 @@ def test_runs_differing_only_in_seed_are_seeds_of_one_variant(tmp_path):
     rep = build(root)
     assert sorted((r.name, r.finished) for r in rep.rows) == [("news (stages.0.lr=0.0001)", 2),
                                                              ("news (stages.0.lr=5e-05)", 1)]
+
+
+def test_published_records_give_the_same_report_without_weights(experiment, tmp_path):
+    for seed in (1, 2):  # what a real run folder also holds: weights and checkpoints
+        (experiment / f"full/seed{seed}/student").mkdir()
+        (experiment / f"full/seed{seed}/student/model.safetensors").write_bytes(b"weights")
+        (experiment / f"full/seed{seed}/checkpoints/last").mkdir(parents=True)
+        (experiment / f"full/seed{seed}/checkpoints/last/run.json").write_text("{}")
+    dest = tmp_path / "repo" / "ablation"
+    assert main(["publish", str(experiment), str(dest)]) == 0
+    assert not list(dest.rglob("*model.safetensors")) and not list(dest.rglob("checkpoints"))
+    assert (dest / "sweep.json").exists() and list((dest / "full/seed1/tb").iterdir())
+    original, published = build(experiment), build(dest)
+    # The same table; only the folders its notes name (a missing and an unfinished run) differ.
+    assert to_markdown(published).replace(str(dest), "ROOT") == to_markdown(original).replace(str(experiment), "ROOT")
+    from distill.lab.publish import PublishError, publish
+
+    with pytest.raises(PublishError, match="inside"):
+        publish(experiment, experiment / "records")

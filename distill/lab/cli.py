@@ -60,6 +60,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   args.command, args.dry_run)
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from distill.lab.publish import publish
+
+    folders = publish(args.root, args.dest)
+    print(f"published {len(folders)} run records from {args.root} to {args.dest} (no weights)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from distill.lab.report import ReportError, write_report
 
@@ -285,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for one-run intervals, one-seed "
                     "differences and --generalise (default 2000)")
     rp.set_defaults(func=cmd_report)
+
+    pb = sub.add_parser("publish", help="copy an experiment's run records (no weights) to a folder a repository can "
+                        "hold, from which `distill report` makes the same tables")
+    pb.add_argument("root", help="runs/<experiment>")
+    pb.add_argument("dest", help="where the records go (replaced as a whole once the copy is complete)")
+    pb.set_defaults(func=cmd_publish)
 
     b = sub.add_parser("bench", help="parameters, size, FLOPs, latency and throughput of the teacher and students, "
                        "as ratios to the first model")
