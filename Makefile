@@ -43,6 +43,7 @@ bench: install
 	$(VENV)/bin/distill bench
 	$(PY) bench/distill_loop.py
 	$(PY) bench/distilbert_positions.py
+	$(PY) bench/teacher_record.py
 	$(PY) bench/data_scale.py
 
 # GPU readiness (README, "GPU check"): configs in bf16/fp16, host syncs per step, the GPU benchmarks; writes

@@ -36,7 +36,7 @@ class AugmentCost:
     method: str
     device: str
     examples: int = 0  # source examples to augment
-    copies: int = 0  # augmented copies to make, before de-duplication
+    copies: int = 0  # augmented copies to make, before de-duplication (`copies_per_example` per example)
     # TinyBERT
     batch_size: int = 0  # rows a forward takes at most
     max_tokens: int | None = None  # padded tokens a forward takes at most (on a CPU)
@@ -57,6 +57,16 @@ def chunks_of(examples: list[Example], size: int) -> list[list[Example]]:
     return [examples[i:i + size] for i in range(0, len(examples), size)]
 
 
+def copies_per_example(a: AugmentConfig, pair: bool) -> int:
+    """The copies an augmentation makes of one source example (a sentence pair if `pair`), before de-duplication:
+    `copies`, but 2 x `copies` for a TinyBERT pair rewritten one side at a time (`pair_mode: one_side`)."""
+    if a.method == "tinybert":
+        from augment.tinybert import copies_per_example as tinybert_copies
+
+        return tinybert_copies(a.tinybert, a.copies, pair)
+    return a.copies
+
+
 def augmentation_cost(a: AugmentConfig, examples: list[Example], augmenter, parts: list[int] | None = None,
                       sample_forwards: int = SAMPLE_FORWARDS) -> AugmentCost:
     """What `augmenter` (as `augment.runner` builds it) will do for the parts `parts` of the training set `examples`
@@ -64,9 +74,10 @@ def augmentation_cost(a: AugmentConfig, examples: list[Example], augmenter, part
     a sample. A Tang augmenter may be fitted or not: the texts it has tagged already are not counted."""
     chunks = chunks_of(examples, a.chunk_size)
     todo = [chunks[c] for c in (range(len(chunks)) if parts is None else parts)]
-    if a.method == "tinybert":
-        return _tinybert_cost(augmenter, todo, sample_forwards)
-    return _tang_cost(augmenter, examples, todo)
+    cost = (_tinybert_cost(augmenter, todo, sample_forwards) if a.method == "tinybert"
+            else _tang_cost(augmenter, examples, todo))
+    cost.copies = sum(copies_per_example(a, ex.text_b is not None) for chunk in todo for ex in chunk)
+    return cost
 
 
 # ---------------------------------------------------------------- TinyBERT
@@ -138,8 +149,8 @@ def _tinybert_cost(aug, todo: list[list[Example]], sample_forwards: int) -> Augm
     device = next(aug.model.parameters()).device
     works = [_plan_part(aug, chunk) for chunk in todo]
     examples = sum(len(c) for c in todo)
-    cost = AugmentCost("tinybert", str(device), examples, examples * aug.copies, aug.cfg.batch_size,
-                       forward_tokens(device), mlm_inputs=sum(len(w.inputs) for w in works),
+    cost = AugmentCost("tinybert", str(device), examples, batch_size=aug.cfg.batch_size,
+                       max_tokens=forward_tokens(device), mlm_inputs=sum(len(w.inputs) for w in works),
                        forwards=sum(len(w.shapes) for w in works), neighbour_queries=sum(len(w.queries) for w in works))
     cost.steps = [*_masked_lm_step(aug, works, sample_forwards, device), *_neighbours_step(aug, works, device)]
     if todo:
@@ -188,7 +199,7 @@ def _tang_cost(aug, examples: list[Example], todo: list[list[Example]]) -> Augme
     # `fit` tags every distinct training text once, whichever parts are still to do.
     to_tag = [t for t in _texts(examples) if t not in aug.tags]
     n = sum(len(c) for c in todo)
-    cost = AugmentCost("tang", "cpu", n, n * aug.copies, texts_to_tag=len(to_tag))
+    cost = AugmentCost("tang", "cpu", n, texts_to_tag=len(to_tag))
     sample = [ex for chunk in todo for ex in chunk][:SAMPLE_EXAMPLES]
     if not sample:
         return cost

@@ -60,7 +60,7 @@ def piece_counts(tokenizer, words: list[str]) -> dict[str, int]:
 
 
 def encode_masked(tokenizer, inputs: list[tuple[list[str], int]], pair: bool = False,
-                  max_length: int = 128) -> tuple[list[list[int]], list[list[int]]]:
+                  max_length: int = 512) -> tuple[list[list[int]], list[list[int]]]:
     """Input ids and token types for each (words, i) with word i masked: `[CLS] masked [SEP]`, or
     `[CLS] masked [SEP] original [SEP]` with `pair`. Every row is at most `max_length` long and holds its
     [MASK] (if `max_length` leaves room for one).
@@ -141,9 +141,10 @@ def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = N
 
 
 def masked_batches(model, tokenizer, inputs: list[tuple[list[str], int]], pair: bool = False, batch_size: int = 128,
-                   max_length: int = 128) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+                   max_length: int = 512) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
     """The rows `masked_top_k` feeds the model for `inputs` (ids, token types; see `encode_masked`) and its batches
-    (`plan_batches`, with the model's device's token budget)."""
+    (`plan_batches`, with the model's device's token budget). `max_length` is capped at the model's position table
+    (`TinyBertAugmentConfig.max_length`'s default, BERT's 512, is more than some masked LMs have)."""
     max_length = min(max_length, model.config.max_position_embeddings)
     ids, types = encode_masked(tokenizer, inputs, pair, max_length)
     device = next(model.parameters()).device
@@ -158,7 +159,7 @@ def forward_shape(ids: list[list[int]], part: list[int], mask_id: int) -> Forwar
 
 @torch.inference_mode()
 def masked_top_k(model, tokenizer, inputs: list[tuple[list[str], int]], k: int, valid: torch.Tensor,
-                 pair: bool = False, batch_size: int = 128, max_length: int = 128,
+                 pair: bool = False, batch_size: int = 128, max_length: int = 512,
                  shapes: list[ForwardShape] | None = None) -> list[list[str]]:
     """For each (words, i): the top-k whole-word predictions at word i masked.
 

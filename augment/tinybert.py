@@ -1,22 +1,29 @@
 """TinyBERT's data augmentation (Jiao et al. 2020, Algorithm 1).
 
-For each eligible word (alphabetic, not a stopword unless configured): a word that is a single word piece
-gets the masked LM's top-K whole-word predictions at its masked position; a word of several pieces gets its
-K nearest neighbours by cosine in the word vectors. Candidates are computed once per word occurrence; each
-of N copies then replaces each word by a random candidate with probability p_t. Sentence pairs: both
-sides get candidates, and each copy samples both sides from their own candidates (the reference code
-attaches sentence-B variants to the wrong sentence A).
+For each eligible word (alphabetic, not in the configured stopword list, by default the reference's): a word that
+is a single word piece gets the masked LM's top-K whole-word predictions at its masked position; a word of several
+pieces gets its K nearest neighbours by cosine in the word vectors. Candidates are computed once per word
+occurrence; each of N copies then replaces each word by a random candidate with probability p_t. Sentence pairs:
+both sides get candidates; by default (`pair_mode: one_side`, the reference's structure) N copies rewrite the first
+sentence and N the second, the other kept as is; `both` rewrites both sides in each of N copies. The reference code
+pairs the second sentence's variants with the first's last variant (it rewrites its row in place); here they keep
+the original first sentence.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from augment.words import STOPWORDS, join_words, split_words
+from augment.words import STOPWORD_LISTS, join_words, split_words
 from distill.config import TinyBertAugmentConfig
 from distill.tasks import Example
 
 Candidates = list[list[str]]  # per word of a sentence
+
+
+def copies_per_example(cfg: TinyBertAugmentConfig, copies: int, pair: bool) -> int:
+    """The variants `TinyBertAugmenter.augment` makes of one example, before de-duplication."""
+    return 2 * copies if pair and cfg.pair_mode == "one_side" else copies
 
 
 class TinyBertAugmenter:
@@ -31,7 +38,7 @@ class TinyBertAugmenter:
         self.neighbours = neighbours
 
     def eligible(self, word: str) -> bool:
-        return word.isalpha() and not (self.cfg.skip_stopwords and word.lower() in STOPWORDS)
+        return word.isalpha() and not (self.cfg.skip_stopwords and word.lower() in STOPWORD_LISTS[self.cfg.stopwords])
 
     def split(self, sentences: list[list[str]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The eligible words as (sentence, word) spots: those that are one known word piece (the masked LM's) and
@@ -76,19 +83,26 @@ class TinyBertAugmenter:
                 out[i] = c[rng.integers(len(c))]
         return out
 
+    def rewrite(self, words: list[str], cands: Candidates, rng: np.random.Generator) -> str:
+        return join_words(self.sample(words, cands, rng))
+
     def augment(self, examples: list[Example], rngs: list[np.random.Generator]) -> list[list[tuple[str, str | None]]]:
-        """`copies` (text_a, text_b) variants per example, before de-duplication."""
+        """(text_a, text_b) variants per example, before de-duplication (`copies_per_example` of them): `copies` of a
+        single sentence; of a pair, `copies` rewriting the first sentence and then `copies` rewriting the second
+        (`pair_mode: one_side`), or `copies` rewriting both (`both`). A side kept as is is the original text."""
         words = self.sentences(examples)
         table = self.candidates(words)
-        a_words, b_words = words[:len(examples)], words[len(examples):]
-        a_c, b_c = table[:len(examples)], table[len(examples):]
+        n = len(examples)
         out = []
         for k, ex in enumerate(examples):
-            variants = []
-            for _ in range(self.copies):
-                a = join_words(self.sample(a_words[k], a_c[k], rngs[k]))
-                b = join_words(self.sample(b_words[k], b_c[k], rngs[k])) if ex.text_b is not None else None
-                variants.append((a, b))
+            a, b, rng = (words[k], table[k]), (words[n + k], table[n + k]), rngs[k]
+            if ex.text_b is None:
+                variants = [(self.rewrite(*a, rng), None) for _ in range(self.copies)]
+            elif self.cfg.pair_mode == "one_side":
+                variants = ([(self.rewrite(*a, rng), ex.text_b) for _ in range(self.copies)]
+                            + [(ex.text_a, self.rewrite(*b, rng)) for _ in range(self.copies)])
+            else:  # each copy draws its first sentence, then its second
+                variants = [(self.rewrite(*a, rng), self.rewrite(*b, rng)) for _ in range(self.copies)]
             out.append(variants)
         return out
 
@@ -99,4 +113,10 @@ def build(cfg: TinyBertAugmentConfig, copies: int, device, log=print) -> TinyBer
 
     kv = load_vectors(cfg.vectors, cfg.vectors_limit, cfg.allow_pickle)  # first: a bad file fails in seconds
     model, tokenizer = load_masked_lm(cfg.masked_lm, device, log)
+    positions = model.config.max_position_embeddings
+    if cfg.max_length > positions:
+        # Not an error: the default (512, the reference's) must work with smaller masked LMs too; said, since
+        # longer sentences then get narrower windows than the config asks for.
+        log(f"augment: masked-LM inputs are cut at {positions} word pieces, the most {cfg.masked_lm} takes "
+            f"(augment.tinybert.max_length is {cfg.max_length})")
     return TinyBertAugmenter(cfg, copies, model, tokenizer, whole_word_ids(tokenizer), Neighbours(kv, device))

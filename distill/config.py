@@ -197,8 +197,17 @@ class TinyBertAugmentConfig:
     vectors_limit: int | None = 100_000
     allow_pickle: bool = False
     skip_stopwords: bool = True
+    # Which words `skip_stopwords` skips: `tinybert`, the reference's `StopWordsList` (NLTK's English list without
+    # how, what, when, where, which, who, whom, why, which it rewrites), or `nltk`, NLTK's whole 179-word list.
+    stopwords: Literal["tinybert", "nltk"] = "tinybert"
+    # Sentence pairs: `one_side`, as the reference (which augments each sentence of a pair on its own), makes N copies
+    # that rewrite the first sentence and N that rewrite the second, the other kept as is (2N per pair); `both`
+    # rewrites both sentences in each of N copies.
+    pair_mode: Literal["one_side", "both"] = "one_side"
     batch_size: int = 128
-    max_length: int = 128
+    # Word pieces of one masked-LM input, special tokens included: the reference cuts `masked + original` at 512,
+    # BERT's maximum. Capped at the masked LM's `max_position_embeddings` (the build says so when it caps).
+    max_length: int = 512
 
 
 @dataclass
@@ -313,6 +322,10 @@ class TrainConfig:
     # Precision of the teacher's targets: `auto` follows `precision` (a half-precision teacher under
     # bf16/fp16), `fp32` keeps the teacher in full precision whatever the student uses.
     teacher_precision: Literal["auto", "fp32"] = "auto"
+    # The teacher's hidden states and attention scores over a stage's training data, stored once (memory-mapped,
+    # keyed like the logit cache) and read by every epoch, seed and variant instead of a teacher forward per step:
+    # `fp16` halves the disk of `fp32` (relative error ~1e-3 in the targets); `off`: the teacher runs every step.
+    teacher_record: Literal["off", "fp16", "fp32"] = "off"
 
 
 @dataclass

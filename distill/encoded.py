@@ -65,6 +65,7 @@ class EncodedDataset(Dataset):
         self.source = source  # streams the examples again (texts for a student's vocabulary); main process only
         self.student: tuple[Ragged, Ragged | None] | None = None
         self.teacher_logits: dict[str, torch.Tensor] = {}  # by teacher name
+        self.teacher_record: dict = {}  # by teacher name: a stored record (teachers.record_cache) when a stage uses one
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "source": None}  # a DataLoader worker needs the maps, not the examples

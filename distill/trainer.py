@@ -83,9 +83,10 @@ def make_loader(ds: EncodedDataset, batch_size: int, seed: int, train: bool, cfg
 
 
 def teacher_records(teachers: dict[str, nn.Module], batch: dict, objective: Objective,
-                    cached: dict[str, torch.Tensor] | None = None) -> dict[str, Record]:
+                    cached: dict[str, torch.Tensor] | None = None, stored: dict | None = None) -> dict[str, Record]:
     """Every teacher's record for a batch, by name, for the teachers the objective reads: from the teacher-output
-    cache when only its logits are read and a cache is given, else from a forward pass under inference mode."""
+    cache when only its logits are read and a cache is given, from a stored record (`stored`, by name) when it
+    holds everything read, else from a forward pass under inference mode."""
     out = {}
     for name, needs in objective.teacher_needs().items():
         logits = (cached or {}).get(name)
@@ -93,6 +94,10 @@ def teacher_records(teachers: dict[str, nn.Module], batch: dict, objective: Obje
             index = batch["index"].to(logits.device)
             out[name] = Record(logits=logits[index].to(batch["input_ids"].device),
                                attention_mask=batch["attention_mask"])
+            continue
+        record = (stored or {}).get(name)
+        if record is not None and needs <= record.holds:
+            out[name] = record.batch(batch["index"], batch["input_ids"].shape[1], batch["input_ids"].device)
             continue
         with torch.inference_mode():
             rec = forward_record(teachers[name], batch, "hidden" in needs, "attention" in needs,
@@ -311,7 +316,9 @@ def train_step(acc: Accelerator, model: nn.Module, optimizer, clip: list[nn.Para
     objective = stage.objective
     with acc.accumulate(model):
         with teacher_precision(acc, cfg):
-            t_rec = teacher_records(stage.teachers, batch, objective, cached) if objective.uses_teacher else None
+            t_rec = (teacher_records(stage.teachers, batch, objective, cached,
+                                     getattr(stage.data, "teacher_record", None))
+                     if objective.uses_teacher else None)
         loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec,
                             ctx or stage.ctx, need_qkv=objective.needs_qkv)
         acc.backward(loss)

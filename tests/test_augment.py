@@ -147,8 +147,8 @@ def test_masked_position_past_max_length_gets_candidates_from_a_window(tiny_mlm,
 class Table(TinyBertAugmenter):
     """The TinyBERT sampler with a fixed candidate table (word -> candidates)."""
 
-    def __init__(self, p, table, copies=20):
-        super().__init__(TinyBertAugmentConfig(p_replace=p), copies, None, None, None, None)
+    def __init__(self, p, table, copies=20, **cfg):
+        super().__init__(TinyBertAugmentConfig(p_replace=p, **cfg), copies, None, None, None, None)
         self.table = table
 
     def candidates(self, sentences):
@@ -182,10 +182,13 @@ def test_tinybert_candidates_route_single_pieces_to_mlm_and_others_to_vectors(ti
 
 
 def test_tinybert_pairs_sample_each_side_from_its_own_candidates():
-    aug = Table(1.0, {w: [w.upper()] for w in "abcdwxyz"}, copies=3)
     exs = [Example("e1", "a b", "w x", 0), Example("e2", "c d", "y z", 1)]
-    out = aug.augment(exs, [np.random.default_rng(0), np.random.default_rng(1)])
+    rngs = [np.random.default_rng(0), np.random.default_rng(1)]
+    out = Table(1.0, {w: [w.upper()] for w in "abcdwxyz"}, copies=3, pair_mode="both").augment(exs, rngs)
     assert out[0] == [("A B", "W X")] * 3 and out[1] == [("C D", "Y Z")] * 3
+    out = Table(1.0, {w: [w.upper()] for w in "abcdwxyz"}, copies=3).augment(exs, rngs)  # one side at a time
+    assert out[0] == [("A B", "w x")] * 3 + [("a b", "W X")] * 3
+    assert out[1] == [("C D", "y z")] * 3 + [("c d", "Y Z")] * 3
 
 
 # ---------------------------------------------------------------- Tang et al. method

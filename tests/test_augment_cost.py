@@ -150,7 +150,8 @@ def test_hand_count_pieces(tokenizer):
 def test_tinybert_counts_equal_a_hand_count(augmenter):
     a = AugmentConfig(copies=2, chunk_size=2, tinybert=augmenter.cfg)
     cost = augmentation_cost(a, EXAMPLES, augmenter)
-    assert (cost.examples, cost.copies, cost.batch_size) == (3, 6, 3)
+    # Copies: 2 per sentence, 2 x 2 for the pair (e2), rewritten one side at a time.
+    assert (cost.examples, cost.copies, cost.batch_size) == (3, 2 + 4 + 2, 3)
     assert cost.mlm_inputs == len(PART_0_SINGLE) + len(PART_1_SINGLE) == 9
     assert cost.forwards == math.ceil(7 / 3) + math.ceil(2 / 3) == 4
     assert cost.neighbour_queries == len(PART_0_QUERIES) + len(PART_1_QUERIES) == 3

@@ -1,6 +1,8 @@
 """Augmentation fidelity: masked-LM inputs for sentences of any length (windows checked against hand-built
-rows), blocked GloVe neighbours against a brute-force cosine top-k, and Tang et al.'s unigram counts over
-every occurrence against hand-computed distributions. Tiny random masked LM, random vectors, stub tagger."""
+rows), blocked GloVe neighbours against a brute-force cosine top-k, Tang et al.'s unigram counts over
+every occurrence against hand-computed distributions, and TinyBERT's reference choices (data_augmentation.py:
+its 512-piece masked-LM inputs, its stopword list, its one-side-at-a-time sentence pairs). Tiny random masked
+LM, random vectors, stub tagger, a fixed candidate table."""
 
 from collections import Counter
 
@@ -11,11 +13,17 @@ from gensim.models import KeyedVectors
 from transformers import BertConfig, BertForMaskedLM
 
 from augment.mlm import masked_top_k, whole_word_ids
+from augment.runner import augment_key, rows_for
 from augment.tang import TangAugmenter
+from augment.tinybert import TinyBertAugmenter, build
 from augment.vectors import Neighbours
-from distill.config import TangAugmentConfig
+from augment.words import split_words
+from distill.config import AugmentConfig, TangAugmentConfig, TinyBertAugmentConfig, load_config
+from distill.loaders import load_task
 from distill.tasks import Example
 from teachers.load import load_tokenizer
+
+from .helpers import SMOKE
 
 # ---------------------------------------------------------------- masked LM inputs
 
@@ -380,3 +388,203 @@ def test_tang_refuses_an_unknown_count():
            "augment": {"method": "tang", "tang": {"count": "tokens"}}}
     with pytest.raises(ConfigError, match=r"augment\.tang\.count"):
         from_dict(raw)
+
+
+# ---------------------------------------------------------------- TinyBERT's reference choices (data_augmentation.py)
+
+
+@pytest.fixture(scope="module")
+def mlm_512(tokenizer):
+    """A tiny masked LM with BERT's 512 positions, so that only the augmentation's own budget cuts an input."""
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    return BertForMaskedLM(cfg).eval()
+
+
+def no_neighbours(words, k):
+    """Word vectors that know no word (the sentences here are all one-piece words, which never ask them)."""
+    return {}
+
+
+def test_pair_input_keeps_a_100_piece_original_whole_by_default(mlm_512, tokenizer, valid):
+    # The reference cuts `masked + original` at 512 pieces: a 100-piece sentence goes in whole, twice.
+    n = 100
+    words = sentence(n, seed=5)
+    aug = TinyBertAugmenter(TinyBertAugmentConfig(mlm_input="pair", candidates=3), 1, mlm_512, tokenizer, valid,
+                            no_neighbours)
+    with Capture(mlm_512) as cap:
+        table = aug.candidates([words])[0]
+    single, several = aug.split([words])
+    assert single and not several
+    assert [len(ids) for ids, _ in cap.rows] == [2 * n + 3] * len(single)  # [CLS] masked [SEP] original [SEP]
+    want = [hand_row(tokenizer, words, i, 0, n, (0, n)) for _, i in single]
+    assert sorted(cap.rows) == sorted((tuple(a), tuple(b)) for a, b in want)
+    assert all(len(table[i]) == 3 for _, i in single)
+
+
+def test_longer_pairs_are_still_windowed_within_512(mlm_512, tokenizer, valid):
+    n = 300  # 2 x 300 + 3 > 512: the masked copy keeps 300, the original the 209 pieces left around word i
+    words = sentence(n, seed=6)
+    aug = TinyBertAugmenter(TinyBertAugmentConfig(mlm_input="pair", candidates=2), 1, mlm_512, tokenizer, valid,
+                            no_neighbours)
+    some = [0, 150, 299]
+    inputs = [(words, i) for i in some]
+    with Capture(mlm_512) as cap:
+        masked_top_k(mlm_512, tokenizer, inputs, 2, valid, pair=True, max_length=aug.cfg.max_length)
+    want = [hand_row(tokenizer, words, i, 0, n, left_first_window(n, i, 509 - n)) for i in some]
+    assert sorted(cap.rows) == sorted((tuple(a), tuple(b)) for a, b in want)
+    assert all(len(ids) <= 512 for ids, _ in cap.rows)
+
+
+def test_a_masked_lm_with_fewer_positions_caps_the_budget_and_says_so(tiny_mlm, tokenizer, tmp_path):
+    folder = tmp_path / "mlm"
+    tiny_mlm.save_pretrained(folder)  # 128 positions
+    tokenizer.save_pretrained(folder)
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text("cat 1 0\ndog 0 1\n")
+    cfg = TinyBertAugmentConfig(masked_lm=str(folder), vectors=str(vectors), mlm_input="pair")
+    assert cfg.max_length == 512
+    logs: list[str] = []
+    aug = build(cfg, 1, "cpu", logs.append)
+    assert any("128" in line and "max_length" in line for line in logs), logs
+    words = sentence(100, seed=7)
+    with Capture(aug.model) as cap:
+        aug.candidates([words])
+    assert cap.rows and all(len(ids) <= 128 and ids.count(tokenizer.mask_token_id) == 1 for ids, _ in cap.rows)
+
+
+# data_augmentation.py's `StopWordsList`, verbatim: NLTK's English list without its eight question words, plus 's, 're.
+REFERENCE_STOPWORDS = [
+    'i', 'me', 'my', 'myself', 'we', 'our', 'ours', 'ourselves', 'you', "you're", "you've", "you'll", "you'd", 'your',
+    'yours', 'yourself', 'yourselves', 'he', 'him', 'his', 'himself', 'she', "she's", 'her', 'hers', 'herself', 'it',
+    "it's", 'its', 'itself', 'they', 'them', 'their', 'theirs', 'themselves', 'this', 'that', "that'll", 'these',
+    'those', 'am', 'is', 'are', 'was', 'were', 'be', 'been', 'being', 'have', 'has', 'had', 'having', 'do', 'does',
+    'did', 'doing', 'a', 'an', 'the', 'and', 'but', 'if', 'or', 'because', 'as', 'until', 'while', 'of', 'at', 'by',
+    'for', 'with', 'about', 'against', 'between', 'into', 'through', 'during', 'before', 'after', 'above', 'below',
+    'to', 'from', 'up', 'down', 'in', 'out', 'on', 'off', 'over', 'under', 'again', 'further', 'then', 'once', 'here',
+    'there', 'all', 'any', 'both', 'each', 'few', 'more', 'most', 'other', 'some', 'such', 'no', 'nor', 'not', 'only',
+    'own', 'same', 'so', 'than', 'too', 'very', 's', 't', 'can', 'will', 'just', 'don', "don't", 'should', "should've",
+    'now', 'd', 'll', 'm', 'o', 're', 've', 'y', 'ain', 'aren', "aren't", 'couldn', "couldn't", 'didn', "didn't",
+    'doesn', "doesn't", 'hadn', "hadn't", 'hasn', "hasn't", 'haven', "haven't", 'isn', "isn't", 'ma', 'mightn',
+    "mightn't", 'mustn', "mustn't", 'needn', "needn't", 'shan', "shan't", 'shouldn', "shouldn't", 'wasn', "wasn't",
+    'weren', "weren't", 'won', "won't", 'wouldn', "wouldn't", "'s", "'re"]
+QUESTION_WORDS = ["how", "what", "when", "where", "which", "who", "whom", "why"]
+
+
+def test_question_words_get_candidates_and_replacements_by_default(mlm_512, tokenizer, valid):
+    aug = TinyBertAugmenter(TinyBertAugmentConfig(candidates=3, p_replace=1.0), 1, mlm_512, tokenizer, valid,
+                            no_neighbours)
+    text = "how and why did the cat sit , what when where which who whom was it"
+    words = split_words(text)
+    table = aug.candidates([words])[0]
+    for w in QUESTION_WORDS:
+        assert len(table[words.index(w)]) == 3, w
+    for w in ("and", "did", "the", "was", "it", ","):
+        assert table[words.index(w)] == [], w
+    (out, _), = aug.augment([Example("q", text, None, 0)], [np.random.default_rng(0)])[0]
+    for j, (old, new) in enumerate(zip(words, out.split(), strict=True)):
+        assert new in table[j] if table[j] else new == old, (old, new)
+
+
+def test_default_stopwords_are_exactly_the_references():
+    from augment.words import STOPWORD_LISTS
+
+    assert STOPWORD_LISTS["tinybert"] == frozenset(REFERENCE_STOPWORDS)
+    aug = TinyBertAugmenter(TinyBertAugmentConfig(), 1, None, None, None, None)
+    for w in STOPWORD_LISTS["nltk"] | STOPWORD_LISTS["tinybert"]:
+        assert aug.eligible(w) == (w.isalpha() and w not in REFERENCE_STOPWORDS), w
+        assert aug.eligible(w.capitalize()) == aug.eligible(w), w
+
+
+def test_nltk_stopwords_keep_the_question_words_out():
+    from augment.words import STOPWORD_LISTS
+
+    assert STOPWORD_LISTS["nltk"] == frozenset(REFERENCE_STOPWORDS) - {"'s", "'re"} | set(QUESTION_WORDS)
+    assert len(STOPWORD_LISTS["nltk"]) == 179
+    nltk = TinyBertAugmenter(TinyBertAugmentConfig(stopwords="nltk"), 1, None, None, None, None)
+    keep_all = TinyBertAugmenter(TinyBertAugmentConfig(skip_stopwords=False), 1, None, None, None, None)
+    for w in QUESTION_WORDS:
+        assert not nltk.eligible(w) and keep_all.eligible(w)
+    assert keep_all.eligible("the")
+
+
+class FakeCandidates:
+    """A deterministic candidate table instead of a masked LM and vectors: word w -> w0 .. w4."""
+
+    def __call__(self, sentences):
+        return [[[f"{w}{j}" for j in range(5)] if w.isalpha() else [] for w in words] for words in sentences]
+
+
+def fake_augmenter(copies: int, **cfg):
+    aug = TinyBertAugmenter(TinyBertAugmentConfig(**cfg), copies, None, None, None, None)
+    aug.candidates = FakeCandidates()
+    return aug
+
+
+PAIRS = [Example("p1", "the flight was late", "my bag was lost too", 0),
+         Example("s1", "great crew today", None, 1),
+         Example("p2", "is it on time", "no", 2)]
+
+
+def test_pairs_are_rewritten_one_side_at_a_time_by_default():
+    n = 6
+    aug = fake_augmenter(n, p_replace=0.5)
+    out = aug.augment(PAIRS, [np.random.default_rng(j) for j in range(len(PAIRS))])
+    for ex, variants in zip(PAIRS, out, strict=True):
+        if ex.text_b is None:
+            assert len(variants) == n and all(b is None for _, b in variants)
+            continue
+        # As the reference: N rewrites of the first sentence with the second as is, then N of the second.
+        assert len(variants) == 2 * n
+        assert all(b == ex.text_b for _, b in variants[:n]), variants
+        assert all(a == ex.text_a for a, _ in variants[n:]), variants
+        for a, b in variants:
+            assert a == ex.text_a or b == ex.text_b
+        assert any(a != ex.text_a for a, _ in variants[:n]) and any(b != ex.text_b for _, b in variants[n:])
+    for ex, variants in zip(PAIRS, out, strict=True):
+        rows, dropped = rows_for([ex], [variants], "tinybert")
+        # The original is kept once (the reference writes it once per side; its second copy would be a duplicate).
+        assert [r["method"] for r in rows].count("original") == 1
+        assert len(rows) - 1 + dropped == len(variants)
+        assert all(r["text_a"] == ex.text_a or r["text_b"] == ex.text_b for r in rows)
+
+
+def test_both_sides_per_copy_on_request():
+    n = 5
+    aug = fake_augmenter(n, p_replace=1.0, pair_mode="both")
+    out = aug.augment(PAIRS, [np.random.default_rng(j) for j in range(len(PAIRS))])
+    assert [len(v) for v in out] == [n, n, n]
+    for a, b in out[0]:
+        assert a != PAIRS[0].text_a and b != PAIRS[0].text_b
+
+
+def test_copies_counted_per_pair_as_the_augmenter_makes_them(tokenizer):
+    from augment.cost import augmentation_cost, copies_per_example
+
+    n = 3
+    for mode, per_pair in (("one_side", 2 * n), ("both", n)):
+        aug = fake_augmenter(n, pair_mode=mode)
+        a = AugmentConfig(copies=n, chunk_size=2, tinybert=aug.cfg)
+        assert copies_per_example(a, pair=True) == per_pair and copies_per_example(a, pair=False) == n
+        out = aug.augment(PAIRS, [np.random.default_rng(0) for _ in PAIRS])
+        assert [len(v) for v in out] == [copies_per_example(a, ex.text_b is not None) for ex in PAIRS]
+    tang = AugmentConfig(method="tang", copies=n)
+    assert copies_per_example(tang, pair=True) == copies_per_example(tang, pair=False) == n
+    # The build's announced count is the same one.
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=64)).eval()
+    real = TinyBertAugmenter(TinyBertAugmentConfig(candidates=2), n, model, tokenizer, whole_word_ids(tokenizer),
+                             Neighbours(random_kv(10, 4)))
+    cost = augmentation_cost(AugmentConfig(copies=n, chunk_size=2, tinybert=real.cfg), PAIRS, real)
+    assert cost.copies == 2 * n + n + 2 * n
+
+
+def test_cache_key_follows_the_new_options():
+    base = load_config(SMOKE, ["task.train_limit=20"])
+    task = load_task(base.task)
+    key = augment_key(base, task)
+    for change in ("augment.tinybert.pair_mode=both", "augment.tinybert.stopwords=nltk",
+                   "augment.tinybert.max_length=128"):
+        assert augment_key(load_config(SMOKE, ["task.train_limit=20", change]), task) != key, change

@@ -208,3 +208,16 @@ def test_general_distillation_corpus_estimated_then_exact_once_packed(standins, 
     per_epoch = -(-len(ds) // 2)
     assert f"packed: {folder}" in out and _figures(out, 1) == (str(per_epoch), f"{per_epoch * 3:,}")
     assert f"tokens per epoch: {sum(ds.lengths()):,}\n" in out
+
+
+def test_pair_task_augmented_set_counts_each_side_rewritten_on_its_own(standins, capsys):
+    config = EXPERIMENTS / "glue" / "mrpc" / "tinybert4.yaml"
+    overrides = standins.overrides(config)
+    code, out, err = check(config, overrides, capsys)
+    assert code == 0, err
+    copies = load_config(config, overrides).augment.copies
+    # TinyBERT's reference rewrites one side of a pair at a time: 2N copies per pair (pair_mode: one_side).
+    assert f"x (1 + {2 * copies} copies) examples" in out
+    code, out, err = check(config, [*overrides, "augment.tinybert.pair_mode=both"], capsys)
+    assert code == 0, err
+    assert f"x (1 + {copies} copies) examples" in out

@@ -333,3 +333,16 @@ def test_eval_every_resumes_to_the_same_result(tmp_path):
     assert [h["step"] for h in resumed["history"]] == [h["step"] for h in whole["history"]]
     assert resumed["student"]["test"] == pytest.approx(whole["student"]["test"], abs=1e-6)
     assert resumed["selected"] == whole["selected"]
+
+
+def test_a_stored_teacher_record_trains_the_same_student(finished, tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / "cache"))  # a fresh cache: the record is built here
+    _, live, _ = finished
+    logs = []
+    stored = run_experiment(load_config(SMOKE, ["train.teacher_record=fp32"]), tmp_path / "stored", log=logs.append)
+    assert any(line.startswith("teacher record: one teacher pass") for line in logs)
+    for a, b in zip(live["history"], stored["history"], strict=True):
+        for k, v in a.items():
+            if k.startswith("loss/"):
+                assert b[k] == pytest.approx(v, rel=1e-4), (a["stage"], k)
+    assert stored["student"]["dev"] == pytest.approx(live["student"]["dev"], abs=1e-6)

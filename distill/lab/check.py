@@ -159,10 +159,13 @@ def augmented_size(cfg: ExperimentConfig, task: TaskData, tokenizer, train: Size
             examples += len(chunk)
             tokens += count_tokens(chunk, tokenizer, cfg.task.max_length, "the augmented set")
         return Size(examples, tokens, note=f"built: {path}")
-    k = 1 + cfg.augment.copies
+    from augment.cost import copies_per_example
+
+    copies = copies_per_example(cfg.augment, task.is_pair)
+    k = 1 + copies
     return Size(train.examples * k, train.tokens * k, AT_MOST, ESTIMATE,
                 note=f"not built yet (the run, or `distill augment`, builds it at {path}): at most "
-                     f"{train.examples:,} x (1 + {cfg.augment.copies} copies) examples, as duplicates are dropped; "
+                     f"{train.examples:,} x (1 + {copies} copies) examples, as duplicates are dropped; "
                      f"tokens estimated as the training set's x {k}")
 
 

@@ -34,6 +34,7 @@ from students import build_student
 from teachers.finetune import full_train_split, prepare_teacher
 from teachers.gate import check_teacher, gate_line, majority_baseline
 from teachers.logits import cached_logits
+from teachers.record_cache import RECORDED, cached_record
 
 
 def label_copies(ds: EncodedDataset, teacher_logits, originals: set[str], regression: bool) -> int:
@@ -146,6 +147,11 @@ class TaskWorkflow:
                 if not needs:  # read as logits only: from the cache
                     logits_of(datasets[stage.data], name)
                     logits_of(datasets["dev"], name)
+                elif cfg.train.teacher_record != "off" and needs <= RECORDED and not stage.mlm_masking:
+                    ds = datasets[stage.data]
+                    if name not in ds.teacher_record:
+                        ds.teacher_record[name] = cached_record(teachers[name], self.teacher_infos[name]["key"], ds,
+                                                                accelerator, cfg.train, say)
         self.datasets = datasets
         return teachers, student, datasets
 
