@@ -59,21 +59,28 @@ gpu-check: install
 ABLATIONS := experiments/ablations/tweets
 ablations: install
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/tinybert_general.yaml $(ABLATIONS)/tinybert.yaml $(ABLATIONS)/tang.yaml
-	for e in ablation-tinybert ablation-tang; do $(VENV)/bin/distill report runs/$$e; done
+	for e in ablation-tinybert ablation-tang; do $(MAKE) --no-print-directory publish-$$e; done
+
+# Publish a finished suite (its run records, no weights) into the repository and make its table from them, so
+# that the README's tables regenerate from the repository alone: `make publish-ablation-tang`.
+RESULTS := $(ABLATIONS)/results
+publish-%: install
+	$(VENV)/bin/distill publish runs/$* $(RESULTS)/runs/$*
+	$(VENV)/bin/distill report $(RESULTS)/runs/$* --out $(RESULTS)/$*
 
 # The rest: TinyBERT's finer ablations (each intermediate loss, layer maps) and the DistilBERT suite, five seeds
 # each (about 100 minutes more on 2 CPU cores at three seeds; 5/3 of that at five).
 ablations-more: install ablations-heads
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/tinybert_more.yaml $(ABLATIONS)/distilbert_general.yaml \
 		$(ABLATIONS)/distilbert.yaml
-	for e in ablation-tinybert ablation-distilbert; do $(VENV)/bin/distill report runs/$$e; done
+	for e in ablation-tinybert ablation-distilbert; do $(MAKE) --no-print-directory publish-$$e; done
 
 # Attention-transfer losses for a student with fewer heads than its teacher (TinyBERT, MiniLM, MiniLMv2, PKD, two
 # teachers), five seeds each: about an hour on 2 CPU cores at three seeds, its two teachers included; 5/3 of the
 # runs' share at five.
 ablations-heads: install
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/heads.yaml
-	$(VENV)/bin/distill report runs/ablation-heads
+	$(MAKE) --no-print-directory publish-ablation-heads
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -334,6 +334,10 @@ class SweepConfig:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     # The variant the ablation table measures changes against (default: the first variant).
     reference: str | None = None
+    # What the papers report for a variant, as a difference from the reference in this table's main metric
+    # (variant -> {delta: -0.07, source: "TinyBERT Table 6, 4-task dev average"}): the report puts it beside the
+    # measured difference with the power the table's seeds have to find an effect of that size.
+    expected: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -673,6 +677,15 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
     if cfg.sweep.reference is not None and cfg.variants and cfg.sweep.reference not in cfg.variants:
         raise ConfigError(f"{src}: `sweep.reference` = {cfg.sweep.reference!r}: expected one of the variants "
                           f"{list(cfg.variants)}")
+    for variant, spec in cfg.sweep.expected.items():
+        where = f"{src}: `sweep.expected.{variant}"
+        if cfg.variants and variant not in cfg.variants:
+            raise ConfigError(f"{where}`: not a variant; expected one of {list(cfg.variants)}")
+        if not isinstance(spec, dict) or set(spec) - {"delta", "source"} or "delta" not in spec:
+            raise ConfigError(f"{where}` = {spec!r}: expected {{delta: <number>, source: <text>}}")
+        if isinstance(spec["delta"], bool) or not isinstance(spec["delta"], (int, float)):
+            raise ConfigError(f"{where}.delta` = {spec['delta']!r}: expected a number (variant minus reference, in "
+                              "the main metric's units)")
     for key, values in cfg.sweep.grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{src}: `sweep.grid.{key}`: expected a non-empty list of values")

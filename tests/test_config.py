@@ -97,3 +97,15 @@ def test_yaml_booleans_are_read_back_as_the_option_they_spell():
     assert load_config(smoke, ["train.precision=no"]).train.precision == "no"
     with pytest.raises(ConfigError, match=r"`train.precision` = True: expected one of 'auto' \| 'no'"):
         load_config(smoke, ["train.precision=yes"])
+
+
+def test_expected_effects_name_a_variant_and_a_number():
+    tang = ROOT / "experiments" / "ablations" / "tweets" / "tang.yaml"
+    cfg = load_config(tang, ["sweep.expected={hard: {delta: -0.04, source: Tang et al. Table 1}}"])
+    assert cfg.sweep.expected["hard"]["delta"] == -0.04
+    with pytest.raises(ConfigError, match=r"sweep.expected.hrad`: not a variant; expected one of"):
+        load_config(tang, ["sweep.expected={hrad: {delta: -0.04}}"])
+    with pytest.raises(ConfigError, match=r"sweep.expected.hard.delta` = 'big': expected a number"):
+        load_config(tang, ["sweep.expected={hard: {delta: big}}"])
+    with pytest.raises(ConfigError, match=r"expected \{delta: <number>, source: <text>\}"):
+        load_config(tang, ["sweep.expected={hard: {size: 1}}"])

@@ -6,10 +6,11 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 
 from distill.lab.cli import main
-from distill.lab.report import ReportError, build, to_csv, to_latex, to_markdown, write_report
+from distill.lab.report import ReportError, build, to_csv, to_json, to_latex, to_markdown, write_report
 
 TEACHER = {"dev": {"macro_f1": 0.9, "accuracy": 0.95}, "test": {"macro_f1": 0.88, "accuracy": 0.9},
            "parameters": 100_000_000}
@@ -225,3 +226,36 @@ def test_published_records_give_the_same_report_without_weights(experiment, tmp_
 
     with pytest.raises(PublishError, match="inside"):
         publish(experiment, experiment / "records")
+
+
+def test_papers_differences_sit_beside_ours_with_the_power_to_find_them(tmp_path):
+    from scipy import stats
+
+    root = tmp_path / "exp"
+    full, other = [0.80, 0.82, 0.79, 0.81], [0.74, 0.80, 0.70, 0.78]
+    for seed, (a, b) in enumerate(zip(full, other, strict=True), 1):
+        finished_run(root / f"full/seed{seed}", "full", seed, a, a - 0.1)
+        finished_run(root / f"no-td/seed{seed}", "no-td", seed, b, b - 0.1)
+        finished_run(root / f"no-x/seed{seed}", "no-x", seed, a + 0.001 * (-1) ** seed, a - 0.1)
+    plan = {"config": "x.yaml", "reference": "full",
+            "expected": {"no-td": {"delta": -0.071, "source": "TinyBERT Table 6"},
+                         "no-x": {"delta": 0.002, "source": "made up"}},
+            "runs": [{"variant": v, "seed": s, "settings": {}, "folder": f"{v}/seed{s}"}
+                     for v in ("full", "no-td", "no-x") for s in range(1, 5)]}
+    (root / "sweep.json").write_text(json.dumps(plan))
+    rep = build(root)
+    c = next(c for c in rep.papers if c.variant == "no-td" and c.column == "dev macro_f1")
+    diffs = [b - a for a, b in zip(full, other, strict=True)]
+    sd, n, alpha = float(np.std(diffs, ddof=1)), 4, 0.05 / 2  # two variants judged: Holm's first level
+    crit = stats.t.ppf(1 - alpha / 2, n - 1)
+    nc = 0.071 / (sd / math.sqrt(n))
+    by_hand = stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc)
+    assert c.alpha == pytest.approx(alpha) and c.power == pytest.approx(by_hand, rel=1e-6)
+    assert 0.2 < by_hand < 0.95  # a power in the middle of its range, where an error would show
+    assert c.ours.delta == pytest.approx(np.mean(diffs)) and c.agrees == "undecided"
+    assert c.seeds_for_power is not None and c.seeds_for_power > n
+    tiny = next(c for c in rep.papers if c.variant == "no-x" and c.column == "dev macro_f1")
+    assert tiny.power < 0.8 and tiny.agrees == "undecided"
+    md = to_markdown(rep)
+    assert "| no-td | dev macro_f1 | -0.0710 | TinyBERT Table 6 |" in md
+    assert json.loads(json.dumps(to_json(rep)))["papers"][0]["paper_delta"] == -0.071

@@ -43,6 +43,7 @@ from distill.lab.uncertainty import (
     example_variance,
     holm,
     paired_t,
+    paired_t_power,
     seeds_needed,
     t_interval,
     welch_difference,
@@ -193,6 +194,30 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 @dataclass
+class PaperComparison:
+    """A paper's reported difference beside ours, with the power this table's seeds have to find one its size."""
+
+    variant: str
+    column: str
+    paper: float
+    source: str
+    ours: Difference | None
+    alpha: float  # Holm's strictest level in the column: what a difference may have to pass
+    power: float | None  # of the paired t at the paper's size, from the measured sd of per-seed differences
+    seeds_for_power: int | None  # matched seeds for POWER at the paper's size (None: more than MAX_SEEDS_NEEDED)
+
+    @property
+    def agrees(self) -> str:
+        d = self.ours
+        if d is None:
+            return "not measured"
+        same = (d.delta > 0) == (self.paper > 0)
+        if d.significant:
+            return "same direction" if same else "opposite direction"
+        return "undecided"
+
+
+@dataclass
 class Report:
     columns: list[str]
     main: list[str]
@@ -206,6 +231,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     resamples: int = RESAMPLES
     generalise: bool = False  # add the example component to Δ's uncertainty (claims about new data)
+    expected: dict[str, dict] = field(default_factory=dict)  # the papers' differences (`sweep.expected`)
+    papers: list[PaperComparison] = field(default_factory=list)
 
     def row(self, name: str) -> VariantRow:
         return next(r for r in self.rows if r.name == name)
@@ -255,9 +282,53 @@ def build(root: str | Path, reference: str | None = None, resamples: int = RESAM
                               if not k.startswith("loss/")}}
     rep = Report(columns, main_columns(first) if first else [], reference, list(rows.values()), teacher,
                  [r for r in records if r.state != FINISHED], lower_is_better=bool(first and first.get("general")),
-                 resamples=resamples, generalise=generalise)
+                 resamples=resamples, generalise=generalise, expected=(plan or {}).get("expected") or {})
     judge(rep, first)
+    compare_papers(rep)
     return rep
+
+
+def compare_papers(rep: Report) -> None:
+    """For each variant with a paper's difference (`sweep.expected`) and each main column: our difference and the
+    power of the paired t over the seeds we have to find a true difference of the paper's size, at Holm's
+    strictest level of the column, with the per-seed sd we measured."""
+    for column in rep.main:
+        judged = sum(column in r.diffs for r in rep.rows)
+        alpha = (1 - CONFIDENCE) / max(judged, 1)
+        for variant, spec in rep.expected.items():
+            row = next((r for r in rep.rows if r.name == variant), None)
+            d = row.diffs.get(column) if row is not None else None
+            paper = float(spec["delta"])
+            power = needed = None
+            if d is not None and d.sd is not None and d.sd > 0 and d.seeds >= 2:
+                power = float(paired_t_power(paper, d.sd, d.seeds, alpha))
+                needed = seeds_needed(paper, d.sd, alpha)
+            rep.papers.append(PaperComparison(variant, column, paper, str(spec.get("source", "")), d, alpha, power,
+                                              needed))
+
+
+def papers_text(rep: Report) -> list[str]:
+    """The markdown table of the papers' differences beside ours."""
+    if not rep.papers:
+        return []
+    out = ["Beside the papers: each paper's difference taken as the same size in this table's metric. Power: the "
+           "chance that the paired t over the matched seeds we ran, at Holm's strictest level of the column, finds "
+           "a true difference of the paper's size, given the sd of the per-seed differences we measured.", "",
+           "| variant | column | paper Δ | source | our Δ [95% CI] | verdict | power at paper Δ | seeds for "
+           f"{POWER:.0%} |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in rep.papers:
+        d = c.ours
+        ours = "-" if d is None else f"{_num(d.delta, True)} {_ci_pair(d.low, d.high)}".strip()
+        power = "-" if c.power is None else f"{c.power:.2f} ({d.seeds} seeds, α {c.alpha:.3g})"
+        needed = ("-" if c.power is None else str(c.seeds_for_power) if c.seeds_for_power is not None
+                  else f"more than {MAX_SEEDS_NEEDED}")
+        out.append(f"| {c.variant} | {c.column} | {_num(c.paper, True)} | {c.source} | {ours} | {c.agrees} | "
+                   f"{power} | {needed} |")
+    return out
+
+
+def _ci_pair(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"[{_num(low, True)}, {_num(high, True)}]"
 
 
 # ---------------------------------------------------------------- uncertainty
@@ -575,6 +646,8 @@ def to_markdown(rep: Report) -> str:
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     lines.insert(1, "| " + " | ".join("---" for _ in rows[0]) + " |")
     notes = [method_note(rep), ""] + [f"**{v}**" for v in verdicts(rep)]
+    if rep.papers:
+        notes += [""] + papers_text(rep)
     if rep.warnings:
         notes += [""] + [f"Warning: {w}" for w in rep.warnings]
     if rep.problems:
@@ -656,7 +729,10 @@ def to_json(rep: Report) -> dict:
                                                   for c, d in r.diffs.items()},
                                   "parameters": r.parameters, "compute": r.compute,
                                   "eval_examples_per_s": r.speed, "wall_seconds": r.wall} for r in rep.rows},
-            "verdicts": verdicts(rep), "warnings": rep.warnings, "not_in_means": problems_text(rep)}
+            "verdicts": verdicts(rep), "warnings": rep.warnings, "not_in_means": problems_text(rep),
+            "papers": [{"variant": c.variant, "column": c.column, "paper_delta": c.paper, "source": c.source,
+                        "delta": None if c.ours is None else c.ours.delta, "verdict": c.agrees, "alpha": c.alpha,
+                        "power": c.power, "seeds_for_power": c.seeds_for_power} for c in rep.papers]}
 
 
 # ---------------------------------------------------------------- plots
@@ -727,6 +803,11 @@ def plot_ablation(rep: Report, path: Path) -> Path | None:
             sig = r.diffs[col].significant
             ax.errorbar([d], [i], xerr=derr[:, i:i + 1], fmt="o", capsize=3, color="tab:green" if sig else "gray",
                         markerfacecolor=None if sig else "white")
+        papers = [(i, float(rep.expected[r.name]["delta"])) for i, r in enumerate(compare) if r.name in rep.expected]
+        if papers:  # the papers' reported differences, taken as the same size in this metric
+            ax.scatter([d for _, d in papers], [i for i, _ in papers], marker="x", color="tab:purple", zorder=3,
+                       label="paper's Δ")
+            ax.legend(loc="best", fontsize=8)
         ax.axvline(0, color="tab:orange", linewidth=1)
         ax.set_yticks(range(len(compare)), [f"{r.name}{' (b)' if r.diffs[col].method == ONE_SEED else ''}"
                                             f"{' *' if r.diffs[col].significant else ''}" for r in compare])

@@ -115,6 +115,11 @@ def reference_variant(path: str | Path, plans: list[Planned]) -> str:
     return ref.get("reference") or plans[0].variant
 
 
+def expected_effects(path: str | Path) -> dict[str, dict]:
+    """The papers' differences the sweep's config states (`sweep.expected`, validated by `expand`), for the report."""
+    return (load_raw(path).get("sweep", {}) or {}).get("expected") or {}
+
+
 def shard(plans: list[Planned], num_shards: int, index: int) -> list[Planned]:
     """Round-robin split: shard `index` of `num_shards` (any process count covers every plan exactly once)."""
     check_shard(num_shards, index)
@@ -122,8 +127,9 @@ def shard(plans: list[Planned], num_shards: int, index: int) -> list[Planned]:
 
 
 def write_plan(root: Path, config: str | Path, plans: list[Planned], reference: str) -> None:
-    """What the sweep meant to run, so that a report can list runs that never started."""
-    write_json(root / PLAN_FILE, {"config": str(config), "reference": reference,
+    """What the sweep meant to run, so that a report can list runs that never started (and the papers' expected
+    differences, so that a report on published records has them)."""
+    write_json(root / PLAN_FILE, {"config": str(config), "reference": reference, "expected": expected_effects(config),
                                   "runs": [{"variant": p.variant, "seed": p.seed, "settings": p.settings,
                                             "folder": str(p.out.relative_to(root))} for p in plans]})
 
