@@ -221,3 +221,12 @@ def test_pair_task_augmented_set_counts_each_side_rewritten_on_its_own(standins,
     code, out, err = check(config, [*overrides, "augment.tinybert.pair_mode=both"], capsys)
     assert code == 0, err
     assert f"x (1 + {copies} copies) examples" in out
+
+
+@pytest.mark.parametrize("path", sorted((EXPERIMENTS / "glue").glob("*/tinybert*.yaml")), ids=lambda p: p.parent.name
+                         + "/" + p.stem)
+def test_tinybert_recipes_evaluate_every_50_steps_of_the_prediction_step(path):
+    cfg = load_config(path)
+    prediction = [st for st in cfg.stages if st.name == "prediction"]
+    assert prediction and prediction[0].eval_every == 50  # task_distill.py's --eval_step default
+    assert all(st.eval_every is None for st in cfg.stages if st.name != "prediction")
