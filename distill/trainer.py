@@ -232,7 +232,7 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
     bad = torch.zeros((), dtype=torch.bool, device=acc.device)
     since = [time.perf_counter()]
 
-    def dev_pass(epoch: int, window: _Window) -> None:
+    def dev_pass(epoch: int, window: _Window, at_epoch_end: bool) -> None:
         _guard(bad, tag, epoch, progress, {}, ckpt)
         if window.batches:  # the steps since the last multiple of log_every, before the evaluation's time counts
             _log(session.writer, window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes), progress.step)
@@ -248,9 +248,16 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
         # logging, so that it is not logged as a dev metric.
         result["seconds"] = round(time.perf_counter() - since[0], 2)
         since[0] = time.perf_counter()
-        if stage.select == "metric" and (progress.best is None or result[stage.task.main_metric] > progress.best):
-            progress.best = result[stage.task.main_metric]
+        score = result.get(stage.task.main_metric) if stage.task is not None else None
+        # A non-finite score (Pearson of constant predictions) is the worst, never the best to keep.
+        if stage.select == "metric" and score is not None and math.isfinite(score) and (
+                progress.best is None or score > progress.best):
+            progress.best = score
             save("best")
+            if not at_epoch_end:  # so that a resume never finds a best newer than its checkpoint's history
+                save()
+                acc.wait_for_everyone()
+        window.t0 = time.perf_counter()  # throughput after the evaluation counts training only
 
     model.train()
     for epoch in range(progress.epoch, st.epochs):
@@ -280,7 +287,7 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
                 _log(session.writer, logs, progress.step)
                 bar.set_postfix(loss=f"{logs[f'{tag}/train/total']:.4f}", refresh=False)
             if progress.step in evals:
-                dev_pass(epoch, window)
+                dev_pass(epoch, window, progress.batches_done == len(train_dl))
             if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
                 _guard(bad, tag, epoch, progress, parts, ckpt)
                 save()
@@ -316,8 +323,9 @@ def train_step(acc: Accelerator, model: nn.Module, optimizer, clip: list[nn.Para
     objective = stage.objective
     with acc.accumulate(model):
         with teacher_precision(acc, cfg):
-            t_rec = (teacher_records(stage.teachers, batch, objective, cached,
-                                     getattr(stage.data, "teacher_record", None))
+            # A record holds the teacher on the unmasked inputs: a masking stage runs the teacher.
+            stored = None if stage.mlm is not None else getattr(stage.data, "teacher_record", None)
+            t_rec = (teacher_records(stage.teachers, batch, objective, cached, stored)
                      if objective.uses_teacher else None)
         loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec,
                             ctx or stage.ctx, need_qkv=objective.needs_qkv)

@@ -11,6 +11,7 @@ example. Written to a temporary folder and renamed, so a reader never sees a hal
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from distill.adaptor import Record, forward_record, set_attention
 from distill.config import TrainConfig
 from distill.encoded import EncodedDataset
+from distill.errors import DistillError
 from distill.io import atomic_dir, cache_root, read_json, write_json
 from distill.resources import content_key
 from distill.trainer import make_loader, teacher_precision
@@ -32,9 +34,20 @@ DTYPES = {"fp16": np.float16, "fp32": np.float32}
 RECORDED = frozenset({"hidden", "attention"})
 
 
-def record_folder(teacher_id: str, ds: EncodedDataset, precision: str) -> Path:
+def record_folder(teacher_id: str, ds: EncodedDataset, precision: str, computed_in: str = "no") -> Path:
+    """`precision`: how the record is stored; `computed_in`: the precision the teacher ran at (a record computed
+    under bf16 autocast is not an fp32 teacher's)."""
     return cache_root() / "records" / content_key({"teacher": teacher_id, "data": ds.identity,
-                                                   "precision": precision}, 20)
+                                                   "precision": precision, "computed_in": computed_in}, 20)
+
+
+def record_bytes(teacher: nn.Module, ds: EncodedDataset, precision: str) -> int:
+    """The record's size on disk: tokens x (layers + 1) x width hidden values and layers x heads x sum(length^2)
+    scores."""
+    c, lengths = teacher.config, ds.lengths().astype(np.int64)
+    values = (int(lengths.sum()) * (c.num_hidden_layers + 1) * c.hidden_size
+              + c.num_hidden_layers * c.num_attention_heads * int((lengths ** 2).sum()))
+    return values * np.dtype(DTYPES[precision]).itemsize
 
 
 class TeacherRecord:
@@ -73,7 +86,7 @@ class TeacherRecord:
             mask[r, :n] = 1
         h = torch.from_numpy(hidden).to(device)
         s = torch.from_numpy(scores).to(device)
-        return Record(logits=self.logits[index].to(device), attention_mask=torch.from_numpy(mask).to(device),
+        return Record(logits=self.logits[index.cpu()].to(device), attention_mask=torch.from_numpy(mask).to(device),
                       hidden_states=tuple(h[:, k] for k in range(m["hidden_layers"])),
                       attention_scores=tuple(s[:, k] for k in range(m["layers"])))
 
@@ -120,19 +133,25 @@ def build_record(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerato
 
 def cached_record(teacher: nn.Module, teacher_id: str, ds: EncodedDataset, accelerator: Accelerator,
                   cfg: TrainConfig, log=print) -> TeacherRecord:
-    """The teacher's record over `ds`, from the cache or computed once now."""
+    """The teacher's record over `ds`, from the cache or computed once now (by the main process; the others wait
+    and open it)."""
     precision = cfg.teacher_record
-    folder = record_folder(teacher_id, ds, precision)
-    if not (folder / "meta.json").exists():
-        tokens = int(ds.lengths().sum())
-        c = teacher.config
-        size = (tokens * (c.num_hidden_layers + 1) * c.hidden_size + c.num_hidden_layers * c.num_attention_heads
-                * int((ds.lengths().astype(np.int64) ** 2).sum())) * np.dtype(DTYPES[precision]).itemsize
-        log(f"teacher record: one teacher pass over {len(ds):,} examples, {size / 2 ** 30:.2f} GiB ({precision}) -> "
-            f"{folder}")
-        with accelerator.main_process_first():
-            if accelerator.is_main_process:
+    computed_in = "no" if cfg.teacher_precision == "fp32" else str(accelerator.mixed_precision)
+    folder = record_folder(teacher_id, ds, precision, computed_in)
+    # Every process enters the barrier whatever it sees on disk: deciding apart would pair the barriers wrongly.
+    with accelerator.main_process_first():
+        if accelerator.is_main_process:
+            if (folder / "meta.json").exists():
+                log(f"teacher record: reusing {folder}")
+            else:
+                size = record_bytes(teacher, ds, precision)
+                free = shutil.disk_usage(cache_root() if cache_root().exists() else Path.cwd()).free
+                if size * 1.05 > free:
+                    raise DistillError(f"train.teacher_record: the record over {len(ds):,} examples needs "
+                                       f"{size / 2 ** 30:.1f} GiB and {cache_root()} has {free / 2 ** 30:.1f} GiB "
+                                       "free; free space, set DISTILLERY_CACHE to a larger disk, use fp16, or "
+                                       "set train.teacher_record: off")
+                log(f"teacher record: one teacher pass over {len(ds):,} examples, {size / 2 ** 30:.2f} GiB "
+                    f"({precision}) -> {folder}")
                 build_record(teacher, ds, accelerator, cfg, folder, precision)
-    else:
-        log(f"teacher record: reusing {folder}")
     return TeacherRecord(folder)

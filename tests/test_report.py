@@ -259,3 +259,33 @@ def test_papers_differences_sit_beside_ours_with_the_power_to_find_them(tmp_path
     md = to_markdown(rep)
     assert "| no-td | dev macro_f1 | -0.0710 | TinyBERT Table 6 |" in md
     assert json.loads(json.dumps(to_json(rep)))["papers"][0]["paper_delta"] == -0.071
+    other = build(root, reference="no-x")  # the papers' differences are from `full`: not beside another reference
+    assert not other.papers and any("sweep.expected" in w for w in other.warnings)
+
+
+def test_publish_never_replaces_the_runs_or_a_folder_it_did_not_make(experiment, tmp_path):
+    from distill.lab.publish import PublishError, publish
+
+    with pytest.raises(PublishError, match="replace the runs themselves"):
+        publish(experiment, experiment.parent)
+    assert (experiment / "full/seed1/metrics.json").exists()
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("keep")
+    with pytest.raises(PublishError, match="did not make"):
+        publish(experiment, foreign)
+    assert (foreign / "mine.txt").read_text() == "keep"
+    dest = tmp_path / "records"
+    publish(experiment, dest)
+    publish(experiment, dest)  # its own folder: replaced
+
+
+def test_published_records_keep_a_run_refused_before_it_started(experiment, tmp_path):
+    (experiment / "no-att/seed2").mkdir(parents=True)
+    (experiment / "no-att/seed2/failed.json").write_text(json.dumps({"error": "ConfigError: bad key"}))
+    from distill.lab.publish import publish
+
+    dest = tmp_path / "records"
+    publish(experiment, dest)
+    assert (dest / "no-att/seed2/failed.json").exists()
+    assert "ConfigError: bad key" in to_markdown(build(dest))

@@ -346,3 +346,26 @@ def test_a_stored_teacher_record_trains_the_same_student(finished, tmp_path, mon
             if k.startswith("loss/"):
                 assert b[k] == pytest.approx(v, rel=1e-4), (a["stage"], k)
     assert stored["student"]["dev"] == pytest.approx(live["student"]["dev"], abs=1e-6)
+
+
+def test_a_non_finite_dev_score_is_never_the_one_kept(tmp_path, monkeypatch):
+    import distill.trainer as trainer
+
+    real, calls = trainer.evaluate, {"n": 0}
+
+    def first_prediction_nan(*args, **kwargs):
+        out = real(*args, **kwargs)
+        objective = args[5] if len(args) > 5 else kwargs.get("objective")
+        if objective is not None and objective.trains_logits and objective.uses_teacher:  # not the teacher's own
+            calls["n"] += 1
+            if calls["n"] == 1:  # the prediction stage's first evaluation
+                out = {**out, "macro_f1": float("nan")}
+        return out
+
+    monkeypatch.setattr(trainer, "evaluate", first_prediction_nan)
+    metrics = run_experiment(load_config(SMOKE, ["stages.1.eval_every=4"]), tmp_path / "nan", log=lambda *_: None)
+    prediction = [h for h in metrics["history"] if h["stage"] == "prediction"]
+    assert prediction[0]["step"] == 4 and prediction[0]["macro_f1"] != prediction[0]["macro_f1"]  # NaN
+    assert metrics["selected"]["prediction"]["step"] != 4
+    finite = [h["macro_f1"] for h in prediction[1:]]
+    assert metrics["selected"]["prediction"]["macro_f1"] == max(finite)

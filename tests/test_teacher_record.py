@@ -102,3 +102,26 @@ def test_cached_record_is_built_once_and_reused(setup, tmp_path, monkeypatch):
     assert second.hidden.dtype == np.float16
     other = cached_record(teacher, "t2", ds, Accelerator(cpu=True), cfg, said.append)  # another teacher, another key
     assert other.folder != first.folder
+
+
+def test_the_key_names_the_precision_the_teacher_ran_at(setup):
+    from teachers.record_cache import record_folder
+
+    ds, _, _ = setup
+    assert record_folder("t", ds, "fp16", "bf16") != record_folder("t", ds, "fp16", "no")
+    assert record_folder("t", ds, "fp16", "no") != record_folder("t", ds, "fp32", "no")
+
+
+def test_a_record_that_would_not_fit_on_disk_is_refused_before_it_starts(setup, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from distill.errors import DistillError
+
+    ds, teacher, _ = setup
+    monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / "cache"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**6, 10**6 - 1000, 1000))
+    with pytest.raises(DistillError, match=r"needs .* GiB .* free"):
+        cached_record(teacher, "t1", ds, Accelerator(cpu=True), TrainConfig(teacher_record="fp32"), lambda *_: None)
+    assert not (tmp_path / "cache" / "records").exists() or not any((tmp_path / "cache" / "records").iterdir())

@@ -16,6 +16,7 @@ from distill.predictions import FILE as PREDICTIONS
 # What a run folder holds that a report reads; everything else (student/, checkpoints/) is weights.
 RECORD_FILES = ("run.json", "metrics.json", "failed.json", "config.yaml", PREDICTIONS)
 RECORD_FOLDERS = ("tb",)
+MARKER = ".published"
 
 
 class PublishError(DistillError):
@@ -28,12 +29,21 @@ def publish(root: str | Path, dest: str | Path) -> list[Path]:
     root, dest = Path(root), Path(dest)
     if not root.is_dir():
         raise PublishError(f"{root}: no such folder; expected runs/<experiment>")
-    if dest.resolve() == root.resolve() or root.resolve() in dest.resolve().parents:
+    src, out = root.resolve(), dest.resolve()
+    if out == src or src in out.parents:
         raise PublishError(f"{dest}: inside {root}; publish to a folder outside the runs")
-    folders = sorted(f.parent for f in root.rglob("run.json") if "checkpoints" not in f.relative_to(root).parts)
+    if out in src.parents:
+        raise PublishError(f"{dest}: holds {root}; publishing there would replace the runs themselves")
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise PublishError(f"{dest}: a folder that `distill publish` did not make (no {MARKER}); publishing replaces "
+                           "the folder as a whole, so give an empty or new folder")
+    # As the report finds runs: a run refused before it started has only its failed.json.
+    folders = sorted({f.parent for pat in ("run.json", "failed.json") for f in root.rglob(pat)
+                      if "checkpoints" not in f.relative_to(root).parts})
     if not folders:
         raise PublishError(f"{root}: no run folders (run.json) found; run `distill sweep` first")
     with atomic_dir(dest) as tmp:
+        (tmp / MARKER).write_text(f"run records published from {root} by `distill publish`\n")
         if (root / PLAN_FILE).exists():
             shutil.copy2(root / PLAN_FILE, tmp / PLAN_FILE)
         for folder in folders:

@@ -283,6 +283,10 @@ def build(root: str | Path, reference: str | None = None, resamples: int = RESAM
     rep = Report(columns, main_columns(first) if first else [], reference, list(rows.values()), teacher,
                  [r for r in records if r.state != FINISHED], lower_is_better=bool(first and first.get("general")),
                  resamples=resamples, generalise=generalise, expected=(plan or {}).get("expected") or {})
+    if rep.expected and reference != (plan or {}).get("reference"):
+        rep.warnings.append(f"the papers' differences (`sweep.expected`) are from `{(plan or {}).get('reference')}`, "
+                            f"not from `{reference}`: not set beside this table")
+        rep.expected = {}
     judge(rep, first)
     compare_papers(rep)
     return rep
@@ -301,8 +305,9 @@ def compare_papers(rep: Report) -> None:
             paper = float(spec["delta"])
             power = needed = None
             if d is not None and d.sd is not None and d.sd > 0 and d.seeds >= 2:
-                power = float(paired_t_power(paper, d.sd, d.seeds, alpha))
-                needed = seeds_needed(paper, d.sd, alpha)
+                extra = d.example_variance or 0.0  # --generalise: the examples' share, as `judge` plans
+                power = float(paired_t_power(paper, d.sd, d.seeds, alpha, extra))
+                needed = seeds_needed(paper, d.sd, alpha, example_variance=extra)
             rep.papers.append(PaperComparison(variant, column, paper, str(spec.get("source", "")), d, alpha, power,
                                               needed))
 

@@ -7,6 +7,7 @@ teacher-logit caches, and the student; `finish` evaluates, writes the per-exampl
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,7 +252,7 @@ def selected_evaluations(stages: list[StageInputs], history: list[dict], main: s
     bests, as the trainer keeps it), so that a reader knows which checkpoint the dev and test scores belong to."""
     out = {}
     for stage in stages:
-        seen = [h for h in history if h["stage"] == stage.config.name and main in h]
+        seen = [h for h in history if h["stage"] == stage.config.name and math.isfinite(h.get(main, math.nan))]
         if stage.select == "metric" and seen:
             best = max(seen, key=lambda h: h[main])
             out[stage.config.name] = {"step": best["step"], "epoch": best["epoch"], main: best[main]}
