@@ -369,3 +369,24 @@ def test_a_non_finite_dev_score_is_never_the_one_kept(tmp_path, monkeypatch):
     assert metrics["selected"]["prediction"]["step"] != 4
     finite = [h["macro_f1"] for h in prediction[1:]]
     assert metrics["selected"]["prediction"]["macro_f1"] == max(finite)
+
+
+def test_check_times_an_intermediate_stage_as_it_runs_with_a_stored_record(monkeypatch):
+    import distill.lab.estimate as est_module
+    from distill.lab.check import data_sizes, preflight
+    from distill.lab.estimate import estimate
+
+    read = []
+    real = est_module.TeacherRecord.batch
+
+    def counted(self, *args, **kwargs):
+        read.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(est_module.TeacherRecord, "batch", counted)
+    cfg = load_config(SMOKE, ["train.teacher_record=fp32"])
+    plan, workflow = preflight(cfg)
+    est = estimate(cfg, plan, workflow, data_sizes(cfg, plan, workflow))
+    final = next(c for c in est.costs if c.what == "evaluation and teacher logits")
+    assert "teacher record over train" in final.detail
+    assert read  # the intermediate stage's batches were timed reading the record, not running the teacher

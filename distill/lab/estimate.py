@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from distill.stage_timing import BATCHES, Cost, combined_spread, per_batch, samp
 from distill.tasks import Example
 from distill.timing import duration
 from distill.trainer import DistillModule, evaluation_steps, make_loader, optimizer_steps, teacher_precision
+from teachers.record_cache import RECORDED, TeacherRecord, build_record
 
 
 class Replica:
@@ -36,6 +38,9 @@ class Replica:
         from distill.lab.run import make_accelerator, make_projections
 
         self.cfg, self.plan, self.task, self.folder = cfg, plan, workflow.task, folder
+        # The stages' data read from a stored teacher record, and the record's build time per example.
+        self.recorded_data: set[str] = set()
+        self.record_seconds_per_example = 0.0
         self.acc = make_accelerator(cfg)
         tc = teacher_config(cfg, plan.tokenizer)
         tc._attn_implementation = "sdpa"
@@ -143,6 +148,15 @@ def stage_costs(r: Replica, sizes: dict) -> list[Cost]:
             for ds in (data, dev):
                 logits = compute_logits(r.teacher, ds, r.acc, cfg.train, progress=False)  # builds nothing
                 ds.teacher_logits = dict.fromkeys(cached, logits)
+        recorded = [name for name, needs in objective.teacher_needs().items()
+                    if needs and needs <= RECORDED and cfg.train.teacher_record != "off" and not st.mlm_masking]
+        if r.task is not None and recorded:  # timed as the run trains: reading the stored record
+            start = time.perf_counter()
+            build_record(r.teacher, data, r.acc, cfg.train, r.folder / f"record{i}", cfg.train.teacher_record,
+                         progress=False)
+            r.record_seconds_per_example = (time.perf_counter() - start) / len(data)
+            data.teacher_record = dict.fromkeys(recorded, TeacherRecord(r.folder / f"record{i}"))
+            r.recorded_data.add(st.data)
         train_t = time_training(r.acc, r.module, stage, cfg.train)
         eval_t = time_evaluation(r.acc, r.module, stage, cfg.train)
         per_train, per_eval = train_t.mean, eval_t.mean
@@ -216,9 +230,12 @@ def evaluation_cost(r: Replica, sizes: dict) -> Cost | None:
                    for name, needs in o.teacher_needs().items() if not needs}
     logit_batches = (eval_batches * len(cfg.teachers)
                      + sum(math.ceil((sizes[d].examples or 0) / eval_bs) for d, _ in cached_data))
-    return Cost("evaluation and teacher logits", eval_batches * student + logit_batches * teacher,
+    record = sum(sizes[d].examples or 0 for d in r.recorded_data) * r.record_seconds_per_example
+    return Cost("evaluation and teacher logits", eval_batches * student + logit_batches * teacher + record,
                 f"{eval_batches:,} batches x {student:.3f} s (student) + {logit_batches:,} x {teacher:.3f} s "
-                "(teacher logits, once per teacher and data)")
+                "(teacher logits, once per teacher and data)"
+                + (f" + {record:.0f} s (teacher record over {', '.join(sorted(r.recorded_data))}, once per teacher "
+                   "and data)" if record else ""))
 
 
 def augmentation_cost(cfg: ExperimentConfig, task) -> tuple[Cost | None, list[str]]:
