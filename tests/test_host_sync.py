@@ -45,6 +45,9 @@ def test_step_loop_reads_no_tensor_values(tmp_path, monkeypatch):
 
     def guard(*a, **k):  # reads the non-finite flag by design; must run at epoch ends only here
         guards.append(a[3].step)
+        if not a[4]:  # the guard before an evaluation or at an epoch's end: what follows is not a training step
+            stepping["on"] = False
+            return real_guard(*a, **k)
         on, stepping["on"] = stepping["on"], False
         try:
             return real_guard(*a, **k)
@@ -62,9 +65,10 @@ def test_step_loop_reads_no_tensor_values(tmp_path, monkeypatch):
     run_experiment(cfg, tmp_path / "run", on_step=on_step, log=lambda *_: None)
     assert len(steps) > 10
     assert not calls, calls
-    # Once per epoch (the teacher's fine-tuning epochs too when this run fine-tuned it), never per step.
+    # Before each evaluation and at each epoch's end (the teacher's fine-tuning epochs too when this run
+    # fine-tuned it), never per step.
     epochs = sum(st.epochs for st in cfg.stages)
-    assert epochs <= len(guards) <= epochs + cfg.teacher.finetune.epochs < len(steps)
+    assert 2 * epochs <= len(guards) <= 2 * (epochs + cfg.teacher.finetune.epochs) < len(steps)
     # The watch itself works: a read from our code while stepping is counted.
     stepping["on"] = True
     float(torch.ones(()))  # from this test file, not ours: ignored
