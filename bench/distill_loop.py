@@ -149,6 +149,20 @@ def warm_up(teacher, student, task, few: EncodedDataset, dev, batch_size: int, p
         textbrewer_epoch(teacher, student, random_batches(few, batch_size, None), pairs, device)
 
 
+def tweets_and_teacher(examples: int, dev_examples: int, max_length: int):
+    """The packaged tweets (`examples` training, `dev_examples` dev), encoded for the packaged MiniLM-L6, and that
+    teacher frozen in eval mode; the global seed set to 0 for the student built next."""
+    task = load_task(TaskConfig(train_limit=examples, dev_limit=dev_examples))
+    tok = load_tokenizer(TEACHER)
+    ds = encode_examples(task.splits["train"], tok, max_length, False)
+    dev = encode_examples(task.splits["dev"], tok, max_length, False)
+    teacher = load_classifier(TEACHER, task.labels).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(0)
+    return task, tok, ds, dev, teacher
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=1024)
@@ -162,14 +176,7 @@ def main() -> None:
     device = args.device
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
-    task = load_task(TaskConfig(train_limit=args.examples, dev_limit=args.batch_size))
-    tok = load_tokenizer(TEACHER)
-    ds = encode_examples(task.splits["train"], tok, args.max_length, False)
-    dev = encode_examples(task.splits["dev"], tok, args.max_length, False)
-    teacher = load_classifier(TEACHER, task.labels).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    torch.manual_seed(0)
+    task, tok, ds, dev, teacher = tweets_and_teacher(args.examples, args.batch_size, args.max_length)
     student = build_tinybert(StudentConfig(kind="tinybert", layers=3, init="teacher"), teacher, 0)
     teacher.to(device)  # after the student copied its layers; our loop moves only the student (accelerate)
     pairs = layer_map("uniform", 3, teacher.config.num_hidden_layers)

@@ -21,19 +21,17 @@ from pathlib import Path
 import torch
 import transformers
 from accelerate import Accelerator
+from distill_loop import tweets_and_teacher  # the same data and frozen teacher as the loop benchmark
 
 from distill.checkpoint import Checkpointer, Progress
-from distill.config import StageConfig, StudentConfig, TaskConfig, TrainConfig
-from distill.encoded import encode_examples
+from distill.config import StageConfig, StudentConfig, TrainConfig
 from distill.lab.run import make_projections
 from distill.layer_map import layer_map
-from distill.loaders import load_task
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
 from distill.trainer import DistillModule, train_stage
 from students.tinybert import build_tinybert
-from teachers.load import load_classifier, load_tokenizer
 from teachers.record_cache import TeacherRecord, build_record
 
 TEACHER = "packaged:all-minilm-l6-v2"
@@ -65,14 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
-    task = load_task(TaskConfig(train_limit=args.examples, dev_limit=args.batch_size))
-    tok = load_tokenizer(TEACHER)
-    ds = encode_examples(task.splits["train"], tok, args.max_length, False)
-    dev = encode_examples(task.splits["dev"], tok, args.max_length, False)
-    teacher = load_classifier(TEACHER, task.labels).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    torch.manual_seed(0)
+    task, _, ds, dev, teacher = tweets_and_teacher(args.examples, args.batch_size, args.max_length)
     student = build_tinybert(StudentConfig(kind="tinybert", preset="4l-312", init="scratch"), teacher, 0)
     pairs = layer_map("uniform", student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     n = len(ds)
