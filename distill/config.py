@@ -637,6 +637,10 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
         raise ConfigError(f"{src}: `stages` is empty; give at least one distillation stage")
     names = _name_teachers(cfg, src)
     for i, stage in enumerate(cfg.stages):
+        first = next(j for j, other in enumerate(cfg.stages) if other.name == stage.name)
+        if first != i:  # evaluations, the kept checkpoint and TensorBoard tags are filed under the stage's name
+            raise ConfigError(f"{src}: `stages.{i}.name` = {stage.name!r}: already the name of `stages.{first}`; "
+                              "stage names must be unique")
         if not stage.losses:
             raise ConfigError(f"{src}: `stages.{i}.losses` is empty")
         for name, spec in stage.losses.items():

@@ -46,6 +46,9 @@ CONFIG_CASES = {
     "unknown loss": ("stages:\n  - {name: x, losses: {atention_mse: 1}}\n",
                      ["unknown loss 'atention_mse'", "attention_mse"]),
     "unknown student": ("student: {kind: transformer}\n", ["`student.kind` = 'transformer'", "'tinybert'"]),
+    # Each stage's kept evaluation and its history are filed under its name: two stages of one name would mix.
+    "repeated stage name": ("stages:\n  - {name: x, losses: {hard_ce: 1}}\n  - {name: x, losses: {hard_ce: 1}}\n",
+                            ["`stages.1.name` = 'x'", "`stages.0`", "unique"]),
     "bad probability": ("augment: {tang: {p_mask: 1.5}}\n", ["`augment.tang.p_mask` = 1.5", "[0, 1]"]),
 }
 

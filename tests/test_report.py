@@ -289,3 +289,24 @@ def test_published_records_keep_a_run_refused_before_it_started(experiment, tmp_
     publish(experiment, dest)
     assert (dest / "no-att/seed2/failed.json").exists()
     assert "ConfigError: bad key" in to_markdown(build(dest))
+
+
+def test_papers_differences_follow_the_grid_point_of_the_reference(tmp_path):
+    """A grid sweep labels its runs `variant,key=value`: a paper's difference for `no-td` is set beside the
+    `no-td` run at the reference's own grid point, not dropped because no row is called `no-td`."""
+    root = tmp_path / "exp"
+    for point, base in (("lr=1", 0.80), ("lr=2", 0.70)):
+        for seed in (1, 2, 3):
+            finished_run(root / f"full,{point}/seed{seed}", f"full,{point}", seed, base + 0.01 * seed, base)
+            finished_run(root / f"no-td,{point}/seed{seed}", f"no-td,{point}", seed,
+                         base - 0.05 + 0.012 * seed, base)
+    plan = {"config": "x.yaml", "reference": "full",
+            "expected": {"no-td": {"delta": -0.071, "source": "TinyBERT Table 6"}},
+            "runs": [{"variant": f"{v},{p}", "seed": s, "settings": {}, "folder": f"{v},{p}/seed{s}"}
+                     for v in ("full", "no-td") for p in ("lr=1", "lr=2") for s in (1, 2, 3)]}
+    (root / "sweep.json").write_text(json.dumps(plan))
+    rep = build(root, reference="full,lr=2")
+    assert not any("sweep.expected" in w for w in rep.warnings)
+    c = next(c for c in rep.papers if c.column == "dev macro_f1")
+    assert c.variant == "no-td,lr=2"
+    assert c.ours.delta == pytest.approx(np.mean([-0.05 + 0.002 * s for s in (1, 2, 3)]))

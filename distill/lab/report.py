@@ -283,13 +283,25 @@ def build(root: str | Path, reference: str | None = None, resamples: int = RESAM
     rep = Report(columns, main_columns(first) if first else [], reference, list(rows.values()), teacher,
                  [r for r in records if r.state != FINISHED], lower_is_better=bool(first and first.get("general")),
                  resamples=resamples, generalise=generalise, expected=(plan or {}).get("expected") or {})
-    if rep.expected and reference != (plan or {}).get("reference"):
-        rep.warnings.append(f"the papers' differences (`sweep.expected`) are from `{(plan or {}).get('reference')}`, "
-                            f"not from `{reference}`: not set beside this table")
-        rep.expected = {}
+    if rep.expected:
+        point = _grid_point(reference, (plan or {}).get("reference"))
+        if point is None:
+            rep.warnings.append(f"the papers' differences (`sweep.expected`) are from "
+                                f"`{(plan or {}).get('reference')}`, not from `{reference}`: not set beside this table")
+        rep.expected = {} if point is None else {f"{v}{point}": spec for v, spec in rep.expected.items()}
     judge(rep, first)
     compare_papers(rep)
     return rep
+
+
+def _grid_point(reference: str | None, planned: str | None) -> str | None:
+    """The grid point (`,key=value...`) a grid sweep's reference run carries after the planned reference variant;
+    the papers' differences are then read between the variants at that point. None: another reference."""
+    if reference is None or planned is None:
+        return None
+    if reference == planned:
+        return ""
+    return reference[len(planned):] if reference.startswith(planned + ",") else None
 
 
 def compare_papers(rep: Report) -> None:
