@@ -61,7 +61,7 @@ def copies_per_example(a: AugmentConfig, pair: bool) -> int:
     """The copies an augmentation makes of one source example (a sentence pair if `pair`), before de-duplication:
     `copies`, but 2 x `copies` for a TinyBERT pair rewritten one side at a time (`pair_mode: one_side`)."""
     if a.method == "tinybert":
-        from augment.tinybert import copies_per_example as tinybert_copies
+        from distill.augment.tinybert import copies_per_example as tinybert_copies
 
         return tinybert_copies(a.tinybert, a.copies, pair)
     return a.copies
@@ -96,7 +96,7 @@ class _PartWork:
 
 
 def _plan_part(aug, chunk: list[Example]) -> _PartWork:
-    from augment.mlm import forward_shape, masked_batches
+    from distill.augment.mlm import forward_shape, masked_batches
 
     sentences = aug.sentences(chunk)
     single, several = aug.split(sentences)
@@ -115,7 +115,7 @@ def _plan_part(aug, chunk: list[Example]) -> _PartWork:
 def _time_forwards(aug, work: _PartWork, n: int, device) -> tuple[float, list]:
     """Seconds for the first `n` forwards of a part (its longest rows, as the real path runs them first), through
     `masked_top_k` itself, and their shapes."""
-    from augment.mlm import masked_top_k
+    from distill.augment.mlm import masked_top_k
 
     pair = aug.cfg.mlm_input == "pair"
     sample = [work.inputs[j] for part in work.batches[:n] for j in part]
@@ -144,7 +144,7 @@ def _time_sampling(aug, chunk: list[Example], work: _PartWork) -> float:
 
 
 def _tinybert_cost(aug, todo: list[list[Example]], sample_forwards: int) -> AugmentCost:
-    from augment.mlm import forward_tokens
+    from distill.augment.mlm import forward_tokens
 
     device = next(aug.model.parameters()).device
     works = [_plan_part(aug, chunk) for chunk in todo]
@@ -161,7 +161,7 @@ def _tinybert_cost(aug, todo: list[list[Example]], sample_forwards: int) -> Augm
 
 def _masked_lm_step(aug, works: list[_PartWork], sample_forwards: int, device) -> list[Step]:
     """The first part's first forwards timed, scaled by FLOPs to every forward of every part."""
-    from augment.flops import executed_flops
+    from distill.augment.flops import executed_flops
 
     first = next((w for w in works if w.shapes), None)
     if first is None:
@@ -188,13 +188,13 @@ def _neighbours_step(aug, works: list[_PartWork], device) -> list[Step]:
 
 
 def _texts(examples: list[Example]) -> list[str]:
-    from augment.tang import text_counts
+    from distill.augment.tang import text_counts
 
     return sorted(text_counts(examples))
 
 
 def _tang_cost(aug, examples: list[Example], todo: list[list[Example]]) -> AugmentCost:
-    from augment.tang import TangAugmenter
+    from distill.augment.tang import TangAugmenter
 
     # `fit` tags every distinct training text once, whichever parts are still to do.
     to_tag = [t for t in _texts(examples) if t not in aug.tags]

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
-from augment.flops import ForwardShape
+from distill.augment.flops import ForwardShape
 from distill.batching import pad_ids
-from teachers.load import load_bert_mlm, load_tokenizer
-from teachers.mlm_adapt import ensure_adapted
+from distill.teachers.load import load_bert_mlm, load_tokenizer
+from distill.teachers.mlm_adapt import ensure_adapted
 
 
 def load_masked_lm(source: str, device: str | torch.device = "cpu", log=print):

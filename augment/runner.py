@@ -62,13 +62,13 @@ def example_rng(seed: int, source_id: str) -> np.random.Generator:
 def check_sources(a: AugmentConfig) -> None:
     """The augmentation's models and files can be found (checked before a run starts; nothing is loaded)."""
     if a.method == "tinybert":
-        from augment.vectors import check_vectors
-        from teachers.load import load_bert_config
+        from distill.augment.vectors import check_vectors
+        from distill.teachers.load import load_bert_config
 
         check_vectors(a.tinybert.vectors, a.tinybert.allow_pickle)
         load_bert_config(a.tinybert.masked_lm)
     else:
-        from augment.pos import check_tagger
+        from distill.augment.pos import check_tagger
 
         check_tagger(a.tang.tagger)
 
@@ -79,11 +79,11 @@ def make_augmenter(cfg: ExperimentConfig, examples: list[Example], log):
 
     device = "cuda" if torch.cuda.is_available() and not cfg.train.cpu else "cpu"
     if a.method == "tinybert":
-        from augment.tinybert import build
+        from distill.augment.tinybert import build
 
         return build(a.tinybert, a.copies, device, log)
-    from augment.pos import load_tagger
-    from augment.tang import TangAugmenter
+    from distill.augment.pos import load_tagger
+    from distill.augment.tang import TangAugmenter
 
     return TangAugmenter(a.tang, a.copies, load_tagger(a.tang.tagger)).fit(examples)
 
@@ -109,7 +109,7 @@ def build_augmented(cfg: ExperimentConfig, task: TaskData, num_shards: int = 1, 
                     log=print) -> Path | None:
     """Do this shard's missing parts; shard 0 also merges once every part exists. Returns the merged
     file, or None while parts are missing (or for shards other than 0)."""
-    from augment.cost import augmentation_cost, chunks_of, cost_lines
+    from distill.augment.cost import augmentation_cost, chunks_of, cost_lines
 
     check_shard(num_shards, shard_index)
     a = cfg.augment

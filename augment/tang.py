@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from augment.pos import Tagged
-from augment.words import join_words
+from distill.augment.pos import Tagged
+from distill.augment.words import join_words
 from distill.config import TangAugmentConfig
 from distill.tasks import Example
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from augment.words import STOPWORD_LISTS, join_words, split_words
+from distill.augment.words import STOPWORD_LISTS, join_words, split_words
 from distill.config import TinyBertAugmentConfig
 from distill.tasks import Example
 
@@ -54,7 +54,7 @@ class TinyBertAugmenter:
 
     def candidates(self, sentences: list[list[str]]) -> list[Candidates]:
         """Candidate lists for every word of every sentence, in batched model calls."""
-        from augment.mlm import masked_top_k
+        from distill.augment.mlm import masked_top_k
 
         table: list[Candidates] = [[[] for _ in words] for words in sentences]
         single, several = self.split(sentences)
@@ -108,8 +108,8 @@ class TinyBertAugmenter:
 
 
 def build(cfg: TinyBertAugmentConfig, copies: int, device, log=print) -> TinyBertAugmenter:
-    from augment.mlm import load_masked_lm, whole_word_ids
-    from augment.vectors import Neighbours, load_vectors
+    from distill.augment.mlm import load_masked_lm, whole_word_ids
+    from distill.augment.vectors import Neighbours, load_vectors
 
     kv = load_vectors(cfg.vectors, cfg.vectors_limit, cfg.allow_pickle)  # first: a bad file fails in seconds
     model, tokenizer = load_masked_lm(cfg.masked_lm, device, log)

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 import transformers
 
-from augment.flops import ForwardShape, executed_flops, useful_flops
-from augment.mlm import load_masked_lm, whole_word_ids
-from augment.tinybert import TinyBertAugmenter
-from augment.vectors import Neighbours, load_vectors
-from augment.words import split_words
+from distill.augment.flops import ForwardShape, executed_flops, useful_flops
+from distill.augment.mlm import load_masked_lm, whole_word_ids
+from distill.augment.tinybert import TinyBertAugmenter
+from distill.augment.vectors import Neighbours, load_vectors
+from distill.augment.words import split_words
 from distill.config import TaskConfig, TinyBertAugmentConfig
 from distill.loaders import load_task
 

@@ -20,7 +20,7 @@ from distill.batching import LengthGroupedBatches, PadCollator
 from distill.config import TaskConfig
 from distill.encoded import EncodedDataset, encode_examples
 from distill.loaders import load_task
-from teachers.load import load_classifier, load_tokenizer
+from distill.teachers.load import load_classifier, load_tokenizer
 
 TEACHER = "packaged:all-minilm-l6-v2"
 

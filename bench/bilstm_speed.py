@@ -20,8 +20,8 @@ from distill.batching import pad_ids
 from distill.config import StudentConfig, TaskConfig
 from distill.loaders import load_task
 from distill.model_stats import count_parameters
-from students.bilstm import build_bilstm
-from teachers.load import load_classifier, load_tokenizer
+from distill.students.bilstm import build_bilstm
+from distill.teachers.load import load_classifier, load_tokenizer
 
 TEACHER = "packaged:all-minilm-l6-v2"
 

@@ -92,7 +92,7 @@ def write_synthetic(path: Path, n: int, seed: int = 0) -> None:
 
 
 def tokenizer():
-    from teachers.load import load_tokenizer
+    from distill.teachers.load import load_tokenizer
 
     return load_tokenizer("packaged:all-minilm-l6-v2")
 
@@ -104,7 +104,7 @@ def quiet(*_):
 def measure_new_build(path: Path) -> dict:
     import shutil
 
-    from augment.runner import augmented_identity, encode_augmented
+    from distill.augment.runner import augmented_identity, encode_augmented
     from distill.encoded import encoded_folder
 
     tok = tokenizer()
@@ -132,7 +132,7 @@ def loader_rate(ds, batches: int) -> float:
 
 
 def measure_new_cached(path: Path, batches: int) -> dict:
-    from augment.runner import encode_augmented
+    from distill.augment.runner import encode_augmented
     from distill.config import TrainConfig
     from distill.trainer import make_loader
 
@@ -150,7 +150,7 @@ def measure_new_cached(path: Path, batches: int) -> dict:
 def measure_old(path: Path, batches: int) -> dict:
     """The path before memory maps: every row an `Example`, the whole list tokenised into Python lists (what
     `EncodedDataset` held), on every run: its time to the first batch is its build."""
-    from augment.runner import iter_augmented
+    from distill.augment.runner import iter_augmented
     from distill.batching import LengthGroupedBatches, PadCollator
 
     tok = tokenizer()
@@ -181,7 +181,7 @@ def measure_training(path: Path, steps: int, device: str, loader_batches: int) -
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from augment.runner import encode_augmented
+    from distill.augment.runner import encode_augmented
     from distill.config import TrainConfig
     from distill.trainer import make_loader
 

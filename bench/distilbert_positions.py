@@ -22,9 +22,9 @@ from distill.encoded import encode_examples
 from distill.loaders import load_task
 from distill.losses import LossContext
 from distill.objective import Objective
+from distill.students.distilbert import build_distilbert
+from distill.teachers.load import load_bert_mlm, load_tokenizer
 from distill.trainer import DistillModule, teacher_records
-from students.distilbert import build_distilbert
-from teachers.load import load_bert_mlm, load_tokenizer
 
 TEACHER = "packaged:all-minilm-l6-v2"
 

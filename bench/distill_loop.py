@@ -43,10 +43,10 @@ from distill.loaders import load_task
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
+from distill.students.tinybert import build_tinybert
+from distill.teachers.load import load_classifier, load_tokenizer
+from distill.teachers.logits import compute_logits
 from distill.trainer import DistillModule, train_stage
-from students.tinybert import build_tinybert
-from teachers.load import load_classifier, load_tokenizer
-from teachers.logits import compute_logits
 
 TEACHER = "packaged:all-minilm-l6-v2"
 INTERMEDIATE = {"embedding_mse": 1.0, "attention_mse": 1.0, "hidden_mse": 1.0}

@@ -30,9 +30,9 @@ from distill.layer_map import layer_map
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
+from distill.students.tinybert import build_tinybert
+from distill.teachers.record_cache import TeacherRecord, build_record
 from distill.trainer import DistillModule, train_stage
-from students.tinybert import build_tinybert
-from teachers.record_cache import TeacherRecord, build_record
 
 TEACHER = "packaged:all-minilm-l6-v2"
 INTERMEDIATE = {"embedding_mse": 1.0, "attention_mse": 1.0, "hidden_mse": 1.0}

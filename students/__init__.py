@@ -10,10 +10,10 @@ from torch import nn
 
 from distill.config import StudentConfig
 from distill.input_encoding import InputEncoding
-from students import distilbert, tinybert
-from students.bilstm import BiLSTMClassifier, build_bilstm, save_bilstm
-from students.common import StudentError
-from students.projections import save_projections
+from distill.students import distilbert, tinybert
+from distill.students.bilstm import BiLSTMClassifier, build_bilstm, save_bilstm
+from distill.students.common import StudentError
+from distill.students.projections import save_projections
 
 KINDS = ("tinybert", "distilbert", "bilstm")
 
@@ -43,7 +43,7 @@ def plan_student(cfg: StudentConfig, teacher_config) -> tuple[int, int]:
     if cfg.init not in ("scratch", "teacher"):
         from transformers import AutoConfig
 
-        from teachers.load import resolve
+        from distill.teachers.load import resolve
 
         try:
             sc = AutoConfig.from_pretrained(resolve(cfg.init))

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from augment.words import split_words
 from distill.adaptor import Record
+from distill.augment.words import split_words
 from distill.batching import pad_ids
 from distill.io import atomic_dir, load_tensors, save_tensors, write_json
-from students.common import StudentError
+from distill.students.common import StudentError
 
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
 
@@ -149,7 +149,7 @@ def build_bilstm(cfg, teacher, seed: int, texts: Iterable[str] | None = None, pa
                  other_texts: Iterable[str] | None = None):
     """A BiLSTM for the teacher's label set, its embedding table from `cfg.vectors`; `other_texts` (dev and test
     text) add their words that have vectors when `cfg.vocab_from` is `all_splits`."""
-    from augment.vectors import load_vectors
+    from distill.augment.vectors import load_vectors
 
     if texts is None:
         raise StudentError("a BiLSTM student needs the training texts to build its vocabulary")

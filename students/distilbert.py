@@ -24,8 +24,8 @@ from torch import nn
 from transformers import BertConfig, DistilBertConfig, DistilBertForMaskedLM, DistilBertForSequenceClassification
 
 from distill.config import StudentConfig
-from students.common import check_layer_copy
-from teachers.load import resolve
+from distill.students.common import check_layer_copy
+from distill.teachers.load import resolve
 
 
 def default_layers(n_teacher: int, n_student: int) -> list[int]:

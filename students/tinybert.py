@@ -19,8 +19,8 @@ from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassificat
 
 from distill.config import StudentConfig
 from distill.layer_map import layer_map
-from students.common import StudentError, check_layer_copy
-from teachers.load import load_classifier, resolve
+from distill.students.common import StudentError, check_layer_copy
+from distill.teachers.load import load_classifier, resolve
 
 PRESETS: dict[str, dict[str, int]] = {
     # Jiao et al. 2020: TinyBERT-4 (14.5M parameters) and TinyBERT-6 (67M).

@@ -27,8 +27,8 @@ from distill.resources import content_key, source_identity
 from distill.stage import Session, StageInputs
 from distill.stage_timing import BATCHES, finetune_cost
 from distill.tasks import Example, TaskData
+from distill.teachers.load import load_classifier, random_bert
 from distill.trainer import DistillModule, evaluate_splits, train_stage
-from teachers.load import load_classifier, random_bert
 
 
 def full_train_split(cfg: ExperimentConfig, t: TeacherConfig | None = None) -> list[Example] | None:

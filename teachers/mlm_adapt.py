@@ -20,8 +20,8 @@ from distill.batching import pad_ids
 from distill.io import atomic_dir, write_json
 from distill.mlm_masking import mask_tokens
 from distill.resources import ADAPT_SETTINGS, adapted_encoder, adapted_folder
+from distill.teachers.load import load_bert_mlm, load_tokenizer
 from distill.timing import duration
-from teachers.load import load_bert_mlm, load_tokenizer
 
 
 def default_corpus(split: str = "train") -> list[str]:

@@ -58,7 +58,7 @@ class Standins:
     """Stand-in resources under `root`, and the `--set` overrides that point a config at them."""
 
     def __init__(self, root: Path):
-        from teachers.load import resolve
+        from distill.teachers.load import resolve
 
         self.root = root
         self.tokenizer = Path(resolve("packaged:all-minilm-l6-v2"))  # the bert-base-uncased vocabulary
@@ -144,8 +144,8 @@ class Standins:
         from transformers import BertConfig
 
         from distill.lab.preflight import teacher_config
-        from students import distilbert, tinybert
-        from teachers.load import load_tokenizer
+        from distill.students import distilbert, tinybert
+        from distill.teachers.load import load_tokenizer
 
         tc = teacher_config(cfg, load_tokenizer(cfg.teacher.tokenizer or cfg.teacher.checkpoint))
         planned = dataclasses.replace(cfg.student, init="scratch")
@@ -204,7 +204,7 @@ class Standins:
 
     @staticmethod
     def _tagger(spec: str) -> list[str]:
-        from augment.pos import TaggerError, check_tagger
+        from distill.augment.pos import TaggerError, check_tagger
         from distill.resources import packaged_path
 
         try:

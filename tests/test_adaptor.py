@@ -51,7 +51,7 @@ def test_scores_are_eager_softmax_inputs_on_a_tiny_bert():
 
 
 def test_scores_are_eager_softmax_inputs_on_the_packaged_minilm():
-    from teachers.load import load_classifier
+    from distill.teachers.load import load_classifier
 
     ours, eager = pair_of_models(lambda: load_classifier("packaged:all-minilm-l6-v2", ["a", "b"]))
     check_scores(ours, eager, batch(vocab=30000))

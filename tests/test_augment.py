@@ -10,16 +10,16 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from augment.mlm import masked_top_k, whole_word_ids
-from augment.runner import augment_key, build_augmented, example_rng, iter_augmented, rows_for, stats
-from augment.tang import TangAugmenter
-from augment.tinybert import TinyBertAugmenter
-from augment.vectors import Neighbours, VectorsError, load_vectors
-from augment.words import split_words
+from distill.augment.mlm import masked_top_k, whole_word_ids
+from distill.augment.runner import augment_key, build_augmented, example_rng, iter_augmented, rows_for, stats
+from distill.augment.tang import TangAugmenter
+from distill.augment.tinybert import TinyBertAugmenter
+from distill.augment.vectors import Neighbours, VectorsError, load_vectors
+from distill.augment.words import split_words
 from distill.config import TangAugmentConfig, TinyBertAugmentConfig, load_config
 from distill.loaders import load_task
 from distill.tasks import Example
-from teachers.load import load_tokenizer
+from distill.teachers.load import load_tokenizer
 
 from .helpers import SMOKE
 
@@ -265,7 +265,7 @@ def test_tang_pairs_synthesise_first_second_or_both():
 
 
 def test_spacy_packaged_tagger_tags_offline():
-    from augment.pos import load_tagger
+    from distill.augment.pos import load_tagger
 
     tagged = load_tagger("spacy:packaged")(["The flight was delayed again"])[0]
     assert tagged == [("The", "DT"), ("flight", "NN"), ("was", "VBD"), ("delayed", "VBN"), ("again", "RB")]
@@ -375,8 +375,8 @@ def test_a_stage_can_train_on_the_augmented_set_and_reuse_it(tmp_path):
 def test_adapt_encoder_writes_a_usable_masked_lm(tmp_path, tokenizer):
     from transformers import BertModel
 
-    from augment.mlm import load_masked_lm
-    from teachers.mlm_adapt import adapt_encoder
+    from distill.augment.mlm import load_masked_lm
+    from distill.teachers.mlm_adapt import adapt_encoder
 
     torch.manual_seed(0)
     enc = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,

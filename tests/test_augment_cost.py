@@ -12,18 +12,18 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForMaskedLM
 
-from augment.cost import AugmentCost, Step, augmentation_cost, chunks_of, cost_lines, duration
-from augment.flops import ForwardShape, encoder_flops, executed_flops, useful_flops
-from augment.mlm import CPU_FORWARD_TOKENS, forward_tokens, masked_top_k, plan_batches, whole_word_ids
-from augment.runner import build_augmented, rows_for
-from augment.tang import TangAugmenter
-from augment.tinybert import TinyBertAugmenter
-from augment.vectors import Neighbours, load_vectors
-from augment.words import split_words
+from distill.augment.cost import AugmentCost, Step, augmentation_cost, chunks_of, cost_lines, duration
+from distill.augment.flops import ForwardShape, encoder_flops, executed_flops, useful_flops
+from distill.augment.mlm import CPU_FORWARD_TOKENS, forward_tokens, masked_top_k, plan_batches, whole_word_ids
+from distill.augment.runner import build_augmented, rows_for
+from distill.augment.tang import TangAugmenter
+from distill.augment.tinybert import TinyBertAugmenter
+from distill.augment.vectors import Neighbours, load_vectors
+from distill.augment.words import split_words
 from distill.config import AugmentConfig, TangAugmentConfig, TinyBertAugmentConfig, load_config
 from distill.loaders import load_task
 from distill.tasks import Example
-from teachers.load import load_tokenizer
+from distill.teachers.load import load_tokenizer
 
 from .helpers import SMOKE
 
@@ -283,8 +283,8 @@ def test_build_announces_the_work_before_it_starts(mlm_folder, glove_file, tmp_p
 
 
 def test_tang_build_fits_after_the_estimate_and_gives_the_same_set(tmp_path, monkeypatch):
-    from augment.pos import load_tagger
-    from augment.runner import example_rng, seed_of
+    from distill.augment.pos import load_tagger
+    from distill.augment.runner import example_rng, seed_of
 
     monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path))
     cfg = load_config(SMOKE, ["task.train_limit=20", "augment.method=tang", "augment.copies=2",

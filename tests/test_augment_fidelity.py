@@ -12,16 +12,16 @@ import torch
 from gensim.models import KeyedVectors
 from transformers import BertConfig, BertForMaskedLM
 
-from augment.mlm import masked_top_k, whole_word_ids
-from augment.runner import augment_key, rows_for
-from augment.tang import TangAugmenter
-from augment.tinybert import TinyBertAugmenter, build
-from augment.vectors import Neighbours
-from augment.words import split_words
+from distill.augment.mlm import masked_top_k, whole_word_ids
+from distill.augment.runner import augment_key, rows_for
+from distill.augment.tang import TangAugmenter
+from distill.augment.tinybert import TinyBertAugmenter, build
+from distill.augment.vectors import Neighbours
+from distill.augment.words import split_words
 from distill.config import AugmentConfig, TangAugmentConfig, TinyBertAugmentConfig, load_config
 from distill.loaders import load_task
 from distill.tasks import Example
-from teachers.load import load_tokenizer
+from distill.teachers.load import load_tokenizer
 
 from .helpers import SMOKE
 
@@ -165,7 +165,7 @@ def plain_encoding(tokenizer, words, i, pair):
 
 @pytest.mark.parametrize("pair", [False, True])
 def test_sentences_that_fit_get_the_untruncated_input(tiny_mlm, tokenizer, valid, pair):
-    from augment.mlm import encode_masked
+    from distill.augment.mlm import encode_masked
 
     model = tiny_mlm
     # Real words of several pieces and punctuation, and the longest sentence of one-piece words that fits
@@ -197,7 +197,7 @@ def test_one_word_too_many_is_windowed_not_cut(tiny_mlm, tokenizer, valid, pair)
 
 
 def test_word_window_grows_alternately_within_the_budget():
-    from augment.mlm import word_window
+    from distill.augment.mlm import word_window
 
     # pieces per word:  0  1  2  3  4  5  6
     counts = [1, 3, 1, 2, 1, 1, 4]
@@ -217,7 +217,7 @@ def test_word_window_grows_alternately_within_the_budget():
 
 
 def test_wrong_piece_counts_never_raise_and_keep_the_mask(tiny_mlm, tokenizer, valid, monkeypatch):
-    import augment.mlm as mlm
+    import distill.augment.mlm as mlm
 
     # A tokenizer surprise: the windows are sized from counts that say one piece per word, while
     # "unbelievably" is several, so the rows come out too long and the safety net must cut them.
@@ -311,7 +311,7 @@ def test_exact_ties_go_to_the_lower_index_in_every_blocking():
 
 
 def test_no_similarity_matrix_larger_than_chunk_by_block(monkeypatch):
-    import augment.vectors as vectors
+    import distill.augment.vectors as vectors
 
     shapes = []
     inner = vectors.block_similarities
@@ -488,7 +488,7 @@ def test_question_words_get_candidates_and_replacements_by_default(mlm_512, toke
 
 
 def test_default_stopwords_are_exactly_the_references():
-    from augment.words import STOPWORD_LISTS
+    from distill.augment.words import STOPWORD_LISTS
 
     assert STOPWORD_LISTS["tinybert"] == frozenset(REFERENCE_STOPWORDS)
     aug = TinyBertAugmenter(TinyBertAugmentConfig(), 1, None, None, None, None)
@@ -498,7 +498,7 @@ def test_default_stopwords_are_exactly_the_references():
 
 
 def test_nltk_stopwords_keep_the_question_words_out():
-    from augment.words import STOPWORD_LISTS
+    from distill.augment.words import STOPWORD_LISTS
 
     assert STOPWORD_LISTS["nltk"] == frozenset(REFERENCE_STOPWORDS) - {"'s", "'re"} | set(QUESTION_WORDS)
     assert len(STOPWORD_LISTS["nltk"]) == 179
@@ -560,7 +560,7 @@ def test_both_sides_per_copy_on_request():
 
 
 def test_copies_counted_per_pair_as_the_augmenter_makes_them(tokenizer):
-    from augment.cost import augmentation_cost, copies_per_example
+    from distill.augment.cost import augmentation_cost, copies_per_example
 
     n = 3
     for mode, per_pair in (("one_side", 2 * n), ("both", n)):

@@ -110,7 +110,7 @@ def test_a_one_megabyte_line_loads_and_is_truncated(tmp_path):
     from distill.config import TaskConfig
     from distill.encoded import encode_examples
     from distill.loaders import load_task
-    from teachers.load import load_tokenizer
+    from distill.teachers.load import load_tokenizer
 
     long = " ".join(["word"] * 200_000)  # 1 MB of text on one line
     data = tsv(tmp_path, ["text\tlabel", f"{long}\tpos", "short\tneg"])

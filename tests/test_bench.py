@@ -13,7 +13,7 @@ from transformers import (
 
 from distill.lab.bench import BenchError, Row, build_shape, disk_bytes, quantize_int8, render
 from distill.model_stats import classifier_flops
-from students.bilstm import BiLSTMClassifier, BiLSTMConfig
+from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig
 
 
 def tiny_bert():

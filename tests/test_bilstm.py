@@ -7,7 +7,16 @@ from gensim.models import KeyedVectors
 
 from distill.batching import pad_ids
 from distill.config import StudentConfig, load_config
-from students.bilstm import MASK, BiLSTMClassifier, BiLSTMConfig, WordVocab, load_bilstm, predict, save_bilstm, words_of
+from distill.students.bilstm import (
+    MASK,
+    BiLSTMClassifier,
+    BiLSTMConfig,
+    WordVocab,
+    load_bilstm,
+    predict,
+    save_bilstm,
+    words_of,
+)
 
 from .helpers import SMOKE
 
@@ -71,7 +80,7 @@ def test_vocabulary_and_oov_policy():
 
 
 def test_embeddings_come_from_the_vectors_and_unknown_frequent_words_are_random(tmp_path):
-    from students.bilstm import build_bilstm
+    from distill.students.bilstm import build_bilstm
 
     kv = KeyedVectors(vector_size=4)
     kv.add_vectors(["the", "flight"], np.array([[1, 2, 3, 4], [5, 6, 7, 8]], dtype=np.float32))
@@ -158,11 +167,11 @@ def test_bilstm_refuses_intermediate_losses(tmp_path):
 def test_logit_cache_is_keyed_reused_and_atomic(tmp_path, monkeypatch):
     from accelerate import Accelerator
 
-    import teachers.logits as tl
+    import distill.teachers.logits as tl
     from distill.config import RandomBertConfig, TrainConfig
     from distill.encoded import encode_examples
     from distill.tasks import Example
-    from teachers.load import load_tokenizer, random_bert
+    from distill.teachers.load import load_tokenizer, random_bert
 
     monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path))
     tok = load_tokenizer("packaged:all-minilm-l6-v2")

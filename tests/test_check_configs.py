@@ -165,7 +165,7 @@ def test_steps_and_tokens_match_a_hand_computation(standins, capsys, tmp_path):
 
 
 def test_augmented_set_not_built_is_an_upper_bound_and_built_is_read(standins, capsys):
-    from augment.runner import augmented_path
+    from distill.augment.runner import augmented_path
     from distill.loaders import load_task
 
     overrides = standins.overrides(SST2_TINYBERT4)
@@ -192,7 +192,7 @@ def test_augmented_set_not_built_is_an_upper_bound_and_built_is_read(standins, c
 
 def test_general_distillation_corpus_estimated_then_exact_once_packed(standins, capsys):
     from distill.corpus import CorpusDataset, pack_corpus
-    from teachers.load import load_tokenizer
+    from distill.teachers.load import load_tokenizer
 
     config = EXPERIMENTS / "general" / "tinybert4.yaml"
     overrides = [*standins.overrides(config), "stages.0.batch_size=2", "corpus.heldout=0.25"]

@@ -9,7 +9,7 @@ from distill.config import TeacherGateConfig
 from distill.lab.cli import main
 from distill.labels import FEW_CLASS_EXAMPLES, DataError, check_class_counts
 from distill.tasks import Example, TaskData
-from teachers.gate import TeacherGateError, check_teacher, gate_line
+from distill.teachers.gate import TeacherGateError, check_teacher, gate_line
 
 from .helpers import SMOKE
 

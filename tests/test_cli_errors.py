@@ -117,14 +117,14 @@ def test_every_user_error_class_derives_from_one_base():
     import importlib
     import pkgutil
 
-    import augment
     import distill
-    import students
-    import teachers
+    import distill.augment
+    import distill.students
+    import distill.teachers
     from distill.errors import DistillError
 
     found = []
-    for pkg in (distill, teachers, students, augment):
+    for pkg in (distill, distill.teachers, distill.students, distill.augment):
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             module = importlib.import_module(info.name)
             found += [obj for obj in vars(module).values()

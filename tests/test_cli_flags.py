@@ -78,7 +78,7 @@ def test_the_scan_pairs_flags_with_the_first_subcommand_of_a_list(tmp_path):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from teachers.load import load_tokenizer
+    from distill.teachers.load import load_tokenizer
 
     return load_tokenizer("packaged:all-minilm-l6-v2")
 

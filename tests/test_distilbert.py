@@ -5,8 +5,8 @@ import torch
 from transformers import BertForMaskedLM, BertForSequenceClassification, DistilBertForMaskedLM
 
 from distill.config import StudentConfig
-from students.common import StudentError
-from students.distilbert import build_distilbert, default_layers, distilbert_config, init_from_bert
+from distill.students.common import StudentError
+from distill.students.distilbert import build_distilbert, default_layers, distilbert_config, init_from_bert
 
 from .helpers import tiny_bert_config
 

@@ -25,7 +25,7 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tok():
-    from teachers.load import load_tokenizer
+    from distill.teachers.load import load_tokenizer
 
     return load_tokenizer("packaged:all-minilm-l6-v2")
 
@@ -174,7 +174,7 @@ def test_student_word_ids_are_encoded_once_per_vocabulary_and_memory_mapped(cach
 
 
 def test_augmented_jsonl_is_streamed_keyed_by_its_bytes_and_bad_rows_named(cache, tok, tmp_path):
-    from augment.runner import encode_augmented
+    from distill.augment.runner import encode_augmented
     from distill.loaders import DataError
 
     path = tmp_path / "augmented.jsonl"

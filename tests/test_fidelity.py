@@ -92,7 +92,7 @@ def _logits(model) -> torch.Tensor:
 
 
 def test_a_head_saved_in_another_label_order_is_read_by_name(tmp_path):
-    from teachers.load import load_classifier
+    from distill.teachers.load import load_classifier
 
     glue = _save_head(tmp_path / "glue", GLUE_MNLI)
     # The same classifier saved in Hugging Face's order: row r scores HF_MNLI[r].
@@ -104,7 +104,7 @@ def test_a_head_saved_in_another_label_order_is_read_by_name(tmp_path):
 
 
 def test_generic_label_names_need_an_explicit_order(tmp_path):
-    from teachers.load import CheckpointError, load_classifier
+    from distill.teachers.load import CheckpointError, load_classifier
 
     glue = _save_head(tmp_path / "glue", GLUE_MNLI)
     generic = _save_head(tmp_path / "generic", ["LABEL_0", "LABEL_1", "LABEL_2"],
@@ -129,7 +129,7 @@ def _task(labels=("a", "b", "c"), metrics=("accuracy",)):
 
 
 def test_majority_baseline_by_hand():
-    from teachers.gate import majority_baseline
+    from distill.teachers.gate import majority_baseline
 
     task, train, dev = _task()
     assert majority_baseline(task, train, dev) == pytest.approx(2 / 6)  # dev golds equal to 0: 2 of 6
@@ -142,7 +142,7 @@ def test_gate_refuses_a_teacher_at_the_baseline_and_passes_a_good_one():
     import numpy as np
 
     from distill.config import TeacherGateConfig
-    from teachers.gate import TeacherGateError, check_teacher
+    from distill.teachers.gate import TeacherGateError, check_teacher
 
     task, train, dev = _task()
     gold = np.array([ex.label for ex in dev])
@@ -290,7 +290,7 @@ def test_augmented_copies_keep_the_source_label_on_request(own_cache):
 
 
 def test_bilstm_drops_out_after_the_fc_relu_as_the_reference():
-    from students.bilstm import BiLSTMClassifier, BiLSTMConfig
+    from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig
 
     torch.manual_seed(0)
     m = BiLSTMClassifier(BiLSTMConfig(vocab_size=20, embedding_dim=4, hidden=3, fc=64, num_labels=2))
@@ -311,7 +311,7 @@ def test_bilstm_drops_out_after_the_fc_relu_as_the_reference():
 
 
 def test_bilstm_vocabulary_takes_dev_and_test_words_that_have_vectors():
-    from students.bilstm import WordVocab
+    from distill.students.bilstm import WordVocab
 
     known = {"good", "film", "great", "movie"}
     train, other = ["good movie", "odd odd"], ["great film", "zzqx unseen"]
@@ -380,7 +380,7 @@ def _projections(mode="separate", s=4, t=6):
 
 
 def test_projections_saved_with_a_student_start_the_next_distillation(tmp_path):
-    from students.projections import carry_projections, save_projections
+    from distill.students.projections import carry_projections, save_projections
 
     learned = _projections()
     save_projections(tmp_path, learned)
@@ -393,7 +393,7 @@ def test_projections_saved_with_a_student_start_the_next_distillation(tmp_path):
 
 def test_a_general_tinybert_fit_dense_initialises_both_projections(tmp_path):
     from distill.io import save_tensors
-    from students.projections import carry_projections
+    from distill.students.projections import carry_projections
 
     fit = nn.Linear(4, 6)
     save_tensors(tmp_path / "model.safetensors", {"fit_dense.weight": fit.weight, "fit_dense.bias": fit.bias,
@@ -434,7 +434,7 @@ def test_teacher_targets_in_full_precision_on_request():
 
 
 def test_tinybert_neighbours_come_from_the_100k_most_frequent_words_by_default(tmp_path):
-    from augment.vectors import load_vectors
+    from distill.augment.vectors import load_vectors
     from distill.config import TinyBertAugmentConfig
 
     assert TinyBertAugmentConfig().vectors_limit == 100_000  # the reference reads GloVe's first 100,000 lines
@@ -476,7 +476,7 @@ def test_smoothed_choice_masks_ceil_15_percent_and_prefers_rare_tokens():
 def test_distilbert_stages_mask_with_smoothing_by_default():
     from distill.objective import Objective
     from distill.stage import stage_inputs
-    from teachers.load import load_tokenizer
+    from distill.teachers.load import load_tokenizer
 
     class Data:
         def token_counts(self):
@@ -507,8 +507,8 @@ def test_mnli_run_is_judged_on_matched_and_mismatched_dev(tmp_path):
     from distill.config import TrainConfig
     from distill.encoded import encode_examples
     from distill.loaders import load_glue
+    from distill.teachers.load import load_tokenizer
     from distill.trainer import evaluate_splits
-    from teachers.load import load_tokenizer
     from tests.helpers import tiny_bert_config
 
     header = ["index", "promptID", "pairID", "genre", "s1b", "s2b", "s1p", "s2p", "sentence1", "sentence2",

@@ -12,15 +12,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import teachers.finetune
-import teachers.logits
-import teachers.mlm_adapt
+import distill.teachers.finetune
+import distill.teachers.logits
+import distill.teachers.mlm_adapt
 from distill.config import load_config
 from distill.encoded import encode_examples
 from distill.loaders import load_task
 from distill.stage_timing import Cost, finetune_cost
+from distill.teachers.load import load_tokenizer, random_bert
 from distill.trainer import DistillModule
-from teachers.load import load_tokenizer, random_bert
 
 from .helpers import SMOKE, quiet
 
@@ -37,7 +37,7 @@ def smoke():
 def test_timing_a_fine_tuning_changes_neither_the_model_nor_the_random_state(smoke):
     from accelerate import Accelerator
 
-    from teachers.finetune import finetune_stage
+    from distill.teachers.finetune import finetune_stage
 
     cfg, task, tok, _ = smoke
     model = random_bert(cfg.teacher.random, tok, task.labels, 0)
@@ -57,7 +57,8 @@ def _finetuned_weights(tmp_path, monkeypatch, capsys, name: str, timing: bool) -
 
     monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / name))
     if not timing:
-        monkeypatch.setattr(teachers.finetune, "finetune_cost", lambda *a, **k: Cost("teacher fine-tuning", 0.0, ""))
+        monkeypatch.setattr(distill.teachers.finetune, "finetune_cost",
+                            lambda *a, **k: Cost("teacher fine-tuning", 0.0, ""))
     assert main(["run", str(SMOKE), "--out", str(tmp_path / name / "run"), "--set", "stages=[{name: p, epochs: 1, "
                  "losses: {soft_cross_entropy: 1}}]", "--set", "task.train_limit=96"]) == 0
     (teacher,) = (tmp_path / name / "teachers").glob("*/model.safetensors")
@@ -111,16 +112,16 @@ def test_the_logit_cache_estimate_extrapolates_the_second_batch_per_token(smoke,
     cfg, task, tok, train = smoke
     teacher = random_bert(cfg.teacher.random, tok, task.labels, 0).eval()
     clock = itertools.count()  # every perf_counter call advances one second: 1 s per batch, by construction
-    monkeypatch.setattr(teachers.logits.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(distill.teachers.logits.time, "perf_counter", lambda: float(next(clock)))
     said = []
     small = dataclasses.replace(cfg.train, eval_batch_size=16)  # 70 examples: 5 batches
-    logits = teachers.logits.compute_logits(teacher, train, Accelerator(cpu=True), small, announce=said.append)
+    logits = distill.teachers.logits.compute_logits(teacher, train, Accelerator(cpu=True), small, announce=said.append)
     # By hand: 2 s for the first two batches, then the second's second per token over the tokens left.
     first, second = [int(b["attention_mask"].sum()) for b in itertools.islice(make_loader(train, 16, 0, False,
                                                                                           small)[0], 2)]
     total = int(np.diff(np.load(train.folder / "offsets.npy")).sum())  # every example's tokens, from the file
     assert said == [pytest.approx(2 + (total - first - second) / second)]
-    assert torch.equal(logits, teachers.logits.compute_logits(teacher, train, Accelerator(cpu=True), small))
+    assert torch.equal(logits, distill.teachers.logits.compute_logits(teacher, train, Accelerator(cpu=True), small))
 
 
 def test_adapting_a_masked_lm_says_its_estimate_three_steps_in(tmp_path):
@@ -133,7 +134,7 @@ def test_adapting_a_masked_lm_says_its_estimate_three_steps_in(tmp_path):
     tok.save_pretrained(tmp_path / "enc")
     texts = ["the flight was delayed again", "thanks for the great service", "lost my bag at the gate"] * 4
     said = []
-    teachers.mlm_adapt.adapt_encoder(str(tmp_path / "enc"), texts, tmp_path / "a", steps=5, batch_size=4,
+    distill.teachers.mlm_adapt.adapt_encoder(str(tmp_path / "enc"), texts, tmp_path / "a", steps=5, batch_size=4,
                                      log=said.append, why=", once; cached there")
     assert len(said) == 2 and said[1].startswith("masked LM written to"), said
     assert re.fullmatch(r"masked LM: adapting \S+ with an MLM head \(5 steps of 4 texts\), estimated [\d.]+ s on cpu "

@@ -11,7 +11,7 @@ from distill.adaptor import Record
 from distill.config import CorpusConfig, load_config
 from distill.corpus import CorpusDataset, pack_corpus
 from distill.losses import LOSSES, LossContext
-from teachers.load import load_tokenizer
+from distill.teachers.load import load_tokenizer
 
 from .helpers import SMOKE
 
@@ -108,8 +108,8 @@ def test_general_tinybert_then_task_distillation_from_it(pretrained_teacher, tmp
     assert (folder / "projections.safetensors").exists()  # W_h / W_e (16 -> 32) travel with the student
     task = load_config(SMOKE, [f"student.init={folder}", "student.hidden=null", "student.layers=null",
                                "teacher.random.hidden=32"])
-    from students import build_student
-    from teachers.load import random_bert
+    from distill.students import build_student
+    from distill.teachers.load import random_bert
 
     t = random_bert(task.teacher.random, load_tokenizer("packaged:all-minilm-l6-v2"), ["a", "b", "c"], 0)
     s = build_student(task.student, t, 0)

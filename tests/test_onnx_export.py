@@ -15,9 +15,9 @@ from distill.batching import pad_ids
 from distill.lab import export as ex
 from distill.lab.cli import main
 from distill.lab.predict import load_predictor
-from students import export_student
-from students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
-from teachers.load import load_tokenizer
+from distill.students import export_student
+from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
+from distill.teachers.load import load_tokenizer
 
 from .helpers import SMOKE, tiny_bert_config
 

@@ -6,9 +6,9 @@ import torch
 from transformers import BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
 
 from distill.lab.predict import PredictError, load_predictor, read_inputs, student_folder
-from students import export_student
-from students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
-from teachers.load import load_tokenizer
+from distill.students import export_student
+from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
+from distill.teachers.load import load_tokenizer
 
 from .helpers import tiny_bert_config
 

@@ -53,8 +53,8 @@ def test_evaluate_splits_gives_logits_in_dataset_order_from_length_grouped_batch
     from distill.batching import LengthGroupedBatches
     from distill.config import TrainConfig
     from distill.encoded import encode_examples
+    from distill.teachers.load import load_tokenizer
     from distill.trainer import evaluate_splits
-    from teachers.load import load_tokenizer
 
     words = "the flight was late again thanks for a great upgrade never flying with you".split()
     rng = np.random.default_rng(1)

@@ -88,7 +88,7 @@ def test_predictions_file_reproduces_the_runs_metrics(finished):
     from distill.loaders import load_task
     from distill.metrics import compute
     from distill.predictions import read_predictions
-    from teachers.gate import majority_baseline
+    from distill.teachers.gate import majority_baseline
 
     out, _, _ = finished
     saved = json.loads((out / "metrics.json").read_text())

@@ -39,7 +39,7 @@ def test_pickled_code_in_an_optimizer_checkpoint_does_not_run(tmp_path):
 
 
 def test_pickled_code_in_a_checkpoint_folder_does_not_run(tmp_path):
-    from teachers.load import CheckpointError, load_classifier
+    from distill.teachers.load import CheckpointError, load_classifier
 
     folder = tmp_path / "model"
     folder.mkdir()
@@ -66,8 +66,8 @@ def test_the_source_never_unpickles_unsafely_or_runs_remote_code():
 def test_exported_students_are_safetensors_only(tmp_path):
     from transformers import BertForSequenceClassification
 
-    from students import export_student
-    from teachers.load import load_tokenizer
+    from distill.students import export_student
+    from distill.teachers.load import load_tokenizer
 
     export_student(BertForSequenceClassification(tiny_bert_config()), tmp_path / "s",
                    load_tokenizer("packaged:all-minilm-l6-v2"))

@@ -3,9 +3,9 @@ import torch
 from transformers import BertForSequenceClassification
 
 from distill.config import StudentConfig
-from students import build_student
-from students.common import StudentError
-from students.tinybert import student_shape
+from distill.students import build_student
+from distill.students.common import StudentError
+from distill.students.tinybert import student_shape
 
 from .helpers import tiny_bert_config
 
@@ -70,7 +70,7 @@ def test_scratch_init_is_seeded_and_init_from_folder(tmp_path):
 def test_quickstart_student_needs_at_most_half_the_teacher_compute():
     from distill.config import load_config
     from distill.model_stats import encoder_flops_per_token
-    from teachers.load import load_bert_config
+    from distill.teachers.load import load_bert_config
 
     from .helpers import ROOT
 

@@ -13,8 +13,8 @@ from distill.encoded import EncodedDataset, build
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.tasks import Example
+from distill.teachers.record_cache import TeacherRecord, build_record, cached_record
 from distill.trainer import teacher_records
-from teachers.record_cache import TeacherRecord, build_record, cached_record
 
 from .helpers import quiet, tiny_bert_config
 
@@ -24,7 +24,7 @@ TEXTS = ["good", "a rather long sentence about flights and delays and bags", "ok
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from teachers.load import load_tokenizer
+    from distill.teachers.load import load_tokenizer
 
     tok = load_tokenizer("packaged:all-minilm-l6-v2")
     root = tmp_path_factory.mktemp("record")
@@ -105,7 +105,7 @@ def test_cached_record_is_built_once_and_reused(setup, tmp_path, monkeypatch):
 
 
 def test_the_key_names_the_precision_the_teacher_ran_at(setup):
-    from teachers.record_cache import record_folder
+    from distill.teachers.record_cache import record_folder
 
     ds, _, _ = setup
     assert record_folder("t", ds, "fp16", "bf16") != record_folder("t", ds, "fp16", "no")

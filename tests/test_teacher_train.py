@@ -8,7 +8,7 @@ from distill.config import ConfigError, load_config
 from distill.lab.cli import main
 from distill.lab.preflight import plan_run
 from distill.lab.task import TaskWorkflow
-from teachers.finetune import full_train_split, teacher_key
+from distill.teachers.finetune import full_train_split, teacher_key
 
 from .helpers import SMOKE, quiet
 

@@ -6,12 +6,16 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
+import distill.teachers.finetune
+import distill.teachers.logits
+import distill.teachers.logits as teacher_logits
+import distill.teachers.mlm_adapt
 import distill.trainer
 from distill.config import TrainConfig, load_config
 from distill.encoded import encode_examples
 from distill.loaders import load_task
-from teachers.finetune import prepare_teacher, teacher_key
-from teachers.load import CheckpointError, load_bert_config, load_tokenizer, random_bert, resolve
+from distill.teachers.finetune import prepare_teacher, teacher_key
+from distill.teachers.load import CheckpointError, load_bert_config, load_tokenizer, random_bert, resolve
 
 from .helpers import SMOKE, quiet
 
@@ -25,9 +29,7 @@ def fresh_cache(tmp_path, monkeypatch):
 
 
 def test_looking_up_an_adapted_name_never_trains(fresh_cache, monkeypatch):
-    import teachers.mlm_adapt
-
-    monkeypatch.setattr(teachers.mlm_adapt, "adapt_encoder", lambda *a, **k: pytest.fail("a lookup trained"))
+    monkeypatch.setattr(distill.teachers.mlm_adapt, "adapt_encoder", lambda *a, **k: pytest.fail("a lookup trained"))
     with pytest.raises(CheckpointError, match="has not been built yet.*distill adapt-mlm"):
         resolve(ADAPTED)
     # Its tokenizer and shape are its encoder's, so configs check before it exists.
@@ -37,8 +39,6 @@ def test_looking_up_an_adapted_name_never_trains(fresh_cache, monkeypatch):
 
 
 def test_ensure_adapted_is_the_explicit_step_and_builds_once(fresh_cache, monkeypatch):
-    import teachers.mlm_adapt
-
     calls = []
 
     def fake_adapt(encoder, texts, out, log=print, **settings):
@@ -47,14 +47,14 @@ def test_ensure_adapted_is_the_explicit_step_and_builds_once(fresh_cache, monkey
         (out / "adaptation.json").write_text("{}")
         return out
 
-    monkeypatch.setattr(teachers.mlm_adapt, "adapt_encoder", fake_adapt)
+    monkeypatch.setattr(distill.teachers.mlm_adapt, "adapt_encoder", fake_adapt)
     said = []
-    folder = teachers.mlm_adapt.ensure_adapted(ADAPTED, said.append)
-    assert teachers.mlm_adapt.ensure_adapted(ADAPTED, said.append) == folder == resolve(ADAPTED)
+    folder = distill.teachers.mlm_adapt.ensure_adapted(ADAPTED, said.append)
+    assert distill.teachers.mlm_adapt.ensure_adapted(ADAPTED, said.append) == folder == resolve(ADAPTED)
     assert len(calls) == 1 and calls[0][0] == "packaged:all-minilm-l6-v2" and calls[0][1]["steps"] == 500
     # The adaptation announces itself with its measured cost (tests/test_first_run_notice.py); the line says why.
     assert calls[0][1]["why"] == f", once; cached at {folder}" and not said
-    assert teachers.mlm_adapt.ensure_adapted("bert-base-uncased") == "bert-base-uncased"
+    assert distill.teachers.mlm_adapt.ensure_adapted("bert-base-uncased") == "bert-base-uncased"
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +89,7 @@ def test_fine_tuning_keeps_the_best_epoch_and_caches_it(smoke_task, fresh_cache,
         torch.testing.assert_close(v, snapshots[1][k], msg=k)
     assert not list((fresh_cache / "teachers").glob("*.work"))  # the resumable work folder is gone
     # A second request reuses the cache: no training, the same weights and record.
-    import teachers.finetune
-
-    monkeypatch.setattr(teachers.finetune, "train_stage", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(distill.teachers.finetune, "train_stage", lambda *a, **k: pytest.fail("trained again"))
     again, info2 = prepare_teacher(cfg, task, tok, datasets, Accelerator(cpu=True), quiet)
     assert info2 == info
     for k, v in again.state_dict().items():
@@ -100,23 +98,21 @@ def test_fine_tuning_keeps_the_best_epoch_and_caches_it(smoke_task, fresh_cache,
 
 def test_logit_cache_holds_the_teachers_logits_in_order_and_is_computed_once(smoke_task, fresh_cache,
                                                                              monkeypatch):
-    import teachers.logits
-
     cfg, task, tok, datasets = smoke_task
     teacher = random_bert(cfg.teacher.random, tok, task.labels, seed=0).eval()
     ds = datasets["dev"]
     acc, train = Accelerator(cpu=True), TrainConfig(cpu=True, eval_batch_size=16)
-    logits = teachers.logits.cached_logits(teacher, "t1", ds, acc, train, quiet)
+    logits = distill.teachers.logits.cached_logits(teacher, "t1", ds, acc, train, quiet)
     assert logits.shape == (len(ds), 3)
     with torch.no_grad():  # one example at a time, no padding: the reference
         for i in (0, 7, len(ds) - 1):
             ids = torch.tensor([ds.ids.row(i).tolist()])
             want = teacher(input_ids=ids, token_type_ids=torch.tensor([ds[i]['token_type_ids'].tolist()])).logits[0]
             torch.testing.assert_close(logits[i], want, atol=1e-5, rtol=1e-4)
-    path = teachers.logits.logits_path("t1", ds)
-    monkeypatch.setattr(teachers.logits, "compute_logits", lambda *a, **k: pytest.fail("computed again"))
+    path = distill.teachers.logits.logits_path("t1", ds)
+    monkeypatch.setattr(distill.teachers.logits, "compute_logits", lambda *a, **k: pytest.fail("computed again"))
     said = []
-    torch.testing.assert_close(teachers.logits.cached_logits(teacher, "t1", ds, acc, train, said.append), logits)
+    torch.testing.assert_close(teacher_logits.cached_logits(teacher, "t1", ds, acc, train, said.append), logits)
     assert said == [f"teacher logits: reusing {path}"]
     # Another teacher or other data: another file.
-    assert teachers.logits.logits_path("t2", ds) != path != teachers.logits.logits_path("t1", datasets["test"])
+    assert teacher_logits.logits_path("t2", ds) != path != teacher_logits.logits_path("t1", datasets["test"])

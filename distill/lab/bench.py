@@ -47,7 +47,7 @@ def build_shape(name: str, num_labels: int = 2, vocab: int = VOCAB) -> nn.Module
         raise BenchError(f"unknown model {name!r}; known: {', '.join(SHAPES)} (or give --student RUN)")
     kind, layers, hidden, heads, ffn = SHAPES[name]
     if kind == "bilstm":
-        from students.bilstm import BiLSTMClassifier, BiLSTMConfig
+        from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig
 
         return BiLSTMClassifier(BiLSTMConfig(vocab, 300, hidden, ffn, num_labels))
     if kind == "distilbert":

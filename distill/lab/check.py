@@ -146,7 +146,7 @@ def count_tokens(examples: Iterable[Example], tokenizer, max_length: int, what: 
 
 def augmented_size(cfg: ExperimentConfig, task: TaskData, tokenizer, train: Size) -> Size:
     """The augmented set's real size once built; before, the upper bound (every copy distinct) and an estimate."""
-    from augment.runner import augmented_identity, augmented_path, iter_augmented
+    from distill.augment.runner import augmented_identity, augmented_path, iter_augmented
 
     path = augmented_path(cfg, task)
     if path.exists():
@@ -159,7 +159,7 @@ def augmented_size(cfg: ExperimentConfig, task: TaskData, tokenizer, train: Size
             examples += len(chunk)
             tokens += count_tokens(chunk, tokenizer, cfg.task.max_length, "the augmented set")
         return Size(examples, tokens, note=f"built: {path}")
-    from augment.cost import copies_per_example
+    from distill.augment.cost import copies_per_example
 
     copies = copies_per_example(cfg.augment, task.is_pair)
     k = 1 + copies
@@ -330,7 +330,7 @@ def teacher_lines(cfg: ExperimentConfig, plan: Plan, task: TaskData | None) -> l
             lines.append(f"{label} {shape}; used as it is" + (" (pre-trained)" if task is None else
                                                                  " (no fine-tuning)"))
         else:
-            from teachers.finetune import full_train_split
+            from distill.teachers.finetune import full_train_split
 
             f, full = t.finetune, full_train_split(cfg, t)
             train = task.splits["train"] if full is None else full
@@ -365,14 +365,14 @@ def _finetune_steps(f, examples: int) -> int:
 
 def _teacher_cache(cfg: ExperimentConfig, task: TaskData, train: list[Example], t) -> str:
     from distill.io import cache_root
-    from teachers.finetune import teacher_key
+    from distill.teachers.finetune import teacher_key
 
     folder = cache_root() / "teachers" / teacher_key(cfg, task, train, t)
     return f"cached at {folder}" if (folder / "teacher.json").exists() else "not cached yet"
 
 
 def _gate(t, task: TaskData) -> str:
-    from teachers.gate import majority_baseline
+    from distill.teachers.gate import majority_baseline
 
     g, main = t.gate, task.main_metric
     if task.is_regression:

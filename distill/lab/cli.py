@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_augment(args: argparse.Namespace) -> int:
     import shutil
 
-    from augment.runner import build_augmented, build_in_processes, stats
+    from distill.augment.runner import build_augmented, build_in_processes, stats
     from distill.config import check_shard, load_config
     from distill.io import atomic_path
     from distill.loaders import load_task
@@ -199,7 +199,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt_mlm(args: argparse.Namespace) -> int:
-    from teachers.mlm_adapt import adapt_encoder, default_corpus
+    from distill.teachers.mlm_adapt import adapt_encoder, default_corpus
 
     texts, heldout = default_corpus(), default_corpus("dev")
     if args.corpus:

@@ -25,9 +25,9 @@ from distill.loaders import _subsample
 from distill.stage import stage_inputs
 from distill.stage_timing import BATCHES, Cost, combined_spread, per_batch, sample, time_evaluation, time_training
 from distill.tasks import Example
+from distill.teachers.record_cache import RECORDED, TeacherRecord, build_record
 from distill.timing import duration
 from distill.trainer import DistillModule, evaluation_steps, make_loader, optimizer_steps, teacher_precision
-from teachers.record_cache import RECORDED, TeacherRecord, build_record
 
 
 class Replica:
@@ -65,7 +65,7 @@ class Replica:
         self.module.to(self.acc.device)
 
     def _student(self):
-        from students import build_student
+        from distill.students import build_student
 
         cfg, task = self.cfg, self.task
         texts = None if task is None else [t for ex in self._examples("train", 2000)
@@ -79,7 +79,7 @@ class Replica:
         if data == "augmented":
             from itertools import islice
 
-            from augment.runner import augmented_path, iter_augmented
+            from distill.augment.runner import augmented_path, iter_augmented
 
             path = augmented_path(self.cfg, self.task)
             if path.exists():
@@ -143,7 +143,7 @@ def stage_costs(r: Replica, sizes: dict) -> list[Cost]:
                              r.plan.tokenizer)
         cached = [name for name, needs in objective.teacher_needs().items() if not needs]
         if r.task is not None and cached:
-            from teachers.logits import compute_logits  # the run's teacher-output cache
+            from distill.teachers.logits import compute_logits  # the run's teacher-output cache
 
             for ds in (data, dev):
                 logits = compute_logits(r.teacher, ds, r.acc, cfg.train, progress=False)  # builds nothing
@@ -195,8 +195,8 @@ def finetune_cost(r: Replica, t) -> Cost | None:
         return None
     from distill.io import cache_root
     from distill.stage_timing import finetune_cost as timed_finetune
+    from distill.teachers.finetune import finetune_stage, full_train_split, teacher_key
     from distill.trainer import DistillModule
-    from teachers.finetune import finetune_stage, full_train_split, teacher_key
 
     train = full_train_split(cfg, t) or task.splits["train"]
     if (cache_root() / "teachers" / teacher_key(cfg, task, train, t) / "teacher.json").exists():
@@ -243,9 +243,9 @@ def augmentation_cost(cfg: ExperimentConfig, task) -> tuple[Cost | None, list[st
     taggings) when a stage needs an augmented set that is not built yet."""
     if task is None or not any(st.data == "augmented" for st in cfg.stages):
         return None, []
-    from augment.cost import augmentation_cost as count
-    from augment.cost import cost_lines
-    from augment.runner import augmented_path, make_augmenter
+    from distill.augment.cost import augmentation_cost as count
+    from distill.augment.cost import cost_lines
+    from distill.augment.runner import augmented_path, make_augmenter
     from distill.resources import adapted_encoder, adapted_folder
 
     if augmented_path(cfg, task).exists():

@@ -15,10 +15,10 @@ from distill.io import read_json, write_json
 from distill.lab.preflight import Plan
 from distill.lab.summary import summarise
 from distill.stage import Session, StageInputs
+from distill.students import build_student
+from distill.teachers.load import load_bert_mlm
+from distill.teachers.mlm_adapt import ensure_adapted
 from distill.trainer import evaluate, make_loader, set_attentions
-from students import build_student
-from teachers.load import load_bert_mlm
-from teachers.mlm_adapt import ensure_adapted
 
 
 class GeneralWorkflow:

@@ -100,7 +100,7 @@ def load_predictor(path: str | Path, max_length: int | None = None) -> Predictor
         raise PredictError(str(e)) from None
     raw = json.loads((folder / "config.json").read_text())
     if raw.get("model_type") == "distillery-bilstm":
-        from students.bilstm import load_bilstm
+        from distill.students.bilstm import load_bilstm
 
         model = load_bilstm(folder)
         labels = list(model.config.labels) if model.config.labels else (

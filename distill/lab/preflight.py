@@ -12,8 +12,8 @@ from transformers import BertConfig
 from distill.config import ConfigError, ExperimentConfig, TeacherConfig, teacher_weights
 from distill.layer_map import LayerMapError, layer_map
 from distill.objective import Objective
-from students import plan_student
-from teachers.load import load_bert_config, load_tokenizer, random_bert_config
+from distill.students import plan_student
+from distill.teachers.load import load_bert_config, load_tokenizer, random_bert_config
 
 
 @dataclass
@@ -47,7 +47,7 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
     weights = teacher_weights(cfg)
     objectives = [Objective(st.losses, f"stages.{i}.losses", weights) for i, st in enumerate(cfg.stages)]
     if cfg.student.kind == "bilstm":
-        from augment.vectors import check_vectors
+        from distill.augment.vectors import check_vectors
 
         check_vectors(cfg.student.vectors)
     s_layers, s_hidden = plan_student(cfg.student, tc)

@@ -26,9 +26,9 @@ from distill.lab.summary import hparams, summary_text
 from distill.lab.task import TaskWorkflow
 from distill.provenance import device_info, git_state, library_versions
 from distill.stage import Session, stage_inputs
+from distill.students import export_student
+from distill.students.projections import carry_projections
 from distill.trainer import DistillModule, train_stage
-from students import export_student
-from students.projections import carry_projections
 
 
 def make_accelerator(cfg: ExperimentConfig) -> Accelerator:

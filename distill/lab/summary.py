@@ -9,7 +9,7 @@ from pathlib import Path
 
 from distill.config import ExperimentConfig
 from distill.model_stats import count_parameters, encoder_flops_per_token
-from students import describe
+from distill.students import describe
 
 
 def summarise(cfg: ExperimentConfig, teacher, student, length: int, history: list[dict], seconds: float, *,

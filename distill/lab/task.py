@@ -29,13 +29,13 @@ from distill.predictions import FILE as PREDICTIONS_FILE
 from distill.predictions import SplitPredictions, write_predictions
 from distill.resources import content_key
 from distill.stage import Session, StageInputs
+from distill.students import build_student
 from distill.tasks import EVAL_SPLITS, Example
+from distill.teachers.finetune import full_train_split, prepare_teacher
+from distill.teachers.gate import check_teacher, gate_line, majority_baseline
+from distill.teachers.logits import cached_logits
+from distill.teachers.record_cache import RECORDED, cached_record
 from distill.trainer import evaluate_splits
-from students import build_student
-from teachers.finetune import full_train_split, prepare_teacher
-from teachers.gate import check_teacher, gate_line, majority_baseline
-from teachers.logits import cached_logits
-from teachers.record_cache import RECORDED, cached_record
 
 
 def label_copies(ds: EncodedDataset, teacher_logits, originals: set[str], regression: bool) -> int:
@@ -77,7 +77,7 @@ class TaskWorkflow:
         self.datasets: dict = {}
         self._logits_of = None  # set by `build`: the teacher's logits over a dataset, from the teacher-output cache
         if any(st.data == "augmented" for st in cfg.stages):
-            from augment.runner import augmented_path, check_sources
+            from distill.augment.runner import augmented_path, check_sources
 
             if not augmented_path(cfg, self.task).exists():
                 check_sources(cfg.augment)
@@ -91,7 +91,7 @@ class TaskWorkflow:
             datasets = {split: encode_examples(exs, tokenizer, cfg.task.max_length, task.is_regression, say,
                                                f"the {split} split") for split, exs in task.splits.items()}
         if any(st.data == "augmented" for st in cfg.stages):
-            from augment.runner import build_in_processes, encode_augmented
+            from distill.augment.runner import build_in_processes, encode_augmented
 
             path = build_in_processes(cfg, task, accelerator, say)
             with accelerator.main_process_first():
