@@ -22,6 +22,14 @@ def _isolated_cache(tmp_path_factory):
         os.environ["DISTILLERY_CACHE"] = old
 
 
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The packaged MiniLM tokenizer (real WordPiece vocabulary, no download), loaded once per session."""
+    from distill.teachers.load import load_tokenizer
+
+    return load_tokenizer("packaged:all-minilm-l6-v2")
+
+
 @pytest.fixture
 def smoke_config(tmp_path):
     """experiments/smoke.yaml copied into tmp_path (so `extends` tests can sit beside it)."""

@@ -23,14 +23,8 @@ from distill.augment.words import split_words
 from distill.config import AugmentConfig, TangAugmentConfig, TinyBertAugmentConfig, load_config
 from distill.loaders import load_task
 from distill.tasks import Example
-from distill.teachers.load import load_tokenizer
 
 from .helpers import SMOKE
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer("packaged:all-minilm-l6-v2")
 
 
 def tiny_config(tokenizer) -> BertConfig:

@@ -21,7 +21,6 @@ from distill.augment.words import split_words
 from distill.config import AugmentConfig, TangAugmentConfig, TinyBertAugmentConfig, load_config
 from distill.loaders import load_task
 from distill.tasks import Example
-from distill.teachers.load import load_tokenizer
 
 from .helpers import SMOKE
 
@@ -30,11 +29,6 @@ from .helpers import SMOKE
 # Common words that the uncased MiniLM vocabulary holds whole, so a word is exactly one piece and a window's
 # rows can be written down by hand.
 COMMON = "the cat sat on a mat and dog ran to big red house with green door under old tree by river".split()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer("packaged:all-minilm-l6-v2")
 
 
 @pytest.fixture(scope="module")

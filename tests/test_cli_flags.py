@@ -77,13 +77,6 @@ def test_the_scan_pairs_flags_with_the_first_subcommand_of_a_list(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from distill.teachers.load import load_tokenizer
-
-    return load_tokenizer("packaged:all-minilm-l6-v2")
-
-
-@pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tokenizer):
     """A run folder of an untrained tiny BERT student (3 labels) with the smoke config (tweets)."""
     from .test_predict import export_bert

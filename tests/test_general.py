@@ -16,11 +16,6 @@ from distill.teachers.load import load_tokenizer
 from .helpers import SMOKE
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer("packaged:all-minilm-l6-v2")
-
-
 def test_packed_corpus_round_trips_and_splits(tmp_path, tokenizer, monkeypatch):
     monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / "cache"))
     text = tmp_path / "c.txt"

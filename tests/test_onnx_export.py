@@ -17,16 +17,10 @@ from distill.lab.cli import main
 from distill.lab.predict import load_predictor
 from distill.students import export_student
 from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
-from distill.teachers.load import load_tokenizer
 
 from .helpers import SMOKE, tiny_bert_config
 
 WORDS = sorted({w.lower().strip(".,!?") for s in ex.SENTENCES + ex.SECOND for w in s.split()})
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer("packaged:all-minilm-l6-v2")
 
 
 def save_tiny_bert(folder, tokenizer):

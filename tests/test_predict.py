@@ -8,17 +8,11 @@ from transformers import BertForSequenceClassification, DistilBertConfig, Distil
 from distill.lab.predict import PredictError, load_predictor, read_inputs, student_folder
 from distill.students import export_student
 from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
-from distill.teachers.load import load_tokenizer
 
 from .helpers import tiny_bert_config
 
 TEXTS = ["the flight was late again", "thanks for the upgrade", "ok"]
 PAIRS = ["was it late?", "a fine crew", "why"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer("packaged:all-minilm-l6-v2")
 
 
 def export_bert(folder, tokenizer, **config):
