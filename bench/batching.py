@@ -20,6 +20,7 @@ from distill.batching import LengthGroupedBatches, PadCollator
 from distill.config import TaskConfig
 from distill.encoded import EncodedDataset, encode_examples
 from distill.loaders import load_task
+from distill.needs import Needs
 from distill.teachers.load import load_classifier, load_tokenizer
 
 TEACHER = "packaged:all-minilm-l6-v2"
@@ -37,18 +38,18 @@ def batches(ds: EncodedDataset, order: list[list[int]], static_len: int | None):
         yield b
 
 
-def measure(model, ds, order, static_len, device, need_scores):
+def measure(model, ds, order, static_len, device, needs: Needs):
     real = padded = 0
     n = 0
     data = list(batches(ds, order, static_len))
     with torch.inference_mode():
-        forward_record(model, {k: v.to(device) for k, v in data[0].items()}, need_scores, need_scores)  # warm-up
+        forward_record(model, {k: v.to(device) for k, v in data[0].items()}, needs)  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         for b in data:
             b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
-            forward_record(model, b, need_scores, need_scores)
+            forward_record(model, b, needs)
             real += int(b["attention_mask"].sum())
             padded += b["attention_mask"].numel()
             n += b["input_ids"].shape[0]
@@ -76,8 +77,9 @@ def main() -> None:
     grouped = LengthGroupedBatches(lengths, args.batch_size, seed=0, grouped=True).batches()
     print(f"teacher MiniLM-L6 forward, {len(ds)} tweets, batch {args.batch_size}, max_length {args.max_length}, "
           f"device {device}, torch threads {torch.get_num_threads()}")
-    for need_scores, label in ((False, "logits only (sdpa)"), (True, "with hidden states + attention scores")):
-        set_attention(model, need_scores)
+    for needs, label in ((Needs(), "logits only (sdpa)"),
+                         (Needs(hidden=True, attention=True), "with hidden states + attention scores")):
+        set_attention(model, needs)
         rows = [("static padding to max_length (reference)", plain, args.max_length),
                 ("dynamic padding, shuffled batches", plain, None),
                 ("dynamic padding, length-grouped batches", grouped, None)]
@@ -85,7 +87,7 @@ def main() -> None:
         print(f"{'batching':45s} {'examples/s':>11s} {'real tokens':>12s} {'speed-up':>9s}")
         base = None
         for name, order, static in rows:
-            eps, share = measure(model, ds, order, static, device, need_scores)
+            eps, share = measure(model, ds, order, static, device, needs)
             base = base or eps
             print(f"{name:45s} {eps:11.1f} {100 * share:11.1f}% {eps / base:8.2f}x")
 

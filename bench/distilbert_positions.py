@@ -43,7 +43,7 @@ def step_seconds(positions: str, teacher, batches: list[dict], seed: int = 0) ->
         if i == 1:  # the first step warms up allocators and kernels
             start = time.perf_counter()
         targets = teacher_records({"teacher": teacher}, batch, objective)
-        loss, _ = module(batch, True, False, objective, targets, ctx)
+        loss, _ = module(batch, objective.needs, objective, targets, ctx)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

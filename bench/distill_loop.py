@@ -124,14 +124,15 @@ def textbrewer_epoch(teacher, student, batches: list[dict], pairs, device: str =
 
 
 def teacher_inference(teacher, batches: list[dict], device: str = "cpu") -> float:
-    set_attention(teacher, True)
+    needs = Objective(INTERMEDIATE).needs  # what the intermediate stage's teacher gives
+    set_attention(teacher, needs)
     synchronize(device)
     start = time.perf_counter()
     with torch.inference_mode():
         for b in batches:
             # The copy to the device is timed, as it is inside both training loops.
-            forward_record(teacher, {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}, True,
-                           True)
+            forward_record(teacher, {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()},
+                           needs)
     synchronize(device)
     return time.perf_counter() - start
 

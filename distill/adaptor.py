@@ -15,6 +15,8 @@ from torch import nn
 from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.masking_utils import eager_mask
 
+from distill.needs import Needs
+
 SCORES_ATTENTION = "distill_scores"
 # The same attention, also handing out each layer's queries, keys and values (MiniLM's losses read them).
 PARTS_ATTENTION = "distill_parts"
@@ -87,12 +89,12 @@ class Record:
                        qkv=None if self.qkv is None else tuple(c(layer) for layer in self.qkv))
 
 
-def set_attention(model: nn.Module, need_scores: bool, need_qkv: bool = False) -> None:
+def set_attention(model: nn.Module, needs: Needs) -> None:
     """Scores (and queries, keys, values) need our eager-equivalent attention; otherwise the fused kernel is
     faster."""
     if not hasattr(model, "set_attn_implementation"):
         return  # not a transformers model (e.g. the BiLSTM)
-    wanted = PARTS_ATTENTION if need_qkv else SCORES_ATTENTION if need_scores else "sdpa"
+    wanted = PARTS_ATTENTION if needs.qkv else SCORES_ATTENTION if needs.attention else "sdpa"
     if getattr(model.config, "_attn_implementation", None) != wanted:
         model.set_attn_implementation(wanted)
 
@@ -105,57 +107,55 @@ def mlm_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return model.vocab_projector(x)
 
 
-def _language_model_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool,
-                           all_tokens: bool, need_qkv: bool) -> Record:
-    """A masked LM or bare encoder on corpus text. Logits at every non-padding token (`all_tokens`: DistilBERT's
+def _language_model_record(model: nn.Module, batch: dict, needs: Needs) -> Record:
+    """A masked LM or bare encoder on corpus text. Logits at every non-padding token (`needs.all_tokens`: DistilBERT's
     soft-target loss) or only at the masked positions (batch["mlm_labels"] != -100; the vocabulary projection is
     most of an MLM step's cost), in row-major order, so teacher and student rows line up; none without masking
     or a head."""
     base = getattr(model, "bert", None) or getattr(model, "distilbert", None) or model
     types = {"token_type_ids": batch.get("token_type_ids")} if getattr(base.config, "type_vocab_size", 0) else {}
     out = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **types,
-               output_hidden_states=True, output_attentions=need_attention or need_qkv, return_dict=True)
+               output_hidden_states=True, output_attentions=needs.attention_maps, return_dict=True)
     logits = rows = None
     labels = batch.get("mlm_labels")
     if labels is not None and base is not model:
-        rows = batch["attention_mask"].bool() if all_tokens else labels != -100
+        rows = batch["attention_mask"].bool() if needs.all_tokens else labels != -100
         logits = mlm_head(model, out.last_hidden_state[rows])
     return Record(logits=logits, attention_mask=batch["attention_mask"], hidden_states=tuple(out.hidden_states),
-                  token_rows=rows, **_attention_fields(out.attentions, need_attention, need_qkv))
+                  token_rows=rows, **_attention_fields(out.attentions, needs))
 
 
-def _attention_fields(attentions, need_attention: bool, need_qkv: bool) -> dict:
+def _attention_fields(attentions, needs: Needs) -> dict:
     """A record's `attention_scores` and `qkv` from what the registered attention function returned per layer."""
-    if not (need_attention or need_qkv):
+    if not needs.attention_maps:
         return {}
-    if not attentions or attentions[0] is None or (need_qkv and not isinstance(attentions[0], AttentionParts)):
+    if not attentions or attentions[0] is None or (needs.qkv and not isinstance(attentions[0], AttentionParts)):
         raise RuntimeError("the model returned no attention scores (or queries, keys and values); was "
-                           "set_attention(model, need_scores, need_qkv) called?")
+                           "set_attention(model, needs) called?")
     parts = isinstance(attentions[0], AttentionParts)
-    scores = tuple(a.scores if parts else a for a in attentions) if need_attention else None
-    qkv = tuple((a.query, a.key, a.value) for a in attentions) if need_qkv else None
+    scores = tuple(a.scores if parts else a for a in attentions) if needs.attention else None
+    qkv = tuple((a.query, a.key, a.value) for a in attentions) if needs.qkv else None
     return {"attention_scores": scores, "qkv": qkv}
 
 
-def forward_record(model: nn.Module, batch: dict, need_hidden: bool, need_attention: bool,
-                   all_tokens: bool = False, need_qkv: bool = False) -> Record:
+def forward_record(model: nn.Module, batch: dict, needs: Needs) -> Record:
     """Run a Hugging Face sequence classifier (or, on corpus text, a masked LM or encoder) and adapt
-    its outputs; `all_tokens`: a masked LM's logits at every non-padding token, not only the masked ones;
-    `need_qkv`: every layer's queries, keys and values.
+    its outputs, computing what `needs` asks for beyond the logits (a masked LM or encoder hands out its hidden
+    states whatever is asked: its logits are computed from them).
 
     The model's attention implementation must already be chosen with `set_attention`."""
     if not hasattr(model, "classifier"):
-        return _language_model_record(model, batch, need_hidden, need_attention, all_tokens, need_qkv)
+        return _language_model_record(model, batch, needs)
     # DistilBERT has no token types.
     types = {"token_type_ids": batch.get("token_type_ids")} if getattr(model.config, "type_vocab_size", 0) else {}
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         **types,
-        output_hidden_states=need_hidden,
-        output_attentions=need_attention or need_qkv,
+        output_hidden_states=needs.hidden,
+        output_attentions=needs.attention_maps,
         return_dict=True,
     )
     return Record(logits=out.logits, attention_mask=batch["attention_mask"],
-                  hidden_states=tuple(out.hidden_states) if need_hidden else None,
-                  **_attention_fields(out.attentions, need_attention, need_qkv))
+                  hidden_states=tuple(out.hidden_states) if needs.hidden else None,
+                  **_attention_fields(out.attentions, needs))

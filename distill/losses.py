@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from distill.adaptor import Record
 from distill.errors import DistillError
+from distill.needs import Needs
 from distill.schedule import Schedule, parse_schedule
 
 
@@ -35,23 +36,53 @@ class LossError(DistillError):
 
 @dataclass(frozen=True)
 class LossInfo:
+    """A registered loss: its function (whose docstring describes it) and what it declares."""
+
     fn: Callable[..., torch.Tensor]
-    # Which outputs the loss reads from both models: subset of {"hidden", "attention"} (logits always come).
-    needs: frozenset[str]
+    # What the loss reads from both models beyond logits, whatever its parameters.
+    needs: Needs
     uses_teacher: bool
     # Whether it trains the classifier output (then a stage selects its best epoch by dev metric).
     trains_logits: bool
     params: dict[str, object]
+    # Needs that depend on a parameter's value: {parameter: {value: needs}}, added to `needs` when the parameter
+    # (given or by default) has that value.
+    needs_when: dict[str, dict[object, Needs]] = field(default_factory=dict)
+
+    def needs_for(self, params: dict) -> Needs:
+        """What the loss reads with these parameters (those not given take their defaults)."""
+        out = self.needs
+        for param, by_value in self.needs_when.items():
+            value = params.get(param, self.params[param])
+            if value in by_value:
+                out = out | by_value[value]
+        return out
 
 
 LOSSES: dict[str, LossInfo] = {}
 
 
-def register_loss(name: str, needs: tuple[str, ...] = (), uses_teacher: bool = True, trains_logits: bool = False):
+def register_loss(name: str, needs: Needs | Iterable[str] = (), uses_teacher: bool = True,
+                  trains_logits: bool = False, needs_when: dict[str, dict[object, Needs]] | None = None):
+    """Register a loss under `name`. `needs`: what it reads beyond logits (a `Needs`, or its field names);
+    `needs_when`: needs that follow from a parameter's value, e.g. `{"positions": {"all": Needs(all_tokens=True)}}`.
+    Both are checked here, so a misdeclared loss fails at import, naming the loss and the bad entry."""
+
     def deco(fn):
         sig = inspect.signature(fn)
         params = {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
-        LOSSES[name] = LossInfo(fn, frozenset(needs), uses_teacher, trains_logits, params)
+        where = f"register_loss({name!r})"
+        declared = needs if isinstance(needs, Needs) else Needs.of(needs, f"{where} needs")
+        when = {}
+        for param, by_value in (needs_when or {}).items():
+            if param not in params:
+                raise LossError(f"{where} needs_when: {param!r} is not a keyword parameter of {fn.__name__}; "
+                                f"its parameters: {', '.join(params) or 'none'}")
+            if not isinstance(by_value, dict):
+                raise LossError(f"{where} needs_when.{param} = {by_value!r}: expected a mapping of values to Needs")
+            when[param] = {value: n if isinstance(n, Needs) else Needs.of(n, f"{where} needs_when.{param}.{value}")
+                           for value, n in by_value.items()}
+        LOSSES[name] = LossInfo(fn, declared, uses_teacher, trains_logits, params, when)
         return fn
 
     return deco
@@ -114,7 +145,7 @@ def _masked_mean_sq(diff: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (diff.pow(2) * mask).sum() / count.clamp_min(1.0)
 
 
-@register_loss("attention_mse", needs=("attention",))
+@register_loss("attention_mse", needs=Needs(attention=True))
 def attention_mse(s: Record, t: Record, batch: dict, ctx: LossContext, *, heads: str = "auto") -> torch.Tensor:
     """MSE between pre-softmax attention scores of mapped layers, over valid (query, key) pairs.
 
@@ -137,7 +168,7 @@ def attention_mse(s: Record, t: Record, batch: dict, ctx: LossContext, *, heads:
     return total
 
 
-@register_loss("hidden_mse", needs=("hidden",))
+@register_loss("hidden_mse", needs=Needs(hidden=True))
 def hidden_mse(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Tensor:
     """MSE(H_S W_h, H_T) for each mapped transformer layer, over non-padded tokens."""
     mask = s.attention_mask[..., None]
@@ -149,7 +180,7 @@ def hidden_mse(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Ten
     return total
 
 
-@register_loss("embedding_mse", needs=("hidden",))
+@register_loss("embedding_mse", needs=Needs(hidden=True))
 def embedding_mse(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Tensor:
     """MSE(E_S W_e, E_T) between embedding-layer outputs, over non-padded tokens."""
     e_s, e_t = s.hidden_states[0].float(), t.hidden_states[0].float()
@@ -160,6 +191,10 @@ def embedding_mse(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.
 def _no_regression(ctx: LossContext, name: str) -> None:
     if ctx.regression:
         raise LossError(f"{name} needs class probabilities; for a regression task use logits_mse")
+
+
+# A masked LM's soft targets at every non-padding token need the logits there, not only at the masked positions.
+ALL_TOKENS_WHEN = {"positions": {"all": Needs(all_tokens=True)}}
 
 
 def _token_rows(s: Record, t: Record, batch: dict, positions: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -184,7 +219,7 @@ def teacher_log_probs(t: Record, temperature: float, rows: torch.Tensor | None =
     return torch.logsumexp(torch.stack(log_ps), dim=0)
 
 
-@register_loss("kl_div", trains_logits=True)
+@register_loss("kl_div", trains_logits=True, needs_when=ALL_TOKENS_WHEN)
 def kl_div(s: Record, t: Record, batch: dict, ctx: LossContext, *, temperature: float = 1.0,
            t2: bool = True, positions: str = "all") -> torch.Tensor:
     """KL(softmax(z_T/t) || softmax(z_S/t)), batch mean, times t^2 when t2 (keeps gradient scale). On a masked
@@ -197,7 +232,7 @@ def kl_div(s: Record, t: Record, batch: dict, ctx: LossContext, *, temperature: 
     return loss * temperature**2 if t2 else loss
 
 
-@register_loss("soft_cross_entropy", trains_logits=True)
+@register_loss("soft_cross_entropy", trains_logits=True, needs_when=ALL_TOKENS_WHEN)
 def soft_cross_entropy(s: Record, t: Record, batch: dict, ctx: LossContext, *, temperature: float = 1.0,
                        convention: str = "ce", positions: str = "all") -> torch.Tensor:
     """-softmax(z_T/t) . log_softmax(z_S/t); see the module docstring for the conventions (and kl_div for
@@ -248,7 +283,7 @@ def mlm(s: Record, t: Record | None, batch: dict, ctx: LossContext) -> torch.Ten
     return F.cross_entropy(s.logits.float(), labels[s.token_rows], ignore_index=-100)
 
 
-@register_loss("cosine_hidden", needs=("hidden",))
+@register_loss("cosine_hidden", needs=Needs(hidden=True))
 def cosine_hidden(s: Record, t: Record, batch: dict, ctx: LossContext) -> torch.Tensor:
     """DistilBERT's cosine loss: mean over non-padded tokens of 1 - cos(h_S, h_T), last hidden states."""
     h_s, h_t = s.hidden_states[-1].float(), t.hidden_states[-1].float()
@@ -312,7 +347,7 @@ def _self_relation(x: torch.Tensor) -> torch.Tensor:
     return x @ x.transpose(-1, -2) / math.sqrt(x.shape[-1])
 
 
-@register_loss("attention_kl", needs=("attention",))
+@register_loss("attention_kl", needs=Needs(attention=True))
 def attention_kl(s: Record, t: Record, batch: dict, ctx: LossContext, *, heads: str = "auto",
                  layers: str = "last") -> torch.Tensor:
     """MiniLM v1 (Wang et al. 2020, eq. 4): KL(A_T || A_S) between the attention distributions softmax(Q K^T /
@@ -325,7 +360,7 @@ def attention_kl(s: Record, t: Record, batch: dict, ctx: LossContext, *, heads: 
     return total
 
 
-@register_loss("value_relation_kl", needs=("qkv",))
+@register_loss("value_relation_kl", needs=Needs(qkv=True))
 def value_relation_kl(s: Record, t: Record, batch: dict, ctx: LossContext, *, heads: str = "auto",
                       layers: str = "last") -> torch.Tensor:
     """MiniLM v1 (Wang et al. 2020, eq. 5-6): KL(VR_T || VR_S) with VR = softmax(V V^T / sqrt(d_k)) per head,
@@ -349,7 +384,7 @@ def _relation_heads(x: torch.Tensor, r: int, who: str) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, r, h * d // r).transpose(1, 2)
 
 
-@register_loss("relation_kl", needs=("qkv",))
+@register_loss("relation_kl", needs=Needs(qkv=True))
 def relation_kl(s: Record, t: Record, batch: dict, ctx: LossContext, *, relations: list | None = None,
                 relation_heads: int | None = None, teacher_layer: int | None = None,
                 student_layer: int | None = None) -> torch.Tensor:
@@ -379,7 +414,7 @@ def relation_kl(s: Record, t: Record, batch: dict, ctx: LossContext, *, relation
     return total
 
 
-@register_loss("pkd", needs=("hidden",))
+@register_loss("pkd", needs=Needs(hidden=True))
 def pkd(s: Record, t: Record, batch: dict, ctx: LossContext, *, last_layer: bool = False,
         reduction: str = "mean") -> torch.Tensor:
     """Patient KD (Sun et al. 2019, eq. 5): || h_S / ||h_S|| - h_T / ||h_T|| ||^2 between the [CLS] hidden states of

@@ -7,11 +7,13 @@ the first. Weights and temperatures given as schedules are read at the stage's c
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 
 from distill.adaptor import Record
 from distill.losses import LOSSES, LossContext, LossError, LossInfo, check_loss_spec, teacher_log_probs
+from distill.needs import Needs
 from distill.schedule import Schedule, value_at
 
 # The name a run's only teacher goes by.
@@ -26,13 +28,18 @@ class Term:
     info: LossInfo
     teacher: str | None = None  # None: the first teacher (intermediate) or all of them (prediction)
 
+    @property
+    def needs(self) -> Needs:
+        """What this term reads, its parameters' needs included."""
+        return self.info.needs_for(self.params)
+
     def reads(self, teachers: list[str]) -> list[str]:
         """The teachers this term reads."""
         if not self.info.uses_teacher:
             return []
         if self.teacher is not None:
             return [self.teacher]
-        return teachers[:1] if self.info.needs else list(teachers)
+        return teachers[:1] if self.info.needs.intermediate else list(teachers)
 
 
 class Objective:
@@ -50,30 +57,13 @@ class Objective:
                                 f"{', '.join(self.teachers)}")
             self.terms.append(Term(name, weight, params, LOSSES[name], teacher))
 
-    def _needs(self, what: str) -> bool:
-        return any(what in t.info.needs for t in self.terms)
-
-    @property
-    def needs_hidden(self) -> bool:
-        return self._needs("hidden")
-
-    @property
-    def needs_attention(self) -> bool:
-        return self._needs("attention")
-
-    @property
-    def needs_qkv(self) -> bool:
-        return self._needs("qkv")
-
-    @property
-    def needs_intermediate(self) -> bool:
-        """Whether any loss reads more than logits (hidden states, attention, queries/keys/values)."""
-        return any(t.info.needs for t in self.terms)
-
-    @property
-    def needs_all_tokens(self) -> bool:
-        """A masked LM's logits at every non-padding token (a soft-target term with `positions: all`)."""
-        return any(t.params.get("positions", t.info.params.get("positions")) == "all" for t in self.terms)
+    @cached_property
+    def needs(self) -> Needs:
+        """What the student's record must hold: the union of the terms' needs."""
+        out = Needs()
+        for t in self.terms:
+            out = out | t.needs
+        return out
 
     @property
     def uses_teacher(self) -> bool:
@@ -83,13 +73,14 @@ class Objective:
     def trains_logits(self) -> bool:
         return any(t.info.trains_logits for t in self.terms)
 
-    def teacher_needs(self) -> dict[str, frozenset[str]]:
+    def teacher_needs(self) -> dict[str, Needs]:
         """Each teacher the objective reads and the outputs beyond logits it must give (empty: logits only, which
-        a teacher-output cache can supply)."""
-        out: dict[str, frozenset[str]] = {}
+        a teacher-output cache can supply). Without `all_tokens`: which logits rows come is the objective's
+        (`needs.all_tokens`), the same for every model so that their rows line up."""
+        out: dict[str, Needs] = {}
         for term in self.terms:
             for name in term.reads(self.teachers):
-                out[name] = out.get(name, frozenset()) | term.info.needs
+                out[name] = out.get(name, Needs()) | replace(term.needs, all_tokens=False)
         return out
 
     def scheduled(self, fraction: float) -> dict[str, float]:

@@ -58,7 +58,7 @@ class StageInputs:
         reference trains that step without a schedule), else linear, unless the config names one."""
         if self.config.schedule is not None:
             return self.config.schedule
-        intermediate = self.objective.needs_intermediate
+        intermediate = self.objective.needs.intermediate
         return "constant" if self.task is not None and intermediate and not self.objective.trains_logits else "linear"
 
     @property
@@ -75,7 +75,7 @@ def stage_inputs(config: StageConfig, objective: Objective, datasets: dict, task
     """The inputs of a distillation stage; `depths` = (student layers, teacher layers, further teachers' layers)
     for its layer maps (one per teacher, in the objective's teacher order)."""
     pairs, teacher_pairs = [], {}
-    if objective.needs_intermediate:
+    if objective.needs.intermediate:
         for name, depth in zip(objective.teachers, depths[1:], strict=False):
             teacher_pairs[name] = layer_map(config.layer_map, depths[0], depth)
         pairs = teacher_pairs[objective.teachers[0]]

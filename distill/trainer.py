@@ -29,6 +29,7 @@ from distill.config import StageConfig, TrainConfig
 from distill.encoded import EncodedDataset
 from distill.errors import DistillError
 from distill.losses import LossContext
+from distill.needs import LOGITS_ONLY, Needs
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
 from distill.tasks import EVAL_SPLITS, TaskData
@@ -49,21 +50,19 @@ class DistillModule(nn.Module):
         self.student = student
         self.projections = projections if projections is not None else nn.ModuleDict()
 
-    def forward(self, batch: dict, need_hidden: bool = False, need_attention: bool = False,
-                objective: Objective | None = None, teacher: dict[str, Record] | None = None,
-                ctx: LossContext | None = None, all_tokens: bool = False, need_qkv: bool = False):
-        """The student's record; with an objective, the loss and its terms instead. Training computes the
-        loss inside forward because DistributedDataParallel requires every output to reach the loss."""
-        all_tokens = all_tokens or (objective is not None and objective.needs_all_tokens)
-        rec = self._record(batch, need_hidden, need_attention, all_tokens, need_qkv)
+    def forward(self, batch: dict, needs: Needs = LOGITS_ONLY, objective: Objective | None = None,
+                teacher: dict[str, Record] | None = None, ctx: LossContext | None = None):
+        """The student's record, holding what `needs` asks for (with an objective: its `needs`); with an objective,
+        the loss and its terms instead. Training computes the loss inside forward because DistributedDataParallel
+        requires every output to reach the loss."""
+        rec = self._record(batch, needs)
         return rec if objective is None else objective(rec, teacher, batch, ctx)
 
-    def _record(self, batch: dict, need_hidden: bool, need_attention: bool, all_tokens: bool,
-                need_qkv: bool) -> Record:
+    def _record(self, batch: dict, needs: Needs) -> Record:
         if hasattr(self.student, "record"):  # a student with its own adaptor (the BiLSTM)
             return self.student.record(batch)
         # Projected here, inside forward, so that DistributedDataParallel sees the projections used.
-        rec = forward_record(self.student, batch, need_hidden, need_attention, all_tokens, need_qkv)
+        rec = forward_record(self.student, batch, needs)
         return project(rec, self.projections)
 
     def clip_parameters(self) -> list[nn.Parameter]:
@@ -88,6 +87,7 @@ def teacher_records(teachers: dict[str, nn.Module], batch: dict, objective: Obje
     cache when only its logits are read and a cache is given, from a stored record (`stored`, by name) when it
     holds everything read, else from a forward pass under inference mode."""
     out = {}
+    rows = Needs(all_tokens=objective.needs.all_tokens)  # the student's logits rows, so that the rows line up
     for name, needs in objective.teacher_needs().items():
         logits = (cached or {}).get(name)
         if logits is not None and not needs:
@@ -100,8 +100,7 @@ def teacher_records(teachers: dict[str, nn.Module], batch: dict, objective: Obje
             out[name] = record.batch(batch["index"], batch["input_ids"].shape[1], batch["input_ids"].device)
             continue
         with torch.inference_mode():
-            rec = forward_record(teachers[name], batch, "hidden" in needs, "attention" in needs,
-                                 objective.needs_all_tokens, "qkv" in needs)
+            rec = forward_record(teachers[name], batch, needs | rows)
         # Inference tensors cannot be saved for backward; a clone outside inference mode can.
         out[name] = rec.detached()
     return out
@@ -110,13 +109,13 @@ def teacher_records(teachers: dict[str, nn.Module], batch: dict, objective: Obje
 def set_attentions(module: DistillModule, teachers: dict[str, nn.Module], objective: Objective) -> None:
     """Each model's attention implementation for a stage: scores or queries/keys/values where its losses read
     them, the fused kernel elsewhere."""
-    set_attention(module.student, objective.needs_attention, objective.needs_qkv)
+    set_attention(module.student, objective.needs)
     needs = objective.teacher_needs()
-    wants: dict[int, frozenset[str]] = {}  # by model: one model may serve under several names (an estimate's)
+    wants: dict[int, Needs] = {}  # by model: one model may serve under several names (an estimate's)
     for name, teacher in teachers.items():
-        wants[id(teacher)] = wants.get(id(teacher), frozenset()) | needs.get(name, frozenset())
+        wants[id(teacher)] = wants.get(id(teacher), LOGITS_ONLY) | needs.get(name, LOGITS_ONLY)
     for teacher in teachers.values():
-        set_attention(teacher, "attention" in wants[id(teacher)], "qkv" in wants[id(teacher)])
+        set_attention(teacher, wants[id(teacher)])
 
 
 def project(rec: Record, projections: nn.ModuleDict) -> Record:
@@ -142,9 +141,7 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
     logits, golds, indices, sums, batches = [], [], [], {}, 0
     use_objective = objective is not None and (objective.uses_teacher or task is None)
     for batch in loader:
-        rec = module(batch, use_objective and objective.needs_hidden, use_objective and objective.needs_attention,
-                     all_tokens=use_objective and objective.needs_all_tokens,
-                     need_qkv=use_objective and objective.needs_qkv)
+        rec = module(batch, objective.needs if use_objective else LOGITS_ONLY)
         if use_objective:
             t = teacher_records(teachers, batch, objective, cached) if objective.uses_teacher else None
             _, parts = objective(rec, t, batch, ctx)
@@ -176,7 +173,7 @@ def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
                     predictions: dict | None = None) -> dict[str, dict[str, float]]:
     """Task metrics of a classifier on every evaluation split there is (dev, MNLI's mismatched dev, test).
     `predictions`, a dict, receives each split's logits (float32, one row per example in dataset order)."""
-    set_attention(model, False)
+    set_attention(model, LOGITS_ONLY)
     module = DistillModule(model).to(accelerator.device)
     out = {}
     for split in EVAL_SPLITS:
@@ -327,8 +324,7 @@ def train_step(acc: Accelerator, model: nn.Module, optimizer, clip: list[nn.Para
             stored = None if stage.mlm is not None else getattr(stage.data, "teacher_record", None)
             t_rec = (teacher_records(stage.teachers, batch, objective, cached, stored)
                      if objective.uses_teacher else None)
-        loss, parts = model(batch, objective.needs_hidden, objective.needs_attention, objective, t_rec,
-                            ctx or stage.ctx, need_qkv=objective.needs_qkv)
+        loss, parts = model(batch, objective.needs, objective, t_rec, ctx or stage.ctx)
         acc.backward(loss)
         if acc.sync_gradients and stage.config.max_grad_norm > 0:
             acc.clip_grad_norm_(clip, stage.config.max_grad_norm)

@@ -21,6 +21,7 @@ from distill.adaptor import set_attention
 from distill.config import TrainConfig
 from distill.encoded import EncodedDataset
 from distill.io import cache_root, load_tensors, save_tensors
+from distill.needs import LOGITS_ONLY
 from distill.resources import content_key
 from distill.timing import duration
 from distill.trainer import make_loader, teacher_precision
@@ -39,7 +40,7 @@ def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelera
     """Teacher logits for every example of `ds`, in dataset order, batched under inference mode. `announce` gets the
     estimated total seconds once the first two batches are done: the first pays for warm-up, the second's time per
     token is extrapolated over the tokens left (batches come grouped by length, so later ones can be longer)."""
-    set_attention(teacher, False)
+    set_attention(teacher, LOGITS_ONLY)
     loader, _ = make_loader(ds, cfg.eval_batch_size, 0, False, cfg)
     loader = accelerator.prepare(loader)
     out = torch.zeros(len(ds), teacher.config.num_labels)

@@ -25,13 +25,14 @@ from distill.config import TrainConfig
 from distill.encoded import EncodedDataset
 from distill.errors import DistillError
 from distill.io import atomic_dir, cache_root, read_json, write_json
+from distill.needs import Needs
 from distill.resources import content_key
 from distill.trainer import make_loader, teacher_precision
 
 DTYPES = {"fp16": np.float16, "fp32": np.float32}
 # What a record can stand in for: a loss that reads other outputs (queries/keys/values, masked-LM logits) runs
 # the teacher.
-RECORDED = frozenset({"hidden", "attention"})
+RECORDED = Needs(hidden=True, attention=True)
 
 
 def record_folder(teacher_id: str, ds: EncodedDataset, precision: str, computed_in: str = "no") -> Path:
@@ -102,7 +103,7 @@ def build_record(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerato
     layers, heads, width = c.num_hidden_layers, c.num_attention_heads, c.hidden_size
     token_offsets = np.concatenate([[0], np.cumsum(lengths)])
     score_offsets = np.concatenate([[0], np.cumsum(layers * heads * lengths ** 2)])
-    set_attention(teacher, True)
+    set_attention(teacher, RECORDED)
     loader, _ = make_loader(ds, cfg.eval_batch_size, 0, False, cfg)
     logits = np.zeros((len(ds), c.num_labels), dtype=np.float32)
     with atomic_dir(folder) as tmp:
@@ -112,7 +113,7 @@ def build_record(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelerato
         for batch in tqdm(loader, desc="teacher record", leave=False, disable=not progress):
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with teacher_precision(accelerator, cfg):
-                rec = forward_record(teacher, batch, True, True)
+                rec = forward_record(teacher, batch, RECORDED)
             h = torch.stack(rec.hidden_states, 1).float().cpu().numpy()  # (batch, layers + 1, seq, width)
             s = torch.stack(rec.attention_scores, 1).float().cpu().numpy()  # (batch, layers, heads, seq, seq)
             logits[batch["index"].cpu().numpy()] = rec.logits.float().cpu().numpy()

@@ -7,6 +7,7 @@ import torch
 from transformers import BertForSequenceClassification
 
 from distill.adaptor import forward_record, set_attention
+from distill.needs import Needs
 
 from .helpers import tiny_bert_config
 
@@ -29,8 +30,8 @@ def pair_of_models(make):
 
 
 def check_scores(ours, eager, b):
-    set_attention(ours, True)
-    rec = forward_record(ours, b, need_hidden=True, need_attention=True)
+    set_attention(ours, Needs(attention=True))
+    rec = forward_record(ours, b, Needs(hidden=True, attention=True))
     out = eager(**b, output_attentions=True, output_hidden_states=True)
     n = ours.config.num_hidden_layers
     assert len(rec.attention_scores) == n and len(rec.hidden_states) == n + 1
@@ -60,10 +61,10 @@ def test_scores_are_eager_softmax_inputs_on_the_packaged_minilm():
 def test_gradients_flow_through_scores_and_sdpa_mode_returns_none():
     torch.manual_seed(0)
     m = BertForSequenceClassification(tiny_bert_config())
-    set_attention(m, True)
-    rec = forward_record(m, batch(), need_hidden=False, need_attention=True)
+    set_attention(m, Needs(attention=True))
+    rec = forward_record(m, batch(), Needs(attention=True))
     rec.attention_scores[0].pow(2).mean().backward()
     assert m.bert.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
-    set_attention(m, False)
+    set_attention(m, Needs())
     with pytest.raises(RuntimeError, match="no attention scores"):
-        forward_record(m, batch(), need_hidden=False, need_attention=True)
+        forward_record(m, batch(), Needs(attention=True))

@@ -196,6 +196,7 @@ def _tiny_mlm(seed: int):
 
 def test_soft_targets_cover_every_non_padding_token_by_default():
     from distill.losses import LossContext
+    from distill.needs import Needs
     from distill.objective import Objective
     from distill.trainer import DistillModule, teacher_records
 
@@ -203,10 +204,10 @@ def test_soft_targets_cover_every_non_padding_token_by_default():
     objective = Objective({"kl_div": {"weight": 5.0, "temperature": 2.0}, "mlm": 2.0})
     teacher = teacher_records({"teacher": _tiny_mlm(1)}, batch, objective)["teacher"]
     module = DistillModule(_tiny_mlm(2))
-    student = module(batch, False, False, all_tokens=objective.needs_all_tokens)
+    student = module(batch, Needs(all_tokens=objective.needs.all_tokens))
     n_tokens = int(batch["attention_mask"].sum())  # 6 + 4, [CLS] and [SEP] included, as the reference
     assert student.logits.shape[0] == teacher.logits.shape[0] == n_tokens
-    _, parts = module(batch, False, False, objective, teacher, ctx)
+    _, parts = module(batch, objective.needs, objective, teacher, ctx)
     # Hand formula: mean over the 10 token rows of KL(p_T || p_S) at T = 2, times T^2.
     p_t = torch.softmax(teacher.logits / 2, -1)
     per_row = (p_t * (p_t.log() - torch.log_softmax(student.logits / 2, -1))).sum(-1)
@@ -225,15 +226,15 @@ def test_soft_targets_restricted_to_masked_positions_on_request():
 
     batch, ctx = _lm_batch(), LossContext([])
     objective = Objective({"kl_div": {"temperature": 2.0, "positions": "masked"}})
-    assert not objective.needs_all_tokens
+    assert not objective.needs.all_tokens
     teacher = teacher_records({"teacher": _tiny_mlm(1)}, batch, objective)["teacher"]
     assert teacher.logits.shape[0] == 2
     everywhere = Objective({"kl_div": {"temperature": 2.0, "positions": "masked"}, "soft_cross_entropy": 0.0})
     # Every row computed, the KL term selects two.
     t_all = teacher_records({"teacher": _tiny_mlm(1)}, batch, everywhere)["teacher"]
     module = DistillModule(_tiny_mlm(2))
-    a = module(batch, False, False, objective, teacher, ctx)[1]["kl_div"]
-    b = module(batch, False, False, everywhere, t_all, ctx)[1]["kl_div"]
+    a = module(batch, objective.needs, objective, teacher, ctx)[1]["kl_div"]
+    b = module(batch, everywhere.needs, everywhere, t_all, ctx)[1]["kl_div"]
     assert a.item() == pytest.approx(b.item(), rel=1e-5)
 
 

@@ -165,7 +165,7 @@ def test_objective_is_weighted_sum_and_reports_each_term():
     total, parts = obj(s, t, {"labels": torch.tensor([0, 1])}, LossContext([]))
     assert set(parts) == {"logits_mse", "hard_ce"}
     assert total.item() == pytest.approx(0.5 * parts["logits_mse"].item() + 2.0 * parts["hard_ce"].item())
-    assert obj.trains_logits and obj.uses_teacher and not obj.needs_attention
+    assert obj.trains_logits and obj.uses_teacher and not obj.needs.attention
 
 
 def test_loss_spec_validation_names_valid_choices():

@@ -10,6 +10,7 @@ from torch.testing import assert_close
 
 from distill.adaptor import Record, forward_record, set_attention
 from distill.losses import LOSSES, LossContext, LossError
+from distill.needs import Needs
 
 # Three examples of four tokens; the second and third padded at the end.
 MASK = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]])
@@ -283,10 +284,10 @@ def tiny_bert():
 def test_adaptor_hands_out_the_models_own_projections(tiny_bert):
     model, batch = tiny_bert
     with torch.no_grad():
-        set_attention(model, True, True)
-        rec_ = forward_record(model, batch, True, True, need_qkv=True)
-        set_attention(model, False)
-        plain = forward_record(model, batch, False, False)
+        set_attention(model, Needs(qkv=True))
+        rec_ = forward_record(model, batch, Needs(hidden=True, attention=True, qkv=True))
+        set_attention(model, Needs())
+        plain = forward_record(model, batch, Needs())
     b, s, heads, d = 2, 4, 4, 4
     assert len(rec_.qkv) == 2 and len(rec_.attention_scores) == 2
     for layer in range(2):
@@ -304,9 +305,9 @@ def test_adaptor_hands_out_the_models_own_projections(tiny_bert):
 
 def test_adaptor_qkv_without_parts_attention_raises(tiny_bert):
     model, batch = tiny_bert
-    set_attention(model, True)
+    set_attention(model, Needs(attention=True))
     with torch.no_grad(), pytest.raises(RuntimeError, match="set_attention"):
-        forward_record(model, batch, True, True, need_qkv=True)
+        forward_record(model, batch, Needs(hidden=True, attention=True, qkv=True))
 
 
 def test_only_stages_whose_losses_read_them_switch_attention():

@@ -14,6 +14,7 @@ from distill.config import ConfigError, load_config
 from distill.io import cache_root
 from distill.lab.run import run_experiment
 from distill.losses import LossContext, LossError
+from distill.needs import Needs
 from distill.objective import Objective, ensemble_logits
 from distill.predictions import read_predictions
 
@@ -80,9 +81,10 @@ def test_a_named_teacher_is_read_alone_and_intermediate_losses_default_to_the_fi
     p = torch.softmax(a.logits, -1)
     torch.testing.assert_close(parts["kl_div"], (p * (p.log() - torch.log_softmax(s.logits, -1))).sum(-1).mean())
     # What each teacher must give: `b` hidden states, `a` hidden states and logits.
-    assert obj.teacher_needs() == {"b": frozenset({"hidden"}), "a": frozenset({"hidden"})}
-    assert Objective({"kl_div": 1.0}, teachers={"a": 1.0, "b": 1.0}).teacher_needs() == {"a": frozenset(),
-                                                                                           "b": frozenset()}
+    assert obj.teacher_needs() == {"b": Needs(hidden=True), "a": Needs(hidden=True)}
+    # Logits only (a cache can give them); which rows come is the objective's, not a teacher's.
+    assert Objective({"kl_div": 1.0}, teachers={"a": 1.0, "b": 1.0}).teacher_needs() == {"a": Needs(),
+                                                                                           "b": Needs()}
 
 
 def test_a_loss_naming_a_deeper_teacher_uses_that_teachers_layer_pairs():

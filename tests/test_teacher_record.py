@@ -13,7 +13,7 @@ from distill.encoded import EncodedDataset, build
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.tasks import Example
-from distill.teachers.record_cache import TeacherRecord, build_record, cached_record
+from distill.teachers.record_cache import RECORDED, TeacherRecord, build_record, cached_record
 from distill.trainer import teacher_records
 
 from .helpers import quiet, tiny_bert_config
@@ -48,9 +48,9 @@ def test_stored_record_matches_the_forward_pass_at_valid_positions(setup, precis
                  progress=False)
     stored = TeacherRecord(folder)
     batch = _batch(ds, [6, 0, 3, 1])  # lengths differ: padding inside the batch
-    set_attention(teacher, True)
+    set_attention(teacher, RECORDED)
     with torch.no_grad():
-        live = forward_record(teacher, batch, True, True)
+        live = forward_record(teacher, batch, RECORDED)
     rec = stored.batch(batch["index"], batch["input_ids"].shape[1], torch.device("cpu"))
     mask = batch["attention_mask"].bool()
     assert torch.equal(rec.attention_mask, batch["attention_mask"])
@@ -77,10 +77,10 @@ def test_losses_from_the_record_equal_losses_from_the_teacher(setup):
     objective = Objective({"embedding_mse": 1, "attention_mse": 1, "hidden_mse": 1})
     ctx = LossContext([(1, 1), (2, 2), (3, 3)])
     batch = _batch(ds, [2, 6, 5])
-    set_attention(student, True)
-    set_attention(teacher, True)
+    set_attention(student, objective.needs)
+    set_attention(teacher, objective.needs)
     with torch.no_grad():
-        s_rec = forward_record(student, batch, True, True)
+        s_rec = forward_record(student, batch, objective.needs)
         live = teacher_records({"teacher": teacher}, batch, objective)
         from_store = teacher_records({"teacher": None}, batch, objective, stored={"teacher": stored})
     _, parts_live = objective(s_rec, live, batch, ctx)

@@ -285,7 +285,7 @@ def steps(size: Size, stage: StageConfig) -> tuple[int, int] | None:
 def stage_lines(i: int, cfg: ExperimentConfig, plan: Plan, size: Size) -> list[str]:
     stage, objective = cfg.stages[i], plan.objectives[i]
     lines = [f"stage {i + 1}/{len(cfg.stages)} {stage.name}: data {stage.data}, losses {_losses(objective)}"]
-    if objective.needs_intermediate:
+    if objective.needs.intermediate:
         spec = stage.layer_map if isinstance(stage.layer_map, str) else "explicit"
         read = objective.teacher_needs()
         for name, depth in zip(objective.teachers, plan.depths[1:], strict=True):
@@ -394,7 +394,7 @@ def student_lines(cfg: ExperimentConfig, plan: Plan) -> list[str]:
             + (str(s.init_layers) if s.init_layers else "by the uniform map")}.get(s.init, f"init from {s.init}")
     line = (f"student:  {s.kind}" + (f" {s.preset}" if s.preset else "") + f": {plan.depths[0]} layers, width "
             f"{plan.widths[0]}; {init}")
-    needs_hidden = any(o.needs_hidden for o in plan.objectives)
+    needs_hidden = any(o.needs.hidden for o in plan.objectives)
     if needs_hidden and plan.widths[0] != plan.widths[1]:
         # Projections are carried only from an init folder that saved them; else they start random.
         line += (f"; projections {plan.widths[0]} -> {plan.widths[1]} ({cfg.train.projection}"

@@ -60,7 +60,7 @@ class Replica:
         if half is not None and cfg.train.teacher_precision == "auto":  # as the run holds it once the student is built
             self.teacher = copy.deepcopy(self.teacher).to(half)
         self.teacher.to(self.acc.device)
-        needs_proj = any(o.needs_hidden for o in plan.objectives)
+        needs_proj = any(o.needs.hidden for o in plan.objectives)
         self.module = DistillModule(self.student, make_projections(cfg.train.projection, *plan.widths, needs_proj))
         self.module.to(self.acc.device)
 
@@ -115,8 +115,9 @@ class Replica:
 def time_teacher_forward(r: Replica, ds) -> float:
     """Seconds per evaluation batch of the teacher's logits (its cache, its evaluation)."""
     from distill.adaptor import set_attention
+    from distill.needs import LOGITS_ONLY
 
-    set_attention(r.teacher, False)
+    set_attention(r.teacher, LOGITS_ONLY)
     loader, _ = make_loader(ds, r.cfg.train.eval_batch_size, 0, False, r.cfg.train)
     batches = list(r.acc.prepare(loader))
 

@@ -154,7 +154,7 @@ def _stage_rows(cfg: dict, m: dict) -> list[str]:
         # Each intermediate loss reads one teacher (by default the first), mapped onto that teacher's depth.
         read = sorted({(spec.get("teacher") if isinstance(spec, dict) else None) or first
                        for name, spec in st["losses"].items()
-                       if name in LOSSES and LOSSES[name].needs & {"attention", "hidden", "qkv"}})
+                       if name in LOSSES and LOSSES[name].needs.intermediate})
         maps = []
         for teacher in read if m["student"].get("kind") == "bert" else []:
             n_t = (several.get(teacher) or {}).get("layers") or m["teacher"].get("layers")

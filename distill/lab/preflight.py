@@ -53,7 +53,7 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
     s_layers, s_hidden = plan_student(cfg.student, tc)
     for i, (stage, obj) in enumerate(zip(cfg.stages, objectives, strict=True)):
         where = f"stages.{i} ({stage.name})"
-        if not obj.needs_intermediate:
+        if not obj.needs.intermediate:
             continue
         if cfg.student.kind == "bilstm":
             raise ConfigError(f"{where}: a BiLSTM student has no hidden states or attention to distil; use logit "
@@ -64,7 +64,7 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
             except LayerMapError as e:
                 who = f" (teacher {t.name})" if len(configs) > 1 else ""
                 raise ConfigError(f"{where}.layer_map{who}: {e}") from None
-        if obj.needs_hidden and s_hidden != tc.hidden_size and cfg.train.projection == "none":
+        if obj.needs.hidden and s_hidden != tc.hidden_size and cfg.train.projection == "none":
             raise ConfigError(f"{where}: hidden/embedding losses with student width {s_hidden} and teacher width "
                               f"{tc.hidden_size} need a projection, but train.projection is `none`")
     return Plan(tokenizer, objectives, (s_layers, *(c.num_hidden_layers for c in configs)), (s_hidden, tc.hidden_size))

@@ -117,7 +117,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         # casts per step. Cast only now, after the student has copied any teacher layers in full precision.
         for t in teacher.values() if isinstance(teacher, dict) else [teacher]:
             t.to(half)
-    needs_proj = any(o.needs_hidden for o in plan.objectives)
+    needs_proj = any(o.needs.hidden for o in plan.objectives)
     module = DistillModule(student, make_projections(cfg.train.projection, *plan.widths, needs_proj))
     if cfg.train.projection_init == "carried" and cfg.student.init not in ("scratch", "teacher"):
         source = carry_projections(cfg.student.init, module.projections)
