@@ -39,7 +39,7 @@ class Term:
             return []
         if self.teacher is not None:
             return [self.teacher]
-        return teachers[:1] if self.info.needs.intermediate else list(teachers)
+        return teachers[:1] if self.needs.intermediate else list(teachers)
 
 
 class Objective:
