@@ -13,6 +13,7 @@ from distill.config import ConfigError, ExperimentConfig
 from distill.corpus import CorpusDataset, check_sources, pack_corpus
 from distill.io import read_json, write_json
 from distill.lab.preflight import Plan
+from distill.lab.records import GeneralFacts, RunMetrics, StudentFacts, TeacherFacts
 from distill.lab.summary import summarise
 from distill.stage import Session, StageInputs
 from distill.students import build_student
@@ -51,17 +52,16 @@ class GeneralWorkflow:
         return heldout_losses(session, module, stages, out / "heldout_before.json")
 
     def finish(self, session: Session, module, stages: list[StageInputs], history: list[dict], before: dict,
-               seconds, out: Path) -> dict:
+               seconds, out: Path) -> RunMetrics:
         after = heldout_losses(session, module, stages)
         corpus = self.datasets["corpus"]
         return summarise(
             self.cfg, next(iter(stages[0].teachers.values())), module.student, self.cfg.corpus.max_length, history,
             seconds(),
-            head={"general": True, "main_metric": None}, teacher_facts={"source": self.cfg.teacher.checkpoint},
-            student_facts={},
-            tail={"heldout_before": before, "heldout_after": after,
-                  "corpus": {"train_sequences": len(corpus), "heldout_sequences": len(self.datasets["dev"]),
-                             **corpus.meta}})
+            main_metric=None, teacher_facts=TeacherFacts(source=self.cfg.teacher.checkpoint),
+            student_facts=StudentFacts(),
+            general=GeneralFacts(before, after, {"train_sequences": len(corpus),
+                                                 "heldout_sequences": len(self.datasets["dev"]), **corpus.meta}))
 
 
 def heldout_losses(session: Session, module, stages: list[StageInputs],

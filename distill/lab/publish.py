@@ -10,11 +10,12 @@ from pathlib import Path
 
 from distill.errors import DistillError
 from distill.io import atomic_dir
+from distill.lab.records import FAILED_FILE, METRICS_FILE, RUN_FILE, run_folders
 from distill.lab.sweep import PLAN_FILE
 from distill.predictions import FILE as PREDICTIONS
 
 # What a run folder holds that a report reads; everything else (student/, checkpoints/) is weights.
-RECORD_FILES = ("run.json", "metrics.json", "failed.json", "config.yaml", PREDICTIONS)
+RECORD_FILES = (RUN_FILE, METRICS_FILE, FAILED_FILE, "config.yaml", PREDICTIONS)
 RECORD_FOLDERS = ("tb",)
 MARKER = ".published"
 
@@ -37,9 +38,7 @@ def publish(root: str | Path, dest: str | Path) -> list[Path]:
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise PublishError(f"{dest}: a folder that `distill publish` did not make (no {MARKER}); publishing replaces "
                            "the folder as a whole, so give an empty or new folder")
-    # As the report finds runs: a run refused before it started has only its failed.json.
-    folders = sorted({f.parent for pat in ("run.json", "failed.json") for f in root.rglob(pat)
-                      if "checkpoints" not in f.relative_to(root).parts})
+    folders = run_folders(root)
     if not folders:
         raise PublishError(f"{root}: no run folders (run.json) found; run `distill sweep` first")
     with atomic_dir(dest) as tmp:

@@ -17,10 +17,11 @@ from torch import nn
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ConfigError, ExperimentConfig, dump_yaml
 from distill.input_encoding import InputEncoding
-from distill.io import read_json, write_json, write_text
+from distill.io import write_text
 from distill.lab.general import GeneralWorkflow
 from distill.lab.model_card import write_model_card
 from distill.lab.preflight import plan_run
+from distill.lab.records import RUN_FILE, GitState, RunInfo
 from distill.lab.run_folder import check_can_start
 from distill.lab.summary import hparams, summary_text
 from distill.lab.task import TaskWorkflow
@@ -95,11 +96,10 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", dump_yaml(cfg))
         started_by = _first_command(out, resume, command)
-        write_json(out / "run.json", {"name": cfg.name, "seed": cfg.seed, **labels, **started_by,
-                                      "git": git_state(),
-                                      "libraries": library_versions(), **device_info(accelerator.device),
-                                      "processes": accelerator.num_processes,
-                                      "mixed_precision": accelerator.mixed_precision, "resumed": resume})
+        RunInfo(name=cfg.name, seed=cfg.seed, labels=labels, **started_by, git=GitState(**git_state()),
+                libraries=library_versions(), **device_info(accelerator.device),
+                processes=accelerator.num_processes, mixed_precision=accelerator.mixed_precision,
+                resumed=resume).save(out)
     writer = None
     if main:
         from torch.utils.tensorboard import SummaryWriter
@@ -150,7 +150,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
                               out)
     if main:
         export_student(student, out / "student", plan.tokenizer, module.projections, input_encoding(cfg, workflow))
-        write_json(out / "metrics.json", metrics)
+        metrics.save(out)
         try:
             write_model_card(out)
         except Exception as e:  # noqa: BLE001 - the card describes a finished run; it must not fail it
@@ -159,7 +159,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         writer.close()
         say(summary_text(metrics, out))
     accelerator.wait_for_everyone()
-    return metrics
+    return metrics.to_dict()
 
 
 def input_encoding(cfg: ExperimentConfig, workflow) -> InputEncoding:
@@ -171,8 +171,8 @@ def input_encoding(cfg: ExperimentConfig, workflow) -> InputEncoding:
 
 def _first_command(out: Path, resume: bool, command: str | None) -> dict:
     """The command that started the run (kept when it is resumed; the resuming one is recorded beside it)."""
-    if resume and (out / "run.json").exists():
-        first = read_json(out / "run.json").get("command")
+    if resume and (out / RUN_FILE).exists():
+        first = RunInfo.load(out).command
         if first is not None:
             return {"command": first, "resume_command": command}
     return {"command": command}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distill.config import ConfigError, ExperimentConfig, dump_yaml, from_dict, yaml_load
 from distill.errors import DistillError
+from distill.lab.records import FAILED_FILE, METRICS_FILE, RUN_FILE
 
 FINISHED, FAILED, UNFINISHED, MISSING = "finished", "failed", "unfinished", "missing"
 
@@ -21,11 +22,11 @@ class RunError(DistillError):
 def run_state(folder: Path) -> str:
     """finished | failed | unfinished | missing."""
     folder = Path(folder)
-    if (folder / "metrics.json").exists():
+    if (folder / METRICS_FILE).exists():
         return FINISHED
-    if (folder / "failed.json").exists():
+    if (folder / FAILED_FILE).exists():
         return FAILED
-    if (folder / "run.json").exists():
+    if (folder / RUN_FILE).exists():
         return UNFINISHED
     return MISSING
 
@@ -69,4 +70,4 @@ def check_can_start(cfg: ExperimentConfig, folder: Path, resume: bool) -> None:
 
 def started(folder: Path) -> bool:
     """Whether a run began in `folder` (and so can be resumed): failures before that leave no run.json."""
-    return (Path(folder) / "run.json").exists()
+    return (Path(folder) / RUN_FILE).exists()

@@ -22,6 +22,7 @@ from distill.config import (
     yaml_load,
 )
 from distill.io import read_json, write_json, write_text
+from distill.lab.records import FAILED_FILE, RunFailure
 from distill.lab.run_folder import FINISHED, config_difference, run_state, started
 
 PLAN_FILE = "sweep.json"
@@ -157,7 +158,7 @@ def run_plans(plans: list[Planned], log=print, command: str | None = None) -> li
                 continue
             log(f"[{i}/{len(plans)}] {p.variant} seed {p.seed}: finished earlier ({p.out})")
             continue
-        (p.out / "failed.json").unlink(missing_ok=True)
+        (p.out / FAILED_FILE).unlink(missing_ok=True)
         resume = started(p.out)
         log(f"[{i}/{len(plans)}] == {p.variant} seed {p.seed} -> {p.out}" + (" (resuming)" if resume else ""))
         try:
@@ -167,7 +168,7 @@ def run_plans(plans: list[Planned], log=print, command: str | None = None) -> li
             raise
         except Exception as e:  # noqa: BLE001 - one bad run must not stop the rest of a long sweep
             p.out.mkdir(parents=True, exist_ok=True)
-            write_json(p.out / "failed.json", {"error": f"{type(e).__name__}: {e}"})
+            RunFailure(f"{type(e).__name__}: {e}").save(p.out)
             write_text(p.out / "failed.log", traceback.format_exc())
             log(f"!! {p.variant} seed {p.seed} failed: {type(e).__name__}: {e} (details in {p.out / 'failed.log'})")
             failed.append(p)

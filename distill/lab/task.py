@@ -20,6 +20,7 @@ from distill import metrics as task_metrics
 from distill.config import ExperimentConfig
 from distill.encoded import EncodedDataset, encode_examples
 from distill.lab.preflight import Plan
+from distill.lab.records import RunMetrics, StudentFacts, TaskFacts, TeacherFacts, TeacherTaskFacts
 from distill.lab.summary import summarise
 from distill.labels import check_class_counts
 from distill.loaders import load_task
@@ -184,7 +185,7 @@ class TaskWorkflow:
         return None  # judged by task metrics after training, not by held-out losses before it
 
     def finish(self, session: Session, module, stages: list[StageInputs], history: list[dict], before,
-               seconds, out: Path) -> dict:
+               seconds, out: Path) -> RunMetrics:
         cfg, task, info = self.cfg, self.task, self.teacher_info
         t0 = time.perf_counter()
         logits: dict = {}
@@ -203,27 +204,28 @@ class TaskWorkflow:
         t_dev, s_dev = (scores.get("dev") or {}).get(main), results.get("dev", {}).get(main)
         return summarise(
             cfg, next(iter(stages[0].teachers.values())), module.student, cfg.task.max_length, history, seconds(),
-            head={"task": task.name, "main_metric": main,
-                  "data": {split: len(ds) for split, ds in self.datasets.items()},
-                  "source_splits": task.source_splits, "subsampled": task.subsampled,
-                  "selected": selected_evaluations(stages, history, main)},
-            teacher_facts={**scores, "source": "ensemble of " + ", ".join(self.teacher_infos) if several else
-                           info.get("source"), "cache_key": None if several else info.get("key"),
-                           "gate": info.get("gate"), "augmented_labels": info.get("augmented_labels"),
-                           **(self._teachers_facts(stages[0].teachers) if several else {}),
-                           "majority_baseline": self._majority_baselines(results)},
-            student_facts={**results, "eval_examples_per_s": round(speed, 1), "predictions": PREDICTIONS_FILE},
+            main_metric=main,
+            task=TaskFacts(task.name, {split: len(ds) for split, ds in self.datasets.items()}, task.source_splits,
+                           task.subsampled, selected_evaluations(stages, history, main)),
+            teacher_facts=TeacherFacts(scores=dict(scores), task=TeacherTaskFacts(
+                source="ensemble of " + ", ".join(self.teacher_infos) if several else info.get("source"),
+                cache_key=None if several else info.get("key"), gate=info.get("gate"),
+                augmented_labels=info.get("augmented_labels"),
+                teachers=self._teachers_facts(stages[0].teachers) if several else None,
+                majority_baseline=self._majority_baselines(results))),
+            student_facts=StudentFacts(scores=dict(results), eval_examples_per_s=round(speed, 1),
+                                       predictions=PREDICTIONS_FILE),
             dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)
 
-    def _teachers_facts(self, models: dict) -> dict:
+    def _teachers_facts(self, models: dict) -> dict[str, dict]:
         """Several teachers: each one's weight, depth, size, cache key, scores and gate (the ensemble's scores are
         the teacher's)."""
         weights = self.plan.objectives[0].teacher_weights
-        return {"teachers": {name: {"weight": weights[name], "layers": models[name].config.num_hidden_layers,
-                                    "parameters": count_parameters(models[name]), "cache_key": info.get("key"),
-                                    "source": info.get("source"), "gate": info.get("gate"),
-                                    **{s: info.get(s) for s in EVAL_SPLITS if info.get(s)}}
-                             for name, info in self.teacher_infos.items()}}
+        return {name: {"weight": weights[name], "layers": models[name].config.num_hidden_layers,
+                       "parameters": count_parameters(models[name]), "cache_key": info.get("key"),
+                       "source": info.get("source"), "gate": info.get("gate"),
+                       **{s: info.get(s) for s in EVAL_SPLITS if info.get(s)}}
+                for name, info in self.teacher_infos.items()}
 
     def _predictions(self, student: dict[str, np.ndarray]) -> dict[str, SplitPredictions]:
         """Each evaluated split's student logits with its ids, gold labels and the teacher's (cached) logits."""
