@@ -1,8 +1,18 @@
 """Experiment configs: YAML files validated into typed dataclasses.
 
 One file = one experiment. A file may `extends:` another (paths relative to the file); mappings merge
-key by key, lists and scalars replace. Command-line overrides (`--set stages.0.epochs=2`) are applied to
-the merged mapping before validation, so they are checked exactly like the file.
+key by key, lists and scalars replace, except `stages`, which merge by name (`merge_stages`) so that a recipe
+states only what differs from the one it extends:
+
+- a child stage whose `name` is a parent stage's is merged into it key by key: the child's keys replace the
+  parent's, each whole, so a child that gives `losses` replaces the parent stage's losses (a stage trains on
+  exactly the losses one file lists; merging them would silently keep a loss the child meant to swap out);
+- parent stages keep their order; child stages with new names follow, in the child's order;
+- `{name: X, drop: true}` (nothing else in the entry) removes the parent's stage X;
+- every stage of a child's list must have a name, and a name may appear once.
+
+Command-line overrides (`--set stages.0.epochs=2`) are applied to the merged mapping before validation, so they
+are checked exactly like the file and index the merged stages.
 """
 
 from __future__ import annotations
@@ -158,27 +168,14 @@ class TaskConfig:
 
 @dataclass
 class StudentConfig:
-    kind: Literal["tinybert", "bilstm", "distilbert"] = "tinybert"
-    # Named shape (4l-312, 6l-768); explicit fields below override it.
-    preset: str | None = None
-    layers: int | None = None
-    hidden: int | None = None
-    heads: int | None = None
-    ffn: int | None = None
-    # `scratch`, `teacher` (copy embeddings and chosen teacher layers), or a checkpoint folder.
+    """What every student's section has; each kind registers its own section deriving from this one
+    (`distill.student_registry`), and `student:` is validated against the section of its `kind`."""
+
+    # The registered student (`tinybert`, `distilbert`, `bilstm`, or a plugin's).
+    kind: str = "tinybert"
+    # Where the weights start: `scratch` (random) for every kind; transformer students also take `teacher` (copy
+    # embeddings and chosen teacher layers) or a checkpoint folder.
     init: str = "scratch"
-    # Teacher layers (1-based) copied when init is `teacher`; default: the uniform layer map.
-    init_layers: list[int] | None = None
-    # BiLSTM only (`hidden` is the LSTM width, 150 by default): word vectors, FC width, OOV policy.
-    vectors: str = "packaged:glove-6b-50d"
-    vectors_limit: int | None = None
-    fc: int = 200
-    freeze_embeddings: bool = False
-    min_count: int = 2
-    max_vocab: int | None = None
-    # `all_splits`: dev and test words that have pre-trained vectors join the vocabulary (the reference builds it
-    # over every split; no labels are read); `train`: training (and augmented) words only.
-    vocab_from: Literal["train", "all_splits"] = "all_splits"
 
 
 @dataclass
@@ -436,6 +433,8 @@ def _convert(value: Any, tp: Any, where: str, src: str) -> Any:
             raise ConfigError(f"{src}: `{where}` = {value!r}: expected a mapping")
         _, vt = typing.get_args(tp)
         return {str(k): _convert(v, vt, f"{where}.{k}", src) for k, v in value.items()}
+    if tp is StudentConfig:
+        return _build_student(value, where, src)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where, src)
     if tp is bool:
@@ -492,6 +491,28 @@ def _build(cls: type, raw: Any, where: str, src: str) -> Any:
     return cls(**kwargs)
 
 
+def _build_student(raw: Any, where: str, src: str) -> StudentConfig:
+    """`student:` validated against the section its `kind` registered (a key of another kind is unknown here)."""
+    from distill.student_registry import get_student
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: `{where}` must be a mapping, got {raw!r}")
+    kind = raw.get("kind", StudentConfig.kind)
+    if not isinstance(kind, str):
+        raise ConfigError(f"{src}: `{_join(where, 'kind')}` = {kind!r}: expected the name of a student")
+    section = get_student(kind, f"{src}: `{_join(where, 'kind')}`").config
+    try:
+        return _build(section, raw, where, src)
+    except ConfigError as e:
+        if "unknown key" not in str(e):
+            raise
+        raise ConfigError(f"{e} (the keys of `{_join(where, 'kind')}: {kind}`)") from None
+
+
+def _kind(student: Any) -> Any:
+    return student.get("kind", StudentConfig.kind) if isinstance(student, dict) else None
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
@@ -535,11 +556,64 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     data = _read_yaml(path)
     parent = data.pop("extends", None)
     if parent is None:
+        _refuse_drops(data.get("stages"), f"{path}: extends no file")
         return data
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: `extends` must be a path string, got {parent!r}")
     base = load_raw(path.parent / parent, (*_seen, path))
-    return deep_merge(base, data)
+    merged = deep_merge(base, data)
+    child = data.get("student")
+    if isinstance(child, dict) and "kind" in child and child["kind"] != _kind(base.get("student")):
+        # Another kind's keys mean nothing to this one: the child's student section replaces the parent's.
+        merged["student"] = copy.deepcopy(data["student"])
+    if isinstance(base.get("stages"), list) and isinstance(data.get("stages"), list):
+        merged["stages"] = merge_stages(base["stages"], data["stages"], str(path))
+    else:
+        _refuse_drops(data.get("stages"), f"{path}: its parent {parent} has no `stages` list")
+    return merged
+
+
+DROP = "drop"
+
+
+def merge_stages(parent: list, child: list, src: str) -> list:
+    """A child file's `stages` merged into its parent's by name (the rule in the module docstring)."""
+    by_name = {st["name"]: i for i, st in enumerate(parent) if isinstance(st, dict) and isinstance(st.get("name"), str)}
+    known = ", ".join(by_name) or "none"
+    out: list = copy.deepcopy(parent)
+    dropped, seen = set(), {}
+    for i, st in enumerate(child):
+        if not isinstance(st, dict) or not isinstance(st.get("name"), str):
+            raise ConfigError(f"{src}: `stages.{i}` = {st!r} has no `name`: a file that extends another merges its "
+                              f"stages into the parent's by name (parent stages: {known})")
+        name = st["name"]
+        if name in seen:
+            raise ConfigError(f"{src}: `stages.{i}.name` = {name!r}: already the name of `stages.{seen[name]}` in "
+                              "this file; stage names must be unique")
+        seen[name] = i
+        if DROP in st:
+            extra = sorted(set(st) - {"name", DROP})
+            if st[DROP] is not True or extra:
+                raise ConfigError(f"{src}: `stages.{i}` = {st!r}: expected {{name: {name}, {DROP}: true}} and no other "
+                                  f"key to drop the parent's stage {name!r}"
+                                  + (f" (got {', '.join(extra)})" if extra else ""))
+            if name not in by_name:
+                raise ConfigError(f"{src}: `stages.{i}`: cannot drop {name!r}: the parent has no such stage (parent "
+                                  f"stages: {known})")
+            dropped.add(by_name[name])
+        elif name in by_name:
+            out[by_name[name]] = {**out[by_name[name]], **copy.deepcopy(st)}
+        else:
+            out.append(copy.deepcopy(st))
+    return [st for j, st in enumerate(out) if j not in dropped]
+
+
+def _refuse_drops(stages: Any, why: str) -> None:
+    """`drop: true` only means something against a parent's stages."""
+    for i, st in enumerate(stages if isinstance(stages, list) else []):
+        if isinstance(st, dict) and DROP in st:
+            raise ConfigError(f"{why}, so `stages.{i}` ({DROP}: {st[DROP]!r}) has no parent stage to drop; "
+                              f"`{DROP}` only applies to a file that extends one with stages")
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -553,6 +627,8 @@ def apply_override(raw: dict, assignment: str) -> None:
 def set_value(raw: dict, key: str, value: Any) -> None:
     """Set the dotted `key` (list indices as numbers) of a raw config to `value`."""
     parts = key.strip().split(".")
+    if parts == ["student", "kind"] and value != _kind(raw.get("student")):
+        raw["student"] = {}  # a new kind starts from its own defaults, as on `extends:` (give this override first)
     node: Any = raw
     for i, part in enumerate(parts):
         last = i == len(parts) - 1

@@ -58,13 +58,15 @@ def test_overrides_parse_yaml_values(smoke_config):
         apply_override({}, "stages")
 
 
-def test_extends_merges_mappings_and_replaces_lists(smoke_config, tmp_path):
+def test_extends_merges_mappings_and_replaces_other_lists(smoke_config, tmp_path):
+    # `stages` merge by name: tests/test_config_extends.py
     child = write(tmp_path / "child.yaml", "extends: smoke.yaml\nname: child\ntask: {max_length: 16}\n"
-                  "stages:\n  - {name: only, losses: {hard_ce: 1}}\n")
+                  "seeds: [7]\n")
+    write(tmp_path / "smoke.yaml", smoke_config.read_text() + "seeds: [1, 2]\n")
     cfg = load_config(child)
     assert cfg.name == "child"
     assert cfg.task.max_length == 16 and cfg.task.train_limit == 256  # merged
-    assert [s.name for s in cfg.stages] == ["only"]  # replaced
+    assert cfg.seeds == [7]  # replaced
     loop = write(tmp_path / "a.yaml", "extends: b.yaml\n")
     write(tmp_path / "b.yaml", "extends: a.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):

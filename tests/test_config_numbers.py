@@ -25,8 +25,8 @@ def _config(tmp_path, body: str, name: str = "c.yaml"):
 
 @pytest.mark.parametrize(("text", "value"), SPELLINGS, ids=IDS)
 def test_a_config_file_reads_numbers_as_written(tmp_path, text, value):
-    cfg = load_config(_config(tmp_path, f"train: {{log_every: 2}}\nstages:\n  - {{name: a, lr: {text}, losses: "
-                                        f"{{hard_ce: 1}}}}\n"))
+    cfg = load_config(_config(tmp_path, f"train: {{log_every: 2}}\nstages:\n  - {{name: intermediate, lr: {text}, "
+                                        f"losses: {{hard_ce: 1}}}}\n"))
     assert cfg.stages[0].lr == pytest.approx(value, rel=1e-12) and isinstance(cfg.stages[0].lr, float)
 
 
@@ -34,7 +34,7 @@ def test_a_config_file_reads_numbers_as_written(tmp_path, text, value):
 def test_set_grid_variants_and_extends_read_numbers_as_written(tmp_path, text, value):
     assert load_config(SMOKE, [f"stages.1.lr={text}"]).stages[1].lr == pytest.approx(value)
     # A child's number over its parent's, through `extends:`.
-    _config(tmp_path, f"stages:\n  - {{name: a, lr: {text}, losses: {{hard_ce: 1}}}}\n", "parent.yaml")
+    _config(tmp_path, f"stages:\n  - {{name: intermediate, lr: {text}, losses: {{hard_ce: 1}}}}\n", "parent.yaml")
     child = tmp_path / "child.yaml"
     child.write_text(f"extends: parent.yaml\nteacher: {{finetune: {{lr: {text}}}}}\n")
     cfg = load_config(child)
