@@ -87,9 +87,11 @@ def test_general_tinybert_then_task_distillation_from_it(pretrained_teacher, tmp
     assert set(before) == {"loss/embedding_mse", "loss/attention_mse", "loss/hidden_mse"}
     assert sum(after.values()) < sum(before.values())  # distillation lowered the held-out losses
     folder = tmp_path / "general" / "student"
+    from distill.lab.records import RunMetrics
     from distill.lab.summary import summary_text
 
-    text = summary_text(m, tmp_path / "general")
+    assert RunMetrics.load(tmp_path / "general").to_dict() == m  # a general run's record reads back whole
+    text = summary_text(RunMetrics.from_dict(m), tmp_path / "general")
     assert "(general distillation)" in text and f"a `student.init` for task configs): {folder}" in text
     assert f"general attention_mse: {before['loss/attention_mse']:.4f} -> {after['loss/attention_mse']:.4f}" in text
     assert f"parameters {100 * m['ratios']['parameters']:.1f}%, encoder compute per token" in text

@@ -40,9 +40,10 @@ def test_run_folder_is_complete(finished):
     assert [h["stage"] for h in saved["history"]] == ["intermediate", "prediction", "prediction"]
     # Held-out distillation terms are recorded for the intermediate stage.
     assert {"loss/attention_mse", "loss/hidden_mse", "loss/embedding_mse"} <= set(saved["history"][0])
+    from distill.lab.records import RunMetrics
     from distill.lab.summary import summary_text
 
-    text = summary_text(saved, out).splitlines()
+    text = summary_text(RunMetrics.load(out), out).splitlines()
     dev = saved["student"]["dev"]
     assert f"dev: macro_f1 {dev['macro_f1']:.4f}, accuracy {dev['accuracy']:.4f}" in text[4]
     assert text[6].startswith(f"student/teacher: dev macro_f1 {100 * saved['ratios']['dev_score']:.1f}%, parameters")

@@ -27,7 +27,7 @@ from distill.stage_timing import BATCHES, Cost, combined_spread, per_batch, samp
 from distill.tasks import Example
 from distill.teachers.record_cache import RECORDED, TeacherRecord, build_record
 from distill.timing import duration
-from distill.trainer import DistillModule, evaluation_steps, make_loader, optimizer_steps, teacher_precision
+from distill.trainer import evaluation_steps, make_loader, optimizer_steps, teacher_precision
 
 
 class Replica:
@@ -35,7 +35,7 @@ class Replica:
 
     def __init__(self, cfg: ExperimentConfig, plan, workflow, folder: Path):
         from distill.lab.preflight import teacher_config
-        from distill.lab.run import make_accelerator, make_projections
+        from distill.lab.run import distill_module, make_accelerator, teacher_dtype
 
         self.cfg, self.plan, self.task, self.folder = cfg, plan, workflow.task, folder
         # The stages' data read from a stored teacher record, and the record's build time per example.
@@ -56,22 +56,19 @@ class Replica:
         self.teacher.eval().requires_grad_(False)
         self.student = self._student()
         self.fp32_teacher = self.teacher  # as fine-tuning trains it
-        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.acc.mixed_precision)
-        if half is not None and cfg.train.teacher_precision == "auto":  # as the run holds it once the student is built
+        half = teacher_dtype(cfg, self.acc)
+        if half is not None:  # as the run holds it once the student is built; fine-tuning times the fp32 one
             self.teacher = copy.deepcopy(self.teacher).to(half)
         self.teacher.to(self.acc.device)
-        needs_proj = any(o.needs.hidden for o in plan.objectives)
-        self.module = DistillModule(self.student, make_projections(cfg.train.projection, *plan.widths, needs_proj))
+        self.module = distill_module(cfg, plan, self.student)
         self.module.to(self.acc.device)
 
     def _student(self):
-        from distill.students import build_student
-
         cfg, task = self.cfg, self.task
         texts = None if task is None else [t for ex in self._examples("train", 2000)
                                            for t in (ex.text_a, ex.text_b) if t is not None]
-        return build_student(cfg.student, self.teacher, cfg.seed, texts, task is not None and task.is_pair,
-                             masked_lm=task is None)
+        return self.plan.student.build(cfg.student, self.teacher, cfg.seed, texts, task is not None and task.is_pair,
+                                       masked_lm=task is None)
 
     def _examples(self, data: str, n: int) -> list[Example]:
         """A sample of the examples a stage reads; an augmented set not built yet is sampled by its sources (the

@@ -12,6 +12,7 @@ import yaml
 from distill.config import yaml_load
 from distill.errors import DistillError
 from distill.io import read_json, write_text
+from distill.lab.records import METRICS_FILE, RUN_FILE, GeneralFacts, GitState, RunInfo, RunMetrics, TaskFacts
 from distill.layer_map import layer_map
 from distill.losses import LOSSES
 from distill.resources import PACKAGED
@@ -27,13 +28,13 @@ class CardError(DistillError):
 def write_model_card(run: str | Path) -> Path:
     """Write `<run>/student/README.md` from the run's records; returns its path."""
     run = Path(run)
-    needed = [run / f for f in ("config.yaml", "run.json", "metrics.json")] + [run / "student"]
+    needed = [run / f for f in ("config.yaml", RUN_FILE, METRICS_FILE)] + [run / "student"]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise CardError(f"{run}: not a finished run folder (missing {', '.join(missing)}); a model card is made "
                         "from a finished run's config.yaml, run.json, metrics.json and student/")
     cfg = yaml_load((run / "config.yaml").read_text(encoding="utf-8"))
-    card = model_card(cfg, read_json(run / "run.json"), read_json(run / "metrics.json"), run)
+    card = model_card(cfg, RunInfo.load(run), RunMetrics.load(run), run)
     path = run / "student" / CARD
     write_text(path, card)
     return path
@@ -83,12 +84,12 @@ def _dataset(cfg: dict) -> dict:
     return out
 
 
-def card_data(cfg: dict, m: dict):
+def card_data(cfg: dict, m: RunMetrics):
     """The card's metadata as `huggingface_hub.ModelCardData` (which checks the model-index's structure)."""
     from huggingface_hub import EvalResult, ModelCardData
 
     task, student = cfg["task"], cfg["student"]
-    general = bool(m.get("general"))
+    general = m.is_general
     card = cfg.get("card") or {}
     teachers = cfg.get("teachers") or [cfg["teacher"]]
     bases = [b for t in teachers if (b := base_model(t.get("checkpoint")))]
@@ -102,9 +103,9 @@ def card_data(cfg: dict, m: dict):
     results, used = [], []
     if not general:
         dataset = _dataset(cfg)
-        splits = m.get("source_splits") or {}
+        splits = m.task.source_splits if m.task else {}
         for split in SPLITS:
-            for k, v in (m["student"].get(split) or {}).items():
+            for k, v in (m.student.scores.get(split) or {}).items():
                 if k.startswith("loss/") or k not in HUB_METRICS or not math.isfinite(v):
                     continue
                 metric, args = HUB_METRICS[k]
@@ -117,7 +118,7 @@ def card_data(cfg: dict, m: dict):
     return ModelCardData(
         license=license_, base_model=bases[0] if len(bases) == 1 else bases or None,
         language=list(card.get("language") or []) or None, datasets=datasets or None,
-        library_name="transformers" if m["student"].get("kind") == "bert" else None,
+        library_name="transformers" if m.student.kind == "bert" else None,
         pipeline_tag="fill-mask" if general else "text-classification",
         tags=["distillery", "knowledge-distillation", student["kind"]],
         metrics=sorted(set(used)) or None, model_name=cfg["name"], eval_results=results or None)
@@ -141,11 +142,11 @@ def validate_card_metadata(meta: dict) -> None:
         raise CardError("model card metadata: no license")
 
 
-def _stage_rows(cfg: dict, m: dict) -> list[str]:
+def _stage_rows(cfg: dict, m: RunMetrics) -> list[str]:
     rows = ["| stage | data | epochs | lr | batch | losses | layer map (student, teacher) |",
             "|---|---|---|---|---|---|---|"]
-    n_s = m["student"].get("layers")
-    several = m["teacher"].get("teachers") or {}
+    n_s = m.student.layers
+    several = (m.teacher.task and m.teacher.task.teachers) or {}
     first = (cfg.get("teachers") or [cfg["teacher"]])[0].get("name") or "teacher"
     for st in cfg["stages"]:
         losses = ", ".join(f"{name} {spec}" if not isinstance(spec, dict) else
@@ -156,8 +157,8 @@ def _stage_rows(cfg: dict, m: dict) -> list[str]:
                        for name, spec in st["losses"].items()
                        if name in LOSSES and LOSSES[name].needs.intermediate})
         maps = []
-        for teacher in read if m["student"].get("kind") == "bert" else []:
-            n_t = (several.get(teacher) or {}).get("layers") or m["teacher"].get("layers")
+        for teacher in read if m.student.kind == "bert" else []:
+            n_t = (several.get(teacher) or {}).get("layers") or m.teacher.layers
             try:
                 pairs = str(layer_map(st.get("layer_map", "uniform"), n_s, n_t))
             except DistillError as e:
@@ -169,46 +170,47 @@ def _stage_rows(cfg: dict, m: dict) -> list[str]:
     return rows
 
 
-def _results(cfg: dict, m: dict) -> list[str]:
-    t, s = m["teacher"], m["student"]
+def _results(cfg: dict, m: RunMetrics) -> list[str]:
+    t, s = m.teacher, m.student
     teachers = cfg.get("teachers") or [cfg["teacher"]]
     t_seeds = ", ".join(str((x.get("finetune") or {}).get("seed", "-")) for x in teachers)
-    main = m.get("main_metric")
+    main = m.main_metric
     lines = [f"Main metric: **{main}** (selects the student's checkpoint on dev). Student seed {cfg['seed']} (data "
              f"order, augmentation, initialisation); teacher fine-tuning seed {t_seeds}. One run: for the spread "
              "over seeds see the experiment's `distill report`.", "",
-             "| model | parameters | " + " | ".join(f"{split} {k}" for split in SPLITS
-                                                    for k in (s.get(split) or {}) if not k.startswith("loss/")) + " |"]
-    cols = [(split, k) for split in SPLITS for k in (s.get(split) or {}) if not k.startswith("loss/")]
+             "| model | parameters | " + " | ".join(f"{split} {k}" for split in SPLITS for k in
+                                                    (s.scores.get(split) or {}) if not k.startswith("loss/")) + " |"]
+    cols = [(split, k) for split in SPLITS for k in (s.scores.get(split) or {}) if not k.startswith("loss/")]
     lines.append("|---|---|" + "---|" * len(cols))
     for who, facts in (("teacher" + (" (ensemble)" if len(teachers) > 1 else ""), t), ("student", s)):
-        vals = " | ".join(_fmt((facts.get(split) or {}).get(k)) for split, k in cols)
-        lines.append(f"| {who} | {facts['parameters'] / 1e6:.2f}M | {vals} |")
-    r = m["ratios"]
-    share = f"{100 * r['dev_score']:.1f}% of the teacher's dev {main}; " if r.get("dev_score") is not None else ""
-    compute = (f"; encoder compute per token {100 * r['encoder_compute']:.1f}% of the teacher's"
-               if r.get("encoder_compute") is not None else "")
-    lines += ["", f"Student/teacher: {share}parameters {100 * r['parameters']:.1f}%{compute}."]
-    base = t.get("majority_baseline") or {}
+        vals = " | ".join(_fmt((facts.scores.get(split) or {}).get(k)) for split, k in cols)
+        lines.append(f"| {who} | {facts.parameters / 1e6:.2f}M | {vals} |")
+    r = m.ratios
+    share = f"{100 * r.dev_score:.1f}% of the teacher's dev {main}; " if r.dev_score is not None else ""
+    compute = (f"; encoder compute per token {100 * r.encoder_compute:.1f}% of the teacher's"
+               if r.encoder_compute is not None else "")
+    lines += ["", f"Student/teacher: {share}parameters {100 * r.parameters:.1f}%{compute}."]
+    base = (t.task and t.task.majority_baseline) or {}
     if base:
         lines.append(f"Majority-class baseline ({main}): " + ", ".join(f"{k} {v:.4f}" for k, v in base.items()) + ".")
     return lines
 
 
-def _general(m: dict) -> list[str]:
-    c = m.get("corpus") or {}
+def _general(m: RunMetrics) -> list[str]:
+    g = m.general or GeneralFacts()
+    c = g.corpus
     lines = [f"General distillation on {c.get('train_sequences', '?')} packed sequences (held out: "
              f"{c.get('heldout_sequences', '?')}). Held-out distillation losses, before -> after:", ""]
-    for stage, terms in (m.get("heldout_after") or {}).items():
+    for stage, terms in g.heldout_after.items():
         for k, v in terms.items():
-            lines.append(f"- {stage} {k.removeprefix('loss/')}: {m['heldout_before'][stage][k]:.4f} -> {v:.4f}")
-    r = m["ratios"]
-    compute = f"; encoder compute per token {100 * r['encoder_compute']:.1f}%" if r.get("encoder_compute") else ""
-    lines += ["", f"Parameters: {100 * r['parameters']:.1f}% of the teacher's{compute}."]
+            lines.append(f"- {stage} {k.removeprefix('loss/')}: {g.heldout_before[stage][k]:.4f} -> {v:.4f}")
+    r = m.ratios
+    compute = f"; encoder compute per token {100 * r.encoder_compute:.1f}%" if r.encoder_compute else ""
+    lines += ["", f"Parameters: {100 * r.parameters:.1f}% of the teacher's{compute}."]
     return lines
 
 
-def _teacher_lines(cfg: dict, m: dict) -> list[str]:
+def _teacher_lines(cfg: dict, m: RunMetrics) -> list[str]:
     out = []
     for t in cfg.get("teachers") or [cfg["teacher"]]:
         ck = t.get("checkpoint")
@@ -221,24 +223,25 @@ def _teacher_lines(cfg: dict, m: dict) -> list[str]:
                  f"{ft.get('seed')})" if ft else "used as given")
         out.append(f"- `{t.get('name') or 'teacher'}`: {what}, {tuned}" +
                    (f", weight {t.get('weight')}" if len(cfg.get("teachers") or []) > 1 else ""))
-    t = m["teacher"]
-    out.append(f"- shape: {t.get('layers')} layers, hidden {t.get('hidden')}, {t['parameters'] / 1e6:.2f}M "
-               "parameters" + (f"; source {t['source']}" if t.get("source") else ""))
+    t = m.teacher
+    out.append(f"- shape: {t.layers} layers, hidden {t.hidden}, {t.parameters / 1e6:.2f}M "
+               "parameters" + (f"; source {t.source}" if t.source else ""))
     return out
 
 
-def _data_lines(cfg: dict, m: dict) -> list[str]:
+def _data_lines(cfg: dict, m: RunMetrics) -> list[str]:
     task = cfg["task"]
     where = f"`{_shown_path(task.get('path'))}`" + (f" (subset `{task['subset']}`)" if task.get("subset") else "") \
         if task.get("path") else "packaged with distillery"
-    sizes = m.get("data") or {}
-    out = [f"- task `{m.get('task', task['name'])}` from source `{task['source']}`, {where}"]
-    splits = m.get("source_splits") or {}
+    facts = m.task or TaskFacts(task["name"])
+    sizes = facts.data
+    out = [f"- task `{facts.task}` from source `{task['source']}`, {where}"]
+    splits = facts.source_splits
     if sizes:
         out.append("- examples: " + ", ".join(f"{k} {v:,}" + (f" (the source's `{splits[k]}` split)"
                                                               if splits.get(k, k) != k else "")
                                               for k, v in sizes.items()))
-    cut = m.get("subsampled") or {}
+    cut = facts.subsampled
     if cut:
         out.append(f"- subsampled (seed {task.get('split_seed', 0)}): " +
                    ", ".join(f"{k} {kept:,} of {whole:,}" for k, (kept, whole) in cut.items()))
@@ -328,24 +331,24 @@ def _onnx_lines(run: Path) -> list[str]:
 FOLDER = "path/to/student"  # the usage snippets' placeholder: the student folder, or its Hub id once uploaded
 
 
-def model_card(cfg: dict, run_info: dict, m: dict, run: Path) -> str:
+def model_card(cfg: dict, run_info: RunInfo, m: RunMetrics, run: Path) -> str:
     """The card's text: metadata front matter, then what a reader needs to judge and reuse the student."""
     meta = card_data(cfg, m).to_yaml()
     validate_card_metadata(yaml.safe_load(meta))
-    s = m["student"]
-    shape = (f"BiLSTM (hidden {s.get('hidden')}, {s.get('vocab')} words)" if s.get("kind") == "bilstm"
-             else f"{s.get('layers')}-layer, hidden {s.get('hidden')}")
+    s, d = m.student, m.student.description
+    shape = (f"BiLSTM (hidden {d.get('hidden')}, {d.get('vocab')} words)" if d.get("kind") == "bilstm"
+             else f"{d.get('layers')}-layer, hidden {d.get('hidden')}")
     kind = cfg["student"]["kind"]
-    general = bool(m.get("general"))
-    git = run_info.get("git") or {}
-    command = run_info.get("command")
-    libs = run_info.get("libraries") or {}
+    general = m.is_general
+    git = run_info.git or GitState()
+    command = run_info.command
+    libs = run_info.libraries
     pair = _pair(run)
     lines = [
         "---", meta.rstrip(), "---", "",
         f"# {cfg['name']}: a {kind} student ({shape})", "",
         "Distilled with distillery from a BERT teacher"
-        + ("" if general else f" on the task `{m.get('task')}`") + f"; {s['parameters'] / 1e6:.2f}M parameters, "
+        + ("" if general else f" on the task `{m.task and m.task.task}`") + f"; {s.parameters / 1e6:.2f}M parameters, "
         f"initialised from `{_shown_path(cfg['student'].get('init'))}`.", "",
         "## Results", "", *(_general(m) if general else _results(cfg, m)), "",
         *_onnx_lines(run),
@@ -357,18 +360,17 @@ def model_card(cfg: dict, run_info: dict, m: dict, run: Path) -> str:
         "## How it was made", "",
         "```", _no_local_paths(command) if command else
         "(not recorded: a run started from Python, or before runs recorded their command)", "```",
-        *([f"Resumed with `{_no_local_paths(run_info['resume_command'])}`."] if run_info.get("resume_command")
-          else []), "",
+        *([f"Resumed with `{_no_local_paths(run_info.resume_command)}`."] if run_info.resume_command else []), "",
         "The run folder's `config.yaml` reruns this configuration alone: `distill run config.yaml`.", "",
-        f"- git commit `{git.get('commit')}`" + (" (with uncommitted changes)" if git.get("dirty") else ""),
-        f"- {run_info.get('device', 'device n/a')}, {run_info.get('processes', 1)} process(es), mixed precision "
-        f"{run_info.get('mixed_precision')}; {m.get('wall_seconds')} s",
+        f"- git commit `{git.commit}`" + (" (with uncommitted changes)" if git.dirty else ""),
+        f"- {run_info.device or 'device n/a'}, {run_info.processes or 1} process(es), mixed precision "
+        f"{run_info.mixed_precision}; {m.wall_seconds} s",
         "- " + ", ".join(f"{k} {v}" for k, v in libs.items() if v),
-        *([f"- variant `{run_info['variant']}` of a sweep"] if run_info.get("variant") else []), "",
+        *([f"- variant `{run_info.variant}` of a sweep"] if run_info.variant else []), "",
         "The configuration, as resolved (sections the run did not use left out):", "", "```yaml",
         yaml.safe_dump(used_config(cfg), sort_keys=False, allow_unicode=True).rstrip(), "```", "",
         "## Use", "",
-        *(_usage_general() if general else _usage_bert(pair) if s.get("kind") == "bert" else _usage_bilstm()), ""]
+        *(_usage_general() if general else _usage_bert(pair) if s.kind == "bert" else _usage_bilstm()), ""]
     return "\n".join(lines)
 
 

@@ -208,7 +208,6 @@ class RunFailure:
 class TeacherTaskFacts:
     """What a task run records about the teacher it learned from (a general run has none of these)."""
 
-    source: str | None = None
     cache_key: str | None = None  # of the teacher-logit cache; None for an ensemble
     gate: dict[str, Any] | None = None  # the fine-tuned teacher's quality gate
     augmented_labels: dict[str, Any] | None = None
@@ -223,7 +222,7 @@ class TeacherFacts:
     hidden: int | None = None
     encoder_flops_per_token: int | None = None
     scores: dict[str, dict[str, float] | None] = field(default_factory=dict)  # per evaluation split
-    source: str | None = None  # a general run's pre-trained checkpoint (a task run's is in `task`)
+    source: str | None = None  # the checkpoint or packaged model; "ensemble of a, b" for several teachers
     task: TeacherTaskFacts | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -231,7 +230,7 @@ class TeacherFacts:
         out: dict[str, Any] = dict(self.scores)
         if self.task is not None:
             t = self.task
-            out.update({"source": t.source, "cache_key": t.cache_key, "gate": t.gate,
+            out.update({"source": self.source, "cache_key": t.cache_key, "gate": t.gate,
                         "augmented_labels": t.augmented_labels})
             _set(out, "teachers", t.teachers)
             out["majority_baseline"] = t.majority_baseline
@@ -246,13 +245,11 @@ class TeacherFacts:
         facts = cls(parameters=f.get("parameters", "an integer"), layers=f.get("layers", "an integer"),
                     hidden=f.get("hidden", "an integer"),
                     encoder_flops_per_token=f.get("encoder_flops_per_token", "a number"), scores=f.scores(EVAL_SPLITS))
-        source = f.get("source", "a string")
+        facts.source = f.get("source", "a string")
         if any(f.has(k) for k in ("cache_key", "gate", "augmented_labels", "teachers", "majority_baseline")):
-            facts.task = TeacherTaskFacts(source, f.get("cache_key", "a string"), f.get("gate", "an object"),
+            facts.task = TeacherTaskFacts(f.get("cache_key", "a string"), f.get("gate", "an object"),
                                           f.get("augmented_labels", "an object"), f.get("teachers", "an object"),
                                           f.get("majority_baseline", "an object"))
-        else:
-            facts.source = source
         facts.extra = f.rest()
         return facts
 
@@ -389,7 +386,7 @@ class RunMetrics:
     def from_dict(cls, data: Any, source: str = METRICS_FILE) -> RunMetrics:
         f = _Fields(data, source)
         m = cls(name=f.get("name", "a string"), main_metric=f.get("main_metric", "a string"),
-                teacher=TeacherFacts.from_fields(f.child("teacher", required=True)),
+                teacher=TeacherFacts.from_fields(f.child("teacher") or _Fields({}, source, "teacher")),
                 student=StudentFacts.from_fields(f.child("student", required=True)),
                 ratios=Ratios.from_fields(f.child("ratios") or _Fields({}, source, "ratios")),
                 history=f.get("history", "a list") or [], wall_seconds=f.get("wall_seconds", "a number"))

@@ -27,7 +27,6 @@ from distill.lab.summary import hparams, summary_text
 from distill.lab.task import TaskWorkflow
 from distill.provenance import device_info, git_state, library_versions
 from distill.stage import Session, stage_inputs
-from distill.students import export_student
 from distill.students.projections import carry_projections
 from distill.trainer import DistillModule, train_stage
 
@@ -65,6 +64,25 @@ def make_projections(mode: str, s_hidden: int, t_hidden: int, needed: bool) -> n
     if mode == "shared":
         return nn.ModuleDict({"shared": nn.Linear(s_hidden, t_hidden)})
     return nn.ModuleDict({"hidden": nn.Linear(s_hidden, t_hidden), "embedding": nn.Linear(s_hidden, t_hidden)})
+
+
+def teacher_dtype(cfg: ExperimentConfig, accelerator: Accelerator) -> torch.dtype | None:
+    """The half precision the frozen teacher is held in when the run trains in one (None: as loaded). The teacher
+    only infers: in half precision it takes half the memory and no autocast casts per step."""
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
+    return half if cfg.train.teacher_precision == "auto" else None
+
+
+def distill_module(cfg: ExperimentConfig, plan, student: nn.Module) -> DistillModule:
+    """What the stages train: the student, with the config's dropout, and the run's projections (created when a
+    loss reads hidden states and the widths differ). The run and its cost estimate (`estimate.Replica`) both
+    build it here."""
+    if cfg.train.dropout is not None:
+        for m in student.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = cfg.train.dropout
+    needs_proj = any(o.needs.hidden for o in plan.objectives)
+    return DistillModule(student, make_projections(cfg.train.projection, *plan.widths, needs_proj), plan.student)
 
 
 def workflow_for(cfg: ExperimentConfig):
@@ -107,20 +125,14 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         writer = SummaryWriter(str(out / "tb"))
     # teacher: a model, or several by name; a teacher fine-tuned (or reused) here logs its curves to `writer`.
     teacher, student, datasets = workflow.build(accelerator, say, writer)
-    if cfg.train.dropout is not None:
-        for m in student.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = cfg.train.dropout
-    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
-    if half is not None and cfg.train.teacher_precision == "auto":
-        # The frozen teacher only infers: held in half precision it takes half the memory and no autocast
-        # casts per step. Cast only now, after the student has copied any teacher layers in full precision.
+    half = teacher_dtype(cfg, accelerator)
+    if half is not None:
+        # Cast only now, after the student has copied any teacher layers in full precision.
         for t in teacher.values() if isinstance(teacher, dict) else [teacher]:
             t.to(half)
-    needs_proj = any(o.needs.hidden for o in plan.objectives)
-    module = DistillModule(student, make_projections(cfg.train.projection, *plan.widths, needs_proj))
-    if cfg.train.projection_init == "carried" and cfg.student.init not in ("scratch", "teacher"):
-        source = carry_projections(cfg.student.init, module.projections)
+    module = distill_module(cfg, plan, student)
+    if cfg.train.projection_init == "carried" and plan.shape.checkpoint is not None:
+        source = carry_projections(plan.shape.checkpoint, module.projections)
         if source is not None:
             say(f"projections W_h / W_e: carried from {source}")
     ckpt = Checkpointer(out / "checkpoints")
@@ -149,7 +161,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     metrics = workflow.finish(session, module, stages, progress.history, before, lambda: time.perf_counter() - start,
                               out)
     if main:
-        export_student(student, out / "student", plan.tokenizer, module.projections, input_encoding(cfg, workflow))
+        plan.student.export(student, out / "student", plan.tokenizer, module.projections, input_encoding(cfg, workflow))
         metrics.save(out)
         try:
             write_model_card(out)
