@@ -207,12 +207,13 @@ class TaskWorkflow:
             main_metric=main,
             task=TaskFacts(task.name, {split: len(ds) for split, ds in self.datasets.items()}, task.source_splits,
                            task.subsampled, selected_evaluations(stages, history, main)),
-            teacher_facts=TeacherFacts(scores=dict(scores), task=TeacherTaskFacts(
+            teacher_facts=TeacherFacts(
+                scores=dict(scores),
                 source="ensemble of " + ", ".join(self.teacher_infos) if several else info.get("source"),
-                cache_key=None if several else info.get("key"), gate=info.get("gate"),
-                augmented_labels=info.get("augmented_labels"),
-                teachers=self._teachers_facts(stages[0].teachers) if several else None,
-                majority_baseline=self._majority_baselines(results))),
+                task=TeacherTaskFacts(cache_key=None if several else info.get("key"), gate=info.get("gate"),
+                                      augmented_labels=info.get("augmented_labels"),
+                                      teachers=self._teachers_facts(stages[0].teachers) if several else None,
+                                      majority_baseline=self._majority_baselines(results))),
             student_facts=StudentFacts(scores=dict(results), eval_examples_per_s=round(speed, 1),
                                        predictions=PREDICTIONS_FILE),
             dev_score=(s_dev / t_dev) if (t_dev and s_dev is not None) else None)
