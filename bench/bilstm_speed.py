@@ -17,10 +17,10 @@ import torch
 import transformers
 
 from distill.batching import pad_ids
-from distill.config import StudentConfig, TaskConfig
+from distill.config import TaskConfig
 from distill.loaders import load_task
 from distill.model_stats import count_parameters
-from distill.students.bilstm import build_bilstm
+from distill.students.bilstm import BiLSTMStudentConfig, build_bilstm
 from distill.teachers.load import load_classifier, load_tokenizer
 
 TEACHER = "packaged:all-minilm-l6-v2"
@@ -45,7 +45,7 @@ def main() -> None:
     texts = [ex.text_a for ex in task.splits["train"]]
     tok = load_tokenizer(TEACHER)
     teacher = load_classifier(TEACHER, task.labels).eval()
-    student = build_bilstm(StudentConfig(kind="bilstm", hidden=150), teacher, 0, texts).eval()
+    student = build_bilstm(BiLSTMStudentConfig(kind="bilstm", hidden=150), teacher, 0, texts).eval()
 
     def teacher_batch(ts):
         enc = tok(ts, padding=True, truncation=True, max_length=128, return_tensors="pt")

@@ -17,12 +17,12 @@ import time
 import torch
 
 from distill.batching import MlmMasking, PadCollator
-from distill.config import StudentConfig, TaskConfig
+from distill.config import TaskConfig
 from distill.encoded import encode_examples
 from distill.loaders import load_task
 from distill.losses import LossContext
 from distill.objective import Objective
-from distill.students.distilbert import build_distilbert
+from distill.students.distilbert import DistilBertStudentConfig, build_distilbert
 from distill.teachers.load import load_bert_mlm, load_tokenizer
 from distill.trainer import DistillModule, teacher_records
 
@@ -31,8 +31,8 @@ TEACHER = "packaged:all-minilm-l6-v2"
 
 def step_seconds(positions: str, teacher, batches: list[dict], seed: int = 0) -> float:
     torch.manual_seed(seed)
-    student = build_distilbert(StudentConfig(kind="distilbert", layers=3, init="teacher", init_layers=[2, 4, 6]),
-                               teacher, seed, masked_lm=True)
+    cfg = DistilBertStudentConfig(kind="distilbert", layers=3, init="teacher", init_layers=[2, 4, 6])
+    student = build_distilbert(cfg, teacher, seed, masked_lm=True)
     module = DistillModule(student).train()
     objective = Objective({"kl_div": {"weight": 5.0, "temperature": 2.0, "positions": positions}, "mlm": 2.0,
                            "cosine_hidden": 1.0})

@@ -36,14 +36,14 @@ from torch import nn
 from distill.adaptor import forward_record, set_attention
 from distill.batching import LengthGroupedBatches, PadCollator
 from distill.checkpoint import Checkpointer, Progress
-from distill.config import StageConfig, StudentConfig, TaskConfig, TrainConfig
+from distill.config import StageConfig, TaskConfig, TrainConfig
 from distill.encoded import EncodedDataset, encode_examples
 from distill.layer_map import layer_map
 from distill.loaders import load_task
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
-from distill.students.tinybert import build_tinybert
+from distill.students.tinybert import TinyBertStudentConfig, build_tinybert
 from distill.teachers.load import load_classifier, load_tokenizer
 from distill.teachers.logits import compute_logits
 from distill.trainer import DistillModule, train_stage
@@ -178,7 +178,7 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
     task, tok, ds, dev, teacher = tweets_and_teacher(args.examples, args.batch_size, args.max_length)
-    student = build_tinybert(StudentConfig(kind="tinybert", layers=3, init="teacher"), teacher, 0)
+    student = build_tinybert(TinyBertStudentConfig(kind="tinybert", layers=3, init="teacher"), teacher, 0)
     teacher.to(device)  # after the student copied its layers; our loop moves only the student (accelerate)
     pairs = layer_map("uniform", 3, teacher.config.num_hidden_layers)
     n = len(ds)

@@ -24,13 +24,13 @@ from accelerate import Accelerator
 from distill_loop import tweets_and_teacher  # the same data and frozen teacher as the loop benchmark
 
 from distill.checkpoint import Checkpointer, Progress
-from distill.config import StageConfig, StudentConfig, TrainConfig
+from distill.config import StageConfig, TrainConfig
 from distill.lab.run import make_projections
 from distill.layer_map import layer_map
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
-from distill.students.tinybert import build_tinybert
+from distill.students.tinybert import TinyBertStudentConfig, build_tinybert
 from distill.teachers.record_cache import TeacherRecord, build_record
 from distill.trainer import DistillModule, train_stage
 
@@ -64,7 +64,7 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
     task, _, ds, dev, teacher = tweets_and_teacher(args.examples, args.batch_size, args.max_length)
-    student = build_tinybert(StudentConfig(kind="tinybert", preset="4l-312", init="scratch"), teacher, 0)
+    student = build_tinybert(TinyBertStudentConfig(kind="tinybert", preset="4l-312", init="scratch"), teacher, 0)
     pairs = layer_map("uniform", student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     n = len(ds)
     print(f"{n} tweets (max length {args.max_length}, {int(ds.lengths().sum())} tokens), batch {args.batch_size}, "

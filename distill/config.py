@@ -29,6 +29,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from distill.errors import DistillError
+from distill.student_registry import StudentConfig, StudentError, get_student
 from distill.tasks import EVAL_SPLITS
 
 
@@ -164,18 +165,6 @@ class TaskConfig:
     # A declared label with no training example is refused (a typo in `labels`, a filtered split); `true` allows it
     # (the class is then learned from nothing and is said so). Classes with few examples are warned about.
     allow_empty_classes: bool = False
-
-
-@dataclass
-class StudentConfig:
-    """What every student's section has; each kind registers its own section deriving from this one
-    (`distill.student_registry`), and `student:` is validated against the section of its `kind`."""
-
-    # The registered student (`tinybert`, `distilbert`, `bilstm`, or a plugin's).
-    kind: str = "tinybert"
-    # Where the weights start: `scratch` (random) for every kind; transformer students also take `teacher` (copy
-    # embeddings and chosen teacher layers) or a checkpoint folder.
-    init: str = "scratch"
 
 
 @dataclass
@@ -491,16 +480,28 @@ def _build(cls: type, raw: Any, where: str, src: str) -> Any:
     return cls(**kwargs)
 
 
+# The keys of the one flat `student` section that came before per-kind sections, at its defaults. The resolved
+# config.yaml of an older run holds them all: then the keys of other kinds are passed over (that kind never read them);
+# elsewhere, only at these defaults.
+FLAT_STUDENT = {"preset": None, "layers": None, "hidden": None, "heads": None, "ffn": None, "init_layers": None,
+                "vectors": "packaged:glove-6b-50d", "vectors_limit": None, "fc": 200, "freeze_embeddings": False,
+                "min_count": 2, "max_vocab": None, "vocab_from": "all_splits"}
+
+
 def _build_student(raw: Any, where: str, src: str) -> StudentConfig:
     """`student:` validated against the section its `kind` registered (a key of another kind is unknown here)."""
-    from distill.student_registry import get_student
-
     if not isinstance(raw, dict):
         raise ConfigError(f"{src}: `{where}` must be a mapping, got {raw!r}")
     kind = raw.get("kind", StudentConfig.kind)
     if not isinstance(kind, str):
         raise ConfigError(f"{src}: `{_join(where, 'kind')}` = {kind!r}: expected the name of a student")
-    section = get_student(kind, f"{src}: `{_join(where, 'kind')}`").config
+    try:
+        section = get_student(kind, f"{src}: `{_join(where, 'kind')}`").config
+    except StudentError as e:
+        raise ConfigError(str(e)) from None
+    own = {f.name for f in dataclasses.fields(section)}
+    dump = FLAT_STUDENT.keys() <= raw.keys()  # an older run's resolved config: every kind's keys, each kind read its own
+    raw = {k: v for k, v in raw.items() if k in own or k not in FLAT_STUDENT or not dump and FLAT_STUDENT[k] != v}
     try:
         return _build(section, raw, where, src)
     except ConfigError as e:

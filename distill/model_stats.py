@@ -19,16 +19,11 @@ def encoder_flops_per_token(config, seq_len: int) -> int:
 
 
 def classifier_flops(model: nn.Module, seq_len: int) -> int:
-    """FLOPs (2 x multiply-adds) of one example of `seq_len` tokens through a whole sequence classifier:
-    the transformer layers plus the pooler / pre-classifier and the classifier; for the BiLSTM the four
-    gates of both directions at every token plus its feed-forward head. Embedding lookups, layer norms,
-    softmax and activations are left out (they are a few percent at most)."""
+    """FLOPs (2 x multiply-adds) of one example of `seq_len` tokens through a whole BERT-shaped sequence
+    classifier: the transformer layers plus the pooler / pre-classifier and the classifier. Embedding lookups,
+    layer norms, softmax and activations are left out (they are a few percent at most). Other students count
+    their own (`Student.flops`)."""
     c = model.config
-    if hasattr(model, "lstm"):
-        e, h = c.embedding_dim, c.hidden
-        recurrent = 2 * seq_len * 2 * 4 * (e * h + h * h) * (2 if c.pair else 1)
-        features = 2 * h * (4 if c.pair else 1)
-        return recurrent + 2 * (features * c.fc + c.fc * c.num_labels)
     h = c.hidden_size
     head = 2 * h * h + 2 * h * c.num_labels  # BERT's pooler or DistilBERT's pre_classifier, then the classifier
     return seq_len * encoder_flops_per_token(c, seq_len) + head

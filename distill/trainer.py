@@ -32,6 +32,7 @@ from distill.losses import LossContext
 from distill.needs import LOGITS_ONLY, Needs
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
+from distill.student_registry import Student
 from distill.tasks import EVAL_SPLITS, TaskData
 
 
@@ -45,10 +46,13 @@ class DistillModule(nn.Module):
     Projections belong to the run, not to the student: they are checkpointed with it and left out
     of the exported student."""
 
-    def __init__(self, student: nn.Module, projections: nn.ModuleDict | None = None):
+    def __init__(self, student: nn.Module, projections: nn.ModuleDict | None = None, kind: Student | None = None):
         super().__init__()
         self.student = student
         self.projections = projections if projections is not None else nn.ModuleDict()
+        # The student's kind reads its record and names the parameters to clip; None: a Hugging Face model (a
+        # teacher, or a bare model in tests), read by the adaptor.
+        self.kind = kind
 
     def forward(self, batch: dict, needs: Needs = LOGITS_ONLY, objective: Objective | None = None,
                 teacher: dict[str, Record] | None = None, ctx: LossContext | None = None):
@@ -59,15 +63,13 @@ class DistillModule(nn.Module):
         return rec if objective is None else objective(rec, teacher, batch, ctx)
 
     def _record(self, batch: dict, needs: Needs) -> Record:
-        if hasattr(self.student, "record"):  # a student with its own adaptor (the BiLSTM)
-            return self.student.record(batch)
+        rec = forward_record(self.student, batch, needs) if self.kind is None else \
+            self.kind.record(self.student, batch, needs)
         # Projected here, inside forward, so that DistributedDataParallel sees the projections used.
-        rec = forward_record(self.student, batch, needs)
         return project(rec, self.projections)
 
     def clip_parameters(self) -> list[nn.Parameter]:
-        params = self.student.clip_parameters() if hasattr(self.student, "clip_parameters") else \
-            list(self.student.parameters())
+        params = list(self.student.parameters()) if self.kind is None else self.kind.clip_parameters(self.student)
         return params + list(self.projections.parameters())
 
 

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,7 +29,12 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from distill.adaptor import Record
 from distill.augment.words import split_words
 from distill.batching import pad_ids
+from distill.config import StudentConfig
+from distill.input_encoding import InputEncoding
 from distill.io import atomic_dir, load_tensors, save_tensors, write_json
+from distill.needs import Needs
+from distill.resources import content_key
+from distill.student_registry import Graph, Loaded, OwnInputs, Shape, Student, register_student
 from distill.students.common import StudentError
 
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
@@ -135,17 +141,141 @@ class BiLSTMClassifier(nn.Module):
             h = torch.cat([h, h2, h * h2, (h - h2).abs()], dim=-1)
         return self.head(h)
 
-    def record(self, batch: dict) -> Record:
-        logits = self(batch["student_ids"], batch["student_lengths"], batch.get("student_ids_b"),
-                      batch.get("student_lengths_b"))
+
+
+@dataclass
+class BiLSTMStudentConfig(StudentConfig):
+    """`student.kind: bilstm`: word vectors, one bidirectional LSTM layer, a feed-forward head (`init` is not read:
+    it starts from `vectors`)."""
+
+    hidden: int = 150  # LSTM width per direction
+    fc: int = 200  # the head's hidden width
+    vectors: str = "packaged:glove-6b-50d"
+    vectors_limit: int | None = None
+    freeze_embeddings: bool = False
+    # OOV policy: a word without a vector enters the vocabulary when it occurs this often in training text.
+    min_count: int = 2
+    max_vocab: int | None = None
+    # `all_splits`: dev and test words that have pre-trained vectors join the vocabulary (the reference builds it
+    # over every split; no labels are read); `train`: training (and augmented) words only.
+    vocab_from: Literal["train", "all_splits"] = "all_splits"
+
+
+@register_student("bilstm", config=BiLSTMStudentConfig)
+class BiLSTM(Student):
+    folder_types = ("distillery-bilstm",)
+    intermediate = False
+    masked_lm = False
+
+    def plan(self, cfg: BiLSTMStudentConfig, teacher_config) -> Shape:
+        from distill.augment.vectors import check_vectors
+
+        check_vectors(cfg.vectors)
+        return Shape(1, 0, f"{self.name}: LSTM width {cfg.hidden}, FC {cfg.fc}, word vectors {cfg.vectors}")
+
+    def build(self, cfg: BiLSTMStudentConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
+              pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
+        if masked_lm:
+            raise StudentError("general distillation trains transformer students; `student.kind: bilstm` has no "
+                               "masked-LM form")
+        return build_bilstm(cfg, teacher, seed, texts, pair, other_texts)
+
+    def record(self, model: BiLSTMClassifier, batch: dict, needs: Needs) -> Record:
+        logits = model(batch["student_ids"], batch["student_lengths"], batch.get("student_ids_b"),
+                       batch.get("student_lengths_b"))
         return Record(logits=logits, attention_mask=batch["attention_mask"])
 
-    def clip_parameters(self):
+    def clip_parameters(self, model: BiLSTMClassifier) -> list[nn.Parameter]:
         """Tang et al. clip gradients of everything but the embedding table."""
-        return [p for n, p in self.named_parameters() if not n.startswith("embedding")]
+        return [p for n, p in model.named_parameters() if not n.startswith("embedding")]
+
+    def own_inputs(self, model: BiLSTMClassifier, max_length: int) -> OwnInputs:
+        vocab = model.vocab
+        return OwnInputs(lambda text: vocab.encode(text, max_length),
+                         content_key({"words": vocab.itos, "max_length": max_length}), len(vocab),
+                         f"student vocabulary: {model.coverage['vocab']} words, {model.coverage['pretrained']} with "
+                         "pre-trained vectors")
+
+    def describe(self, model: BiLSTMClassifier) -> dict:
+        c = model.config
+        return {"kind": self.name, "layers": 1, "hidden": c.hidden, "embedding_dim": c.embedding_dim,
+                "vocab": c.vocab_size}
+
+    def label(self, description: dict) -> str:
+        return f"BiLSTM-{description.get('hidden')}"
+
+    def title(self, description: dict) -> str:
+        return f"BiLSTM (hidden {description.get('hidden')}, {description.get('vocab')} words)"
+
+    def flops(self, model: BiLSTMClassifier, seq_len: int) -> int:
+        """The four gates of both directions at every token (of both sentences, for pairs) plus the feed-forward
+        head; embedding lookups and activations left out."""
+        c = model.config
+        e, h = c.embedding_dim, c.hidden
+        recurrent = 2 * seq_len * 2 * 4 * (e * h + h * h) * (2 if c.pair else 1)
+        features = 2 * h * (4 if c.pair else 1)
+        return recurrent + 2 * (features * c.fc + c.fc * c.num_labels)
+
+    def usage(self, folder: str, pair: bool) -> list[str]:
+        return ["The BiLSTM loads with `distill.students.bilstm.load_bilstm` (no training code needed)."]
+
+    def random(self, fields: dict, num_labels: int, vocab: int) -> nn.Module:
+        return BiLSTMClassifier(BiLSTMConfig(vocab, fields.get("embedding_dim", 300), fields["hidden"], fields["fc"],
+                                             num_labels))
+
+    def export(self, model: BiLSTMClassifier, folder: str | Path, tokenizer=None,
+               projections: nn.ModuleDict | None = None, encoding: InputEncoding | None = None) -> None:
+        save_bilstm(model, folder, encoding)
+
+    def load(self, folder: Path) -> Loaded:
+        model = load_bilstm(folder)
+        c = model.config
+        labels = list(c.labels) if c.labels else (None if c.num_labels == 1 else [str(i) for i in range(c.num_labels)])
+        return Loaded(model, labels, model.vocab)
+
+    def encode(self, model: BiLSTMClassifier, tokenizer: WordVocab, texts: list[str], texts_b: list[str] | None,
+               encoding: InputEncoding) -> dict[str, torch.Tensor]:
+        """Word ids and lengths, each sentence cut at `max_length` words; a second sentence only for a pair model."""
+        ids, lengths = pad_ids([tokenizer.encode(t, encoding.max_length) for t in texts])
+        out = {"ids": ids, "lengths": lengths}
+        if model.config.pair:
+            if texts_b is None:
+                raise StudentError("a pair BiLSTM reads sentence pairs; got single texts")
+            out["ids_b"], out["lengths_b"] = pad_ids([tokenizer.encode(t, encoding.max_length) for t in texts_b])
+        return out
+
+    def logits(self, model: BiLSTMClassifier, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**inputs)
+
+    def graph(self, model: BiLSTMClassifier) -> Graph:
+        """Exported through `forward_padded`: torch.export cannot trace the packed sequences `forward` uses."""
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        names, shapes = ["ids", "lengths"], [{0: batch, 1: seq}, {0: batch}]
+        if model.config.pair:  # the second sentence is padded on its own, to its own length
+            names += ["ids_b", "lengths_b"]
+            shapes += [{0: batch, 1: torch.export.Dim("sequence_b")}, {0: batch}]
+
+        def from_ids(ids, lengths, ids_b=None, lengths_b=None):
+            out = {"ids": ids, "lengths": lengths}
+            if model.config.pair:  # without a second sentence, the same one twice
+                out["ids_b"] = ids if ids_b is None else ids_b
+                out["lengths_b"] = lengths if lengths_b is None else lengths_b
+            return out
+
+        return Graph(_PaddedLogits(model).eval(), names, tuple(shapes), self.name, model.config.vocab_size, from_ids,
+                     lambda inputs: inputs["lengths"], model.config.pair)
 
 
-def build_bilstm(cfg, teacher, seed: int, texts: Iterable[str] | None = None, pair: bool = False,
+class _PaddedLogits(nn.Module):
+    def __init__(self, model: BiLSTMClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, lengths, ids_b=None, lengths_b=None):
+        return self.model.forward_padded(ids, lengths, ids_b, lengths_b)
+
+
+def build_bilstm(cfg: BiLSTMStudentConfig, teacher, seed: int, texts: Iterable[str] | None = None, pair: bool = False,
                  other_texts: Iterable[str] | None = None):
     """A BiLSTM for the teacher's label set, its embedding table from `cfg.vectors`; `other_texts` (dev and test
     text) add their words that have vectors when `cfg.vocab_from` is `all_splits`."""
@@ -158,7 +288,7 @@ def build_bilstm(cfg, teacher, seed: int, texts: Iterable[str] | None = None, pa
                             other_texts if cfg.vocab_from == "all_splits" else None)
     tc = teacher.config
     labels = [tc.id2label[i] for i in range(tc.num_labels)]
-    config = BiLSTMConfig(len(vocab), kv.vector_size, cfg.hidden or 150, cfg.fc, tc.num_labels, pair, labels)
+    config = BiLSTMConfig(len(vocab), kv.vector_size, cfg.hidden, cfg.fc, tc.num_labels, pair, labels)
     torch.manual_seed(seed)
     model = BiLSTMClassifier(config)
     std = float(kv.vectors.std())

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from distill.errors import DistillError
+from distill.student_registry import StudentError
 
-
-class StudentError(DistillError):
-    pass
+__all__ = ["StudentError", "check_layer_copy"]
 
 
 def check_layer_copy(student: tuple[int, int, int], teacher: tuple[int, int, int], layers: list[int],

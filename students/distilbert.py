@@ -18,14 +18,39 @@ layer; DistilBERT's default for 12 teacher layers is 1, 3, 5, 8, 10, 12, i.e. 0,
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import BertConfig, DistilBertConfig, DistilBertForMaskedLM, DistilBertForSequenceClassification
 
-from distill.config import StudentConfig
+from distill.student_registry import register_student
 from distill.students.common import check_layer_copy
+from distill.students.hf import TransformerConfig, TransformerStudent
 from distill.teachers.load import resolve
+
+
+@dataclass
+class DistilBertStudentConfig(TransformerConfig):
+    """`student.kind: distilbert`: the teacher's width, heads and feed-forward width, fewer layers."""
+
+
+@register_student("distilbert", config=DistilBertStudentConfig)
+class DistilBert(TransformerStudent):
+    folder_types = ("distilbert",)
+
+    def planned_shape(self, cfg: DistilBertStudentConfig, teacher_config) -> tuple[int, int]:
+        return planned_shape(cfg, teacher_config)
+
+    def build(self, cfg: DistilBertStudentConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
+              pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
+        return build_distilbert(cfg, teacher, seed, masked_lm=masked_lm)
+
+    def random(self, fields: dict, num_labels: int, vocab: int) -> nn.Module:
+        return DistilBertForSequenceClassification(DistilBertConfig(
+            vocab_size=vocab, n_layers=fields["layers"], dim=fields["hidden"], n_heads=fields["heads"],
+            hidden_dim=fields["ffn"], num_labels=num_labels))
 
 
 def default_layers(n_teacher: int, n_student: int) -> list[int]:
@@ -77,7 +102,7 @@ def init_from_bert(student: nn.Module, teacher: nn.Module, layers: list[int]) ->
             student.vocab_projector.bias.copy_(head.bias if head.bias is not None else head.decoder.bias)
 
 
-def planned_shape(cfg: StudentConfig, teacher_config: BertConfig) -> tuple[int, int]:
+def planned_shape(cfg: DistilBertStudentConfig, teacher_config: BertConfig) -> tuple[int, int]:
     """(layers, hidden) of the student `build_distilbert` will make (the teacher's width: DistilBERT keeps it),
     with the checks that need no weights."""
     tc = teacher_config
@@ -89,7 +114,7 @@ def planned_shape(cfg: StudentConfig, teacher_config: BertConfig) -> tuple[int, 
     return n, tc.hidden_size
 
 
-def build_distilbert(cfg: StudentConfig, teacher: nn.Module, seed: int, masked_lm: bool = False) -> nn.Module:
+def build_distilbert(cfg: DistilBertStudentConfig, teacher: nn.Module, seed: int, masked_lm: bool = False) -> nn.Module:
     """A DistilBERT for the teacher's task (or a masked LM for general distillation)."""
     tc = _bert(teacher).config
     if cfg.init not in ("scratch", "teacher"):

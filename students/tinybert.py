@@ -13,13 +13,17 @@ that general distillation trains (its folder is then a valid `student.init` for 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
-from distill.config import StudentConfig
 from distill.layer_map import layer_map
+from distill.student_registry import register_student
 from distill.students.common import StudentError, check_layer_copy
+from distill.students.hf import TransformerConfig, TransformerStudent
 from distill.teachers.load import load_classifier, resolve
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -29,7 +33,40 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-def student_shape(cfg: StudentConfig, teacher_config: BertConfig) -> dict[str, int]:
+@dataclass
+class TinyBertStudentConfig(TransformerConfig):
+    """`student.kind: tinybert`: a BERT-architecture encoder of any depth and width."""
+
+    # Named shape (4l-312, 6l-768); explicit fields below override it.
+    preset: str | None = None
+    # Width, attention heads and feed-forward width (null: the preset's, else the teacher's).
+    hidden: int | None = None
+    heads: int | None = None
+    ffn: int | None = None
+
+
+@register_student("tinybert", config=TinyBertStudentConfig)
+class TinyBert(TransformerStudent):
+    folder_types = ("bert",)
+
+    def planned_shape(self, cfg: TinyBertStudentConfig, teacher_config) -> tuple[int, int]:
+        return planned_shape(cfg, teacher_config)
+
+    def shape_name(self, cfg: TinyBertStudentConfig) -> str:
+        return self.name + (f" {cfg.preset}" if cfg.preset else "")
+
+    def build(self, cfg: TinyBertStudentConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
+              pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
+        return build_tinybert(cfg, teacher, seed, masked_lm=masked_lm)
+
+    def random(self, fields: dict, num_labels: int, vocab: int) -> nn.Module:
+        return BertForSequenceClassification(BertConfig(
+            vocab_size=vocab, num_hidden_layers=fields["layers"], hidden_size=fields["hidden"],
+            num_attention_heads=fields["heads"], intermediate_size=fields["ffn"], num_labels=num_labels,
+            attn_implementation="sdpa"))
+
+
+def student_shape(cfg: TinyBertStudentConfig, teacher_config: BertConfig) -> dict[str, int]:
     """Preset, overridden by explicit fields, with the teacher's shape filling what is left."""
     if cfg.preset is not None and cfg.preset not in PRESETS:
         raise StudentError(f"unknown TinyBERT preset {cfg.preset!r}; presets: {sorted(PRESETS)}")
@@ -46,7 +83,7 @@ def student_shape(cfg: StudentConfig, teacher_config: BertConfig) -> dict[str, i
     return shape
 
 
-def planned_shape(cfg: StudentConfig, teacher_config: BertConfig) -> tuple[int, int]:
+def planned_shape(cfg: TinyBertStudentConfig, teacher_config: BertConfig) -> tuple[int, int]:
     """(layers, hidden) of the student `build_tinybert` will make, with the checks that need no weights."""
     shape = student_shape(cfg, teacher_config)
     if cfg.init == "teacher":
@@ -55,7 +92,7 @@ def planned_shape(cfg: StudentConfig, teacher_config: BertConfig) -> tuple[int, 
     return shape["layers"], shape["hidden"]
 
 
-def build_tinybert(cfg: StudentConfig, teacher, seed: int, masked_lm: bool = False):
+def build_tinybert(cfg: TinyBertStudentConfig, teacher, seed: int, masked_lm: bool = False):
     """A classifier for the teacher's labels, or (`masked_lm`) a masked LM for general distillation."""
     tc = teacher.config
     if cfg.init not in ("scratch", "teacher"):
@@ -78,7 +115,7 @@ def build_tinybert(cfg: StudentConfig, teacher, seed: int, masked_lm: bool = Fal
     return student
 
 
-def _init_layers(cfg: StudentConfig, shape: dict, tc: BertConfig) -> list[int]:
+def _init_layers(cfg: TinyBertStudentConfig, shape: dict, tc: BertConfig) -> list[int]:
     return cfg.init_layers or [t for _, t in layer_map("uniform", shape["layers"], tc.num_hidden_layers)]
 
 

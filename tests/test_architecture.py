@@ -119,3 +119,98 @@ def test_no_package_cycles(graph):
 def test_the_cycle_finder_finds_cycles():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert not cycles({"a": {"b"}, "b": set()})
+
+
+# ---------------------------------------------------------------- students answer for their kind
+# Nothing outside students/ asks which student a model is: it asks the registered `Student`
+# (`distill.student_registry`). Checked on the syntax of every module of the engine and the lab.
+
+# What a student model holds that others would sniff to tell kinds apart.
+STUDENT_PARTS = {"lstm", "vocab", "coverage", "forward_padded"}
+# What a student answers through its `Student`, never as the model's own method.
+STUDENT_METHODS = {"record", "clip_parameters"}
+# Kind names of every vocabulary the code has used (configs, describe(), bench, export, predict's model_type).
+OLD_KINDS = {"tinybert", "distilbert", "bilstm", "bert", "distillery-bilstm"}
+KIND_WORDS = {"kind", "model_type"}
+
+
+def student_classes(root: Path) -> set[str]:
+    return {n.name for p in (root / "students").rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, ast.ClassDef)}
+
+
+def _name(node: ast.AST) -> str | None:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+
+
+def _base(node: ast.AST) -> str | None:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _strings(node: ast.AST) -> set[str]:
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return {x.value for x in items if isinstance(x, ast.Constant) and isinstance(x.value, str)}
+
+
+def kind_branches(root: Path, kinds: set[str], classes: set[str]) -> list[str]:
+    """`path:line what` for every place in `root/distill` that tells student kinds apart."""
+    found: list[tuple[str, int, str]] = []
+    for path in sorted((root / "distill").rglob("*.py")):
+        where = path.relative_to(root)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            what = None
+            if isinstance(node, ast.Compare) and _mentions_kind(node):
+                named = set().union(*(_strings(x) for x in (node.left, *node.comparators))) & kinds
+                what = f"compares with {sorted(named)}" if named else None
+            elif isinstance(node, ast.Call) and _name(node.func) in ("hasattr", "getattr") and len(node.args) >= 2:
+                asked = _strings(node.args[1]) & (STUDENT_PARTS | STUDENT_METHODS)
+                what = f"{_name(node.func)} {sorted(asked)}" if asked else None
+            elif isinstance(node, ast.Call) and _name(node.func) == "isinstance" and len(node.args) == 2:
+                types = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+                named = {_name(t) for t in types} & classes
+                what = f"isinstance {sorted(named)}" if named else None
+            elif isinstance(node, ast.Attribute) and node.attr in STUDENT_PARTS and _base(node) != "torch":
+                what = f".{node.attr}"
+            elif isinstance(node, ast.Attribute) and node.attr in STUDENT_METHODS and \
+                    _name(node.value) in ("student", "model"):
+                what = f"{_name(node.value)}.{node.attr}"
+            elif isinstance(node, (ast.Name, ast.alias)) and (node.id if isinstance(node, ast.Name) else
+                                                             (node.asname or node.name)) in classes:
+                what = f"names the student class {node.id if isinstance(node, ast.Name) else node.name}"
+            if what:
+                found.append((str(where), node.lineno, f"{where}:{node.lineno} {what}"))
+    return [f for *_, f in sorted(found)]
+
+
+def _mentions_kind(node: ast.AST) -> bool:
+    """A comparison about a kind (`cfg.student.kind`, `m["kind"]`, `config.model_type`), not e.g. an augmentation
+    method that shares a student's name."""
+    return any(_name(x) in KIND_WORDS or (isinstance(x, ast.Constant) and x.value in KIND_WORDS)
+               for x in ast.walk(node))
+
+
+def test_no_student_kind_branches_outside_students():
+    from distill.student_registry import students
+
+    kinds = OLD_KINDS | set(students()) | {t for s in students().values() for t in s.folder_types}
+    assert kind_branches(ROOT, kinds, student_classes(ROOT)) == []
+
+
+def test_the_kind_check_finds_branches(tmp_path):
+    (tmp_path / "students").mkdir()
+    (tmp_path / "students" / "mine.py").write_text("class MineClassifier:\n    pass\n")
+    (tmp_path / "distill").mkdir()
+    (tmp_path / "distill" / "x.py").write_text(
+        "def f(cfg, model, student, m):\n"
+        "    a = cfg.kind == 'mine'\n"
+        "    b = m['kind'] in ('other', 'mine')\n"
+        "    c = hasattr(model, 'lstm')\n"
+        "    d = isinstance(model, (int, MineClassifier))\n"
+        "    e = model.vocab\n"
+        "    g = student.record(1)\n"
+        "    h = torch.ops.aten.lstm\n"
+        "    return cfg.kind == 'constant'\n")
+    found = kind_branches(tmp_path, {"mine"}, student_classes(tmp_path))
+    assert [f.split()[0].rsplit(":", 1)[1] for f in found] == ["2", "3", "4", "5", "5", "6", "7"]

@@ -13,6 +13,7 @@ from transformers import (
 
 from distill.lab.bench import BenchError, Row, build_shape, disk_bytes, quantize_int8, render
 from distill.model_stats import classifier_flops
+from distill.students import get_student
 from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig
 
 
@@ -50,15 +51,18 @@ def test_bilstm_flops_by_hand():
     # E=5, H=3, S=4, FC 7, 2 labels. Each direction, each token: 4 gates x (E*H + H*H) multiply-adds = 96,
     # x2 FLOPs x2 directions x4 tokens = 1536. Head: 2*(2H*7) + 2*(7*2) = 84 + 28.
     model = BiLSTMClassifier(BiLSTMConfig(vocab_size=20, embedding_dim=5, hidden=3, fc=7, num_labels=2))
-    assert classifier_flops(model, 4) == 1536 + 112
+    bilstm = get_student("bilstm")
+    assert bilstm.flops(model, 4) == 1536 + 112
     pair = BiLSTMClassifier(BiLSTMConfig(vocab_size=20, embedding_dim=5, hidden=3, fc=7, num_labels=2, pair=True))
-    assert classifier_flops(pair, 4) == 2 * 1536 + 2 * (24 * 7) + 28  # two sentences, features [h1,h2,h1*h2,|h1-h2|]
+    assert bilstm.flops(pair, 4) == 2 * 1536 + 2 * (24 * 7) + 28  # two sentences, features [h1,h2,h1*h2,|h1-h2|]
 
 
 def test_named_shapes_have_the_papers_sizes():
     # BERT-base ~110M and TinyBERT-4 ~14.5M parameters (with a 2-label head), DistilBERT ~66M.
-    sizes = {n: sum(p.numel() for p in build_shape(n).parameters()) / 1e6 for n in ("bert-base", "tinybert4",
-                                                                                    "distilbert")}
+    sizes = {n: sum(p.numel() for p in build_shape(n)[1].parameters()) / 1e6 for n in ("bert-base", "tinybert4",
+                                                                                       "distilbert")}
+    assert {n: build_shape(n)[0].name for n in ("bert-base", "distilbert", "bilstm")} == {
+        "bert-base": "tinybert", "distilbert": "distilbert", "bilstm": "bilstm"}
     assert 109 < sizes["bert-base"] < 110 and 14.3 < sizes["tinybert4"] < 14.6 and 66 < sizes["distilbert"] < 67.5
     with pytest.raises(BenchError, match="unknown model 'bert-huge'; known: bert-large"):
         build_shape("bert-huge")
@@ -87,4 +91,4 @@ def test_a_pair_bilstm_is_timed_on_two_sentences():
     from distill.lab.bench import batch_inputs
 
     pair = BiLSTMClassifier(BiLSTMConfig(vocab_size=20, embedding_dim=5, hidden=3, fc=7, num_labels=2, pair=True))
-    assert batch_inputs(pair, 4, 6, "cpu")().shape == (4, 2)
+    assert batch_inputs(get_student("bilstm"), pair, 4, 6, "cpu")().shape == (4, 2)

@@ -55,7 +55,7 @@ CASES = {
         ["vectors file not found"]),
     "BiLSTM asked for attention": (
         lambda t: ["run", str(SMOKE), "--set", "student.kind=bilstm", "--out", str(t / "run")],
-        ["a BiLSTM student has no hidden states or attention"]),
+        ["a bilstm student has no hidden states or attention", "stages.0"]),
     "missing augmentation tagger": (
         lambda t: ["run", str(SMOKE), "--set", "stages.0.data=augmented", "--set", "augment.method=tang",
                    "--set", "augment.tang.tagger=spacy:/no/such/pipeline", "--out", str(t / "run")],

@@ -181,7 +181,7 @@ def test_predict_batch_size_and_max_length(tiny_run, monkeypatch, capsys):
 def tiny_shape(monkeypatch):
     from distill.lab import bench
 
-    monkeypatch.setitem(bench.SHAPES, "tiny", ("bert", 1, 32, 4, 64))
+    monkeypatch.setitem(bench.SHAPES, "tiny", ("tinybert", {"layers": 1, "hidden": 32, "heads": 4, "ffn": 64}))
     return ["--models", "tiny", "--budget", "0", "--seq-len", "8", "--batch", "2"]
 
 

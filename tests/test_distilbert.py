@@ -4,9 +4,14 @@ import pytest
 import torch
 from transformers import BertForMaskedLM, BertForSequenceClassification, DistilBertForMaskedLM
 
-from distill.config import StudentConfig
 from distill.students.common import StudentError
-from distill.students.distilbert import build_distilbert, default_layers, distilbert_config, init_from_bert
+from distill.students.distilbert import (
+    DistilBertStudentConfig,
+    build_distilbert,
+    default_layers,
+    distilbert_config,
+    init_from_bert,
+)
 
 from .helpers import tiny_bert_config
 
@@ -66,7 +71,7 @@ def test_defaults_and_errors():
 def test_task_student_from_a_fine_tuned_teacher():
     torch.manual_seed(0)
     t = BertForSequenceClassification(tiny_bert_config(num_hidden_layers=4)).eval()
-    s = build_distilbert(StudentConfig(kind="distilbert", layers=2, init="teacher"), t, seed=0)
+    s = build_distilbert(DistilBertStudentConfig(kind="distilbert", layers=2, init="teacher"), t, seed=0)
     assert s.config.n_layers == 2 and s.config.num_labels == 3
     ours, theirs = s.distilbert.transformer.layer[1].ffn.lin2, t.bert.encoder.layer[3].output.dense
     torch.testing.assert_close(ours.weight, theirs.weight)

@@ -105,11 +105,11 @@ def test_general_tinybert_then_task_distillation_from_it(pretrained_teacher, tmp
     assert (folder / "projections.safetensors").exists()  # W_h / W_e (16 -> 32) travel with the student
     task = load_config(SMOKE, [f"student.init={folder}", "student.hidden=null", "student.layers=null",
                                "teacher.random.hidden=32"])
-    from distill.students import build_student
+    from distill.students import get_student
     from distill.teachers.load import random_bert
 
     t = random_bert(task.teacher.random, load_tokenizer("packaged:all-minilm-l6-v2"), ["a", "b", "c"], 0)
-    s = build_student(task.student, t, 0)
+    s = get_student(task.student.kind).build(task.student, t, 0)
     key = "bert.encoder.layer.1.output.dense.weight"
     torch.testing.assert_close(s.state_dict()[key], general_w[key])
     logs = []
@@ -121,7 +121,6 @@ def test_general_distilbert_triple_loss(pretrained_teacher, tmp_path):
     from distill.lab.run import run_experiment
 
     cfg = general(pretrained_teacher, "student.kind=distilbert", "student.layers=2", "student.init=teacher",
-                  "student.hidden=null", "student.heads=null", "student.ffn=null",
                   "stages=[{name: distil, data: corpus, mlm_masking: true, epochs: 1, lr: 0.001, batch_size: 16, "
                   "losses: {kl_div: {weight: 5.0, temperature: 2.0}, mlm: 2.0, cosine_hidden: 1.0}}]")
     m = run_experiment(cfg, tmp_path / "d", log=lambda *_: None)

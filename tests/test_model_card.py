@@ -187,7 +187,7 @@ def test_predict_onnx_and_the_runs_own_scores_agree_on_every_dev_example(hf_run,
     assert report.fp32["metric"] == "accuracy"  # the task's main metric
     assert report.fp32["pytorch"] == pytest.approx(dev["accuracy"], abs=1e-6) == report.fp32["onnx"]
     sess = ex.session(out / "student" / "model.onnx")
-    onnx_logits = np.concatenate([ex.run_onnx(sess, ex.encode(pred, texts[i:i + 32], None)) for i in (0, 32, 64)])
+    onnx_logits = np.concatenate([ex.run_onnx(sess, pred.encode(texts[i:i + 32])) for i in (0, 32, 64)])
     np.testing.assert_allclose(onnx_logits, preds["dev"].student, atol=1e-4)
     # The card now shows the export's figures.
     _, body = _card(out)

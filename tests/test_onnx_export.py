@@ -15,7 +15,7 @@ from distill.batching import pad_ids
 from distill.lab import export as ex
 from distill.lab.cli import main
 from distill.lab.predict import load_predictor
-from distill.students import export_student
+from distill.students import get_student
 from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
 
 from .helpers import SMOKE, tiny_bert_config
@@ -27,7 +27,7 @@ def save_tiny_bert(folder, tokenizer):
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny_bert_config(vocab_size=len(tokenizer),
                                                            max_position_embeddings=128)).eval()
-    export_student(model, folder, tokenizer)
+    get_student("tinybert").export(model, folder, tokenizer)
 
 
 def save_tiny_bilstm(folder, pair=False):
@@ -89,9 +89,9 @@ def assert_onnx_matches_pytorch(folder, onnx_file, batches):
     pred = load_predictor(folder)
     sess = ex.session(folder / onnx_file)
     for texts, texts_b in batches:
-        inputs = ex.encode(pred, texts, texts_b)
-        np.testing.assert_allclose(ex.run_onnx(sess, inputs), ex.reference_logits(pred.model, inputs).numpy(),
-                                   atol=1e-5, rtol=0)
+        inputs = pred.encode(texts, texts_b)
+        np.testing.assert_allclose(ex.run_onnx(sess, inputs),
+                                   ex.reference_logits(pred.student, pred.model, inputs).numpy(), atol=1e-5, rtol=0)
 
 
 def test_bert_export_passes_its_parity_check_on_the_runs_dev_texts(bert_run):
@@ -125,8 +125,8 @@ def test_a_padded_row_gives_the_logits_it_gives_alone(bert_run):
     pred = load_predictor(run / "student")
     sess = ex.session(run / "student" / "model.onnx")
     texts = ["fine", ex.SENTENCES[7]]
-    batch = ex.run_onnx(sess, ex.encode(pred, texts, None))
-    alone = np.concatenate([ex.run_onnx(sess, ex.encode(pred, [t], None)) for t in texts])
+    batch = ex.run_onnx(sess, pred.encode(texts))
+    alone = np.concatenate([ex.run_onnx(sess, pred.encode([t])) for t in texts])
     np.testing.assert_allclose(batch, alone, atol=1e-5, rtol=0)
 
 
@@ -141,7 +141,7 @@ def test_int8_export_runs_and_reports_its_agreement(bert_run):
     ops = {n.op_type for n in onnx.load(folder / "model.int8.onnx").graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
     pred = load_predictor(folder)
-    inputs = ex.encode(pred, ex.SENTENCES[:4], None)
+    inputs = pred.encode(ex.SENTENCES[:4])
     assert ex.run_onnx(ex.session(folder / "model.int8.onnx"), inputs).shape == (4, 3)
 
 
@@ -149,9 +149,10 @@ def test_distilbert_graph_takes_no_token_types(tmp_path, tokenizer):
     torch.manual_seed(0)
     model = DistilBertForSequenceClassification(DistilBertConfig(
         vocab_size=len(tokenizer), n_layers=1, dim=32, n_heads=4, hidden_dim=64, num_labels=2)).eval()
-    export_student(model, tmp_path / "s", tokenizer)
+    get_student("distilbert").export(model, tmp_path / "s", tokenizer)
     report = ex.export_student_onnx(tmp_path / "s", log=lambda m: None)
-    assert report.inputs == ["input_ids", "attention_mask"] and report.fp32["max_abs_diff"] <= 1e-5
+    assert report.kind == "distilbert" and report.inputs == ["input_ids", "attention_mask"]
+    assert report.fp32["max_abs_diff"] <= 1e-5
     assert_onnx_matches_pytorch(tmp_path / "s", "model.onnx", [(ex.SENTENCES[:2], None), (ex.SENTENCES[4:9], None)])
 
 
@@ -246,7 +247,7 @@ def test_cli_export_refuses_bad_input_in_one_line(tmp_path, capsys, monkeypatch,
 def test_bench_onnx_columns(monkeypatch, capsys):
     from distill.lab import bench
 
-    monkeypatch.setitem(bench.SHAPES, "tiny", ("bert", 1, 32, 4, 64))
+    monkeypatch.setitem(bench.SHAPES, "tiny", ("tinybert", {"layers": 1, "hidden": 32, "heads": 4, "ffn": 64}))
     assert main(["bench", "--models", "tiny", "--onnx", "--int8", "--budget", "0", "--seq-len", "8", "--batch", "2",
                  "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -263,7 +264,7 @@ def test_bench_onnx_scores_a_trained_students_graphs_on_its_dev_split(bert_run, 
     from distill.lab import bench
 
     run, _ = bert_run
-    monkeypatch.setitem(bench.SHAPES, "tiny", ("bert", 1, 32, 4, 64))
+    monkeypatch.setitem(bench.SHAPES, "tiny", ("tinybert", {"layers": 1, "hidden": 32, "heads": 4, "ffn": 64}))
     rows = bench.run_bench(["tiny"], seq_len=8, batch=2, budget_s=0, student=str(run), accuracy_limit=32,
                            onnx=True, log=lambda m: None)
     student = rows[-1]

@@ -6,7 +6,7 @@ import torch
 from transformers import BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
 
 from distill.lab.predict import PredictError, load_predictor, read_inputs, student_folder
-from distill.students import export_student
+from distill.students import get_student
 from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
 
 from .helpers import tiny_bert_config
@@ -18,7 +18,7 @@ PAIRS = ["was it late?", "a fine crew", "why"]
 def export_bert(folder, tokenizer, **config):
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny_bert_config(vocab_size=len(tokenizer), **config)).eval()
-    export_student(model, folder, tokenizer)
+    get_student("tinybert").export(model, folder, tokenizer)
     return model
 
 
@@ -51,7 +51,7 @@ def test_distilbert_student_takes_no_token_types(tmp_path, tokenizer):
     torch.manual_seed(0)
     model = DistilBertForSequenceClassification(DistilBertConfig(
         vocab_size=len(tokenizer), n_layers=1, dim=32, n_heads=4, hidden_dim=64, num_labels=2)).eval()
-    export_student(model, tmp_path / "s", tokenizer)
+    get_student("distilbert").export(model, tmp_path / "s", tokenizer)
     got = load_predictor(tmp_path / "s").logits(TEXTS, PAIRS)
     enc = tokenizer(TEXTS, PAIRS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_bilstm_student(tmp_path):
     model.vocab = WordVocab(["the", "flight", "was", "late", "again", "thanks"])
     save_bilstm(model, tmp_path / "student")
     pred = load_predictor(tmp_path, max_length=3)
-    assert pred.is_bilstm and pred.labels == ["no", "yes"]
+    assert pred.student.name == "bilstm" and pred.labels == ["no", "yes"]
     got = pred.logits(TEXTS)
     with torch.no_grad():
         for i, text in enumerate(TEXTS):

@@ -66,10 +66,10 @@ def test_the_source_never_unpickles_unsafely_or_runs_remote_code():
 def test_exported_students_are_safetensors_only(tmp_path):
     from transformers import BertForSequenceClassification
 
-    from distill.students import export_student
+    from distill.students import get_student
     from distill.teachers.load import load_tokenizer
 
-    export_student(BertForSequenceClassification(tiny_bert_config()), tmp_path / "s",
-                   load_tokenizer("packaged:all-minilm-l6-v2"))
+    get_student("tinybert").export(BertForSequenceClassification(tiny_bert_config()), tmp_path / "s",
+                                   load_tokenizer("packaged:all-minilm-l6-v2"))
     names = {p.name for p in (tmp_path / "s").iterdir()}
     assert "model.safetensors" in names and not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)

@@ -2,9 +2,9 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from distill.config import StudentConfig
-from distill.students import build_student
+from distill.students import get_student
 from distill.students.common import StudentError
+from distill.students.tinybert import TinyBertStudentConfig as StudentConfig
 from distill.students.tinybert import student_shape
 
 from .helpers import tiny_bert_config
@@ -32,6 +32,10 @@ def test_tinybert_4l_312_has_the_papers_size_for_bert_base_vocab():
     s = build_student(StudentConfig(preset="4l-312"), t, seed=0)
     n = sum(p.numel() for p in s.bert.parameters())
     assert 14.0e6 < n < 14.8e6  # the paper: 14.5M
+
+
+def build_student(cfg, t, seed):
+    return get_student("tinybert").build(cfg, t, seed)
 
 
 def ffn_out(model, layer):

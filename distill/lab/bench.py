@@ -22,18 +22,26 @@ import torch
 from torch import nn
 
 from distill.errors import DistillError
-from distill.model_stats import classifier_flops, count_parameters
+from distill.model_stats import count_parameters
+from distill.student_registry import Student, get_student
 
 VOCAB = 30522
-# name -> (kind, layers, hidden, heads, ffn). BERT shapes from Devlin et al.; TinyBERT from Jiao et al.;
-# DistilBERT from Sanh et al.; the BiLSTM from Tang et al. (300-d vectors, hidden 150 per direction, FC 200).
-SHAPES: dict[str, tuple[str, int, int, int, int]] = {
-    "bert-large": ("bert", 24, 1024, 16, 4096),
-    "bert-base": ("bert", 12, 768, 12, 3072),
-    "tinybert6": ("bert", 6, 768, 12, 3072),
-    "distilbert": ("distilbert", 6, 768, 12, 3072),
-    "tinybert4": ("bert", 4, 312, 12, 1200),
-    "bilstm": ("bilstm", 1, 150, 0, 200),
+
+
+def _bert(layers: int, hidden: int, heads: int, ffn: int) -> dict[str, int]:
+    return {"layers": layers, "hidden": hidden, "heads": heads, "ffn": ffn}
+
+
+# name -> (registered student, its shape). BERT shapes from Devlin et al. (a BERT classifier is TinyBERT's
+# architecture at BERT's size); TinyBERT from Jiao et al.; DistilBERT from Sanh et al.; the BiLSTM from Tang et al.
+# (300-d vectors, hidden 150 per direction, FC 200).
+SHAPES: dict[str, tuple[str, dict[str, int]]] = {
+    "bert-large": ("tinybert", _bert(24, 1024, 16, 4096)),
+    "bert-base": ("tinybert", _bert(12, 768, 12, 3072)),
+    "tinybert6": ("tinybert", _bert(6, 768, 12, 3072)),
+    "distilbert": ("distilbert", _bert(6, 768, 12, 3072)),
+    "tinybert4": ("tinybert", _bert(4, 312, 12, 1200)),
+    "bilstm": ("bilstm", {"hidden": 150, "fc": 200, "embedding_dim": 300}),
 }
 
 
@@ -41,41 +49,25 @@ class BenchError(DistillError):
     pass
 
 
-def build_shape(name: str, num_labels: int = 2, vocab: int = VOCAB) -> nn.Module:
-    """A randomly initialised sequence classifier of a named shape."""
+def build_shape(name: str, num_labels: int = 2, vocab: int = VOCAB) -> tuple[Student, nn.Module]:
+    """The student a named shape belongs to, and a randomly initialised classifier of that shape."""
     if name not in SHAPES:
         raise BenchError(f"unknown model {name!r}; known: {', '.join(SHAPES)} (or give --student RUN)")
-    kind, layers, hidden, heads, ffn = SHAPES[name]
-    if kind == "bilstm":
-        from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig
-
-        return BiLSTMClassifier(BiLSTMConfig(vocab, 300, hidden, ffn, num_labels))
-    if kind == "distilbert":
-        from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-        return DistilBertForSequenceClassification(DistilBertConfig(
-            vocab_size=vocab, n_layers=layers, dim=hidden, n_heads=heads, hidden_dim=ffn, num_labels=num_labels))
-    from transformers import BertConfig, BertForSequenceClassification
-
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=vocab, num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-        intermediate_size=ffn, num_labels=num_labels, attn_implementation="sdpa"))
+    kind, fields = SHAPES[name]
+    student = get_student(kind, f"bench shape {name!r}")
+    return student, student.random(fields, num_labels, vocab)
 
 
-def batch_inputs(model: nn.Module, batch: int, seq_len: int, device: str,
+def batch_inputs(student: Student, model: nn.Module, batch: int, seq_len: int, device: str,
                  run: nn.Module | None = None) -> Callable[[], torch.Tensor]:
-    """A closure running one forward pass of `run` (default `model`) on a random full-length batch."""
+    """A closure running one forward pass of `run` (default `model`) on a random full-length batch (a pair
+    student reads it as both sentences, as its FLOPs count them)."""
     run = run if run is not None else model
     g = torch.Generator().manual_seed(0)
-    vocab = model.config.vocab_size
-    ids = torch.randint(5, vocab, (batch, seq_len), generator=g).to(device)
-    if hasattr(model, "lstm"):
-        lengths = torch.full((batch,), seq_len, dtype=torch.long)
-        if model.config.pair:  # a siamese student reads two sentences (as classifier_flops counts)
-            return lambda: run(ids, lengths, ids, lengths)
-        return lambda: run(ids, lengths)
-    mask = torch.ones_like(ids)
-    return lambda: run(input_ids=ids, attention_mask=mask).logits
+    graph = student.graph(model)
+    ids = torch.randint(5, graph.vocab_size, (batch, seq_len), generator=g).to(device)
+    inputs = graph.from_ids(ids, torch.full((batch,), seq_len, dtype=torch.long))
+    return lambda: student.logits(run, inputs)
 
 
 def _sync(device: str) -> None:
@@ -148,22 +140,22 @@ class Row:
 
 
 @torch.inference_mode()
-def measure(name: str, model: nn.Module, device: str, seq_len: int, batch: int, budget_s: float,
+def measure(name: str, student: Student, model: nn.Module, device: str, seq_len: int, batch: int, budget_s: float,
             base: nn.Module | None = None, log=print) -> Row:
     """Time `model`; parameters and FLOPs are those of `base` (the float model an int8 or compiled variant
     was made from), the size on disk is the variant's own."""
     base = base if base is not None else model
     model = model.eval()
     log(f"  {name}: latency at batch 1 ...")
-    lat = time_calls(batch_inputs(base, 1, seq_len, device, model), device, budget_s)
+    lat = time_calls(batch_inputs(student, base, 1, seq_len, device, model), device, budget_s)
     log(f"  {name}: throughput at batch {batch} ...")
-    thr = time_calls(batch_inputs(base, batch, seq_len, device, model), device, budget_s, min_calls=2)
+    thr = time_calls(batch_inputs(student, base, batch, seq_len, device, model), device, budget_s, min_calls=2)
     size = disk_bytes(getattr(model, "_orig_mod", model))
-    return Row(name, count_parameters(base), size, classifier_flops(base, seq_len), 1000 * statistics.median(lat),
+    return Row(name, count_parameters(base), size, student.flops(base, seq_len), 1000 * statistics.median(lat),
                batch / statistics.median(thr))
 
 
-def measure_onnx(name: str, model: nn.Module, seq_len: int, batch: int, budget_s: float, log=print,
+def measure_onnx(name: str, student: Student, model: nn.Module, seq_len: int, batch: int, budget_s: float, log=print,
                  score: Callable[[object], dict] | None = None,
                  scores: dict[str, dict] | None = None) -> dict[str, tuple[float, float]]:
     """ONNX Runtime latency at batch 1 and throughput at `batch`, fp32 and int8, on the inputs `measure` times in
@@ -184,16 +176,17 @@ def measure_onnx(name: str, model: nn.Module, seq_len: int, batch: int, budget_s
     with tempfile.TemporaryDirectory() as d:
         fp32, int8 = Path(d) / "model.onnx", Path(d) / "model.int8.onnx"
         log(f"  {name}: ONNX export ...")
-        sample = random_inputs(model, 4, min(seq_len, 16), padded=True)
-        export_graph(model, sample, fp32)
-        parity = check_parity(model, fp32, [sample])
+        graph = student.graph(model)
+        sample = random_inputs(graph, 4, min(seq_len, 16), padded=True)
+        export_graph(graph, sample, fp32)
+        parity = check_parity(student, model, fp32, [sample])
         if not parity.max_abs_diff <= FP32_TOLERANCE:
             raise BenchError(f"{name}: the ONNX graph's logits differ from PyTorch's by {parity.max_abs_diff:.3g}")
         quantize_int8(fp32, int8)  # a random model's int8 says nothing about accuracy; a student's is scored
         for label, path in (("fp32", fp32), ("int8", int8)):
             sess = session(path)
-            one = feeds(sess, random_inputs(model, 1, seq_len))
-            many = feeds(sess, random_inputs(model, batch, seq_len))
+            one = feeds(sess, random_inputs(graph, 1, seq_len))
+            many = feeds(sess, random_inputs(graph, batch, seq_len))
             log(f"  {name}: ONNX Runtime {label} latency at batch 1 and throughput at batch {batch} ...")
             lat = time_calls(lambda f=one, s=sess: s.run(None, f), "cpu", budget_s)
             thr = time_calls(lambda f=many, s=sess: s.run(None, f), "cpu", budget_s, min_calls=2)
@@ -253,7 +246,7 @@ def student_accuracy(run: Path, models: list[tuple[str, nn.Module]], limit: int 
 def onnx_scorer(run: Path, limit: int | None) -> Callable[[object], dict]:
     """A function giving an ONNX Runtime session's dev metrics for the run's student (the graph `measure_onnx`
     exported from it), its inputs encoded as `distill export` encodes them."""
-    from distill.lab.export import encode, run_onnx
+    from distill.lab.export import run_onnx
 
     task, dev, pred = _dev_split(run, limit)
 
@@ -261,8 +254,8 @@ def onnx_scorer(run: Path, limit: int | None) -> Callable[[object], dict]:
         parts = []
         for i in range(0, len(dev), 64):
             chunk = dev[i:i + 64]
-            parts.append(run_onnx(sess, encode(pred, [ex.text_a for ex in chunk],
-                                               [ex.text_b for ex in chunk] if task.is_pair else None)))
+            parts.append(run_onnx(sess, pred.encode([ex.text_a for ex in chunk],
+                                                    [ex.text_b for ex in chunk] if task.is_pair else None)))
         return _dev_metrics(task, dev, np.concatenate(parts))
 
     return score
@@ -290,12 +283,13 @@ def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: 
     torch.manual_seed(0)
     rows = []
     for name in names:
-        model = build_shape(name).to(device)
+        kind, model = build_shape(name)
+        model = model.to(device)
         first = len(rows)
         for label, m in variants(name, model, int8, compile_, device):
-            rows.append(measure(label, m, device, seq_len, batch, budget_s, model, log))
+            rows.append(measure(label, kind, m, device, seq_len, batch, budget_s, model, log))
         if onnx:  # on the float model's row; its int8 graph is ONNX Runtime's own quantisation
-            rows[first].onnx = measure_onnx(name, model, seq_len, batch, budget_s, log)
+            rows[first].onnx = measure_onnx(name, kind, model, seq_len, batch, budget_s, log)
     if student:
         from distill.lab.predict import load_predictor, student_folder
 
@@ -304,12 +298,12 @@ def run_bench(names: list[str], device: str = "cpu", seq_len: int = 128, batch: 
         base_name = f"student {student_folder(run)}"
         models = variants(base_name, pred.model.to(device), int8, compile_, device)
         for label, m in models:
-            rows.append(measure(label, m, device, seq_len, batch, budget_s, pred.model, log))
+            rows.append(measure(label, pred.student, m, device, seq_len, batch, budget_s, pred.model, log))
         scored = (run / "config.yaml").exists()
         if onnx:
             first = rows[-len(models)]
             first.onnx_accuracy = {}
-            first.onnx = measure_onnx(base_name, pred.model, seq_len, batch, budget_s, log,
+            first.onnx = measure_onnx(base_name, pred.student, pred.model, seq_len, batch, budget_s, log,
                                       onnx_scorer(run, accuracy_limit) if scored else None, first.onnx_accuracy)
         if scored:
             acc = student_accuracy(run, models, accuracy_limit, device)

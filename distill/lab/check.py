@@ -386,19 +386,12 @@ def _gate(t, task: TaskData) -> str:
 
 
 def student_lines(cfg: ExperimentConfig, plan: Plan) -> list[str]:
-    s = cfg.student
-    if s.kind == "bilstm":
-        return [f"student:  bilstm: LSTM width {s.hidden or 150}, FC {s.fc}, word vectors {s.vectors}"]
-    folder = s.init not in ("scratch", "teacher")
-    init = {"scratch": "random init", "teacher": "init from the teacher's layers "
-            + (str(s.init_layers) if s.init_layers else "by the uniform map")}.get(s.init, f"init from {s.init}")
-    line = (f"student:  {s.kind}" + (f" {s.preset}" if s.preset else "") + f": {plan.depths[0]} layers, width "
-            f"{plan.widths[0]}; {init}")
+    line = f"student:  {plan.shape.text}"
     needs_hidden = any(o.needs.hidden for o in plan.objectives)
     if needs_hidden and plan.widths[0] != plan.widths[1]:
         # Projections are carried only from an init folder that saved them; else they start random.
         line += (f"; projections {plan.widths[0]} -> {plan.widths[1]} ({cfg.train.projection}"
-                 + (f", {cfg.train.projection_init}" if folder else "") + ")")
+                 + (f", {cfg.train.projection_init}" if plan.shape.checkpoint is not None else "") + ")")
     return [line]
 
 

@@ -1,11 +1,12 @@
 """`distill export`: an exported student (a run folder or its `student/` folder) as an ONNX graph, checked against
 PyTorch on real padded inputs before it is put in place.
 
-Every model kind goes through `torch.onnx.export(..., dynamo=True)` (torch.export), the exporter torch supports
-now; the TorchScript exporter is deprecated and cannot export the BiLSTM's packed sequences anyway. torch.export
-cannot trace `pack_padded_sequence` either (its sizes depend on the values in `lengths`), so the BiLSTM is
-exported through `BiLSTMClassifier.forward_padded`, which computes the same logits without packing; the parity
-check compares the graph with the packed forward the model was trained with.
+Every student goes through `torch.onnx.export(..., dynamo=True)` (torch.export), the exporter torch supports
+now, in the form its `Student.graph` gives (the TorchScript exporter is deprecated). A student whose forward cannot
+be traced hands over an equivalent module instead: the BiLSTM's packed sequences have sizes that depend on the
+values in `lengths`, so it is exported through `BiLSTMClassifier.forward_padded`, which computes the same logits
+without packing; the parity check compares the graph with the forward the model was trained with
+(`Student.logits`).
 
 The parity check runs PyTorch and ONNX Runtime (CPU) on one batch of texts of very different lengths padded
 together, and on a smaller batch cut to its own length (so that the batch and sequence axes are seen to be
@@ -17,7 +18,6 @@ to a temporary and renamed into place only once its check passes."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from distill.errors import DistillError
+from distill.student_registry import Graph, Student
 
 # Measured in float32 (README, "Export to ONNX"): 3e-8 to 3e-6 on BiLSTM, TinyBERT-4, DistilBERT and a trained
 # MiniLM; 1e-4 leaves room for other CPUs and kernels and still catches a wrong graph (a bias off by 1e-3 is).
@@ -44,8 +45,6 @@ INT8_METRIC_DROP = 0.02
 INT8_RELATIVE = 0.1
 # Dev examples compared (fp32 and int8), at most; the 16 of them spread over the lengths also check the axes.
 PARITY_EXAMPLES = 1000
-
-TRANSFORMER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # Ordinary sentences of very different lengths (1 to 60 words): the parity batch when no run data is at hand.
 SENTENCES = [
@@ -96,86 +95,23 @@ class Parity:
     onnx: float | None = None  # and of the graph's
 
 
-@dataclass
-class Graph:
-    """What the exporter is given: a module returning logits, its input names in order, and which axes vary."""
-    module: nn.Module
-    input_names: list[str]
-    dynamic_shapes: tuple
-    kind: str
-
-
-class _TransformerLogits(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        kw = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kw["token_type_ids"] = token_type_ids
-        return self.model(**kw).logits
-
-
-class _BiLSTMLogits(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids, lengths, ids_b=None, lengths_b=None):
-        return self.model.forward_padded(ids, lengths, ids_b, lengths_b)
-
-
-def is_bilstm(model: nn.Module) -> bool:
-    return hasattr(model, "lstm") and hasattr(model, "forward_padded")
-
-
-def graph_for(model: nn.Module) -> Graph:
-    """The exportable form of a student: its inputs, with batch and sequence axes dynamic."""
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    if is_bilstm(model):
-        names = ["ids", "lengths"]
-        shapes = [{0: batch, 1: seq}, {0: batch}]
-        if model.config.pair:  # the second sentence is padded on its own, to its own length
-            names += ["ids_b", "lengths_b"]
-            shapes += [{0: batch, 1: torch.export.Dim("sequence_b")}, {0: batch}]
-        return Graph(_BiLSTMLogits(model).eval(), names, tuple(shapes), "bilstm")
-    accepted = set(inspect.signature(model.forward).parameters)
-    if not {"input_ids", "attention_mask"} <= accepted or not hasattr(model, "config"):
-        raise ExportError(f"cannot export a {type(model).__name__}: expected a Hugging Face sequence classifier "
-                          "(input_ids, attention_mask) or the BiLSTM student")
-    names = [n for n in TRANSFORMER_INPUTS if n in accepted]  # DistilBERT takes no token types
-    kind = getattr(model.config, "model_type", "transformer")
-    return Graph(_TransformerLogits(model).eval(), names, tuple({0: batch, 1: seq} for _ in names), kind)
-
-
-def random_inputs(model: nn.Module, batch: int, seq_len: int, padded: bool = False,
+def random_inputs(graph: Graph, batch: int, seq_len: int, padded: bool = False,
                   seed: int = 0) -> dict[str, torch.Tensor]:
     """Random token ids keyed by the graph's input names; `padded`: rows of different lengths (the first full),
-    else every position a real token."""
+    else every position a real token; a second sentence (pair students) is the batch in reverse order."""
     g = torch.Generator().manual_seed(seed)
     lengths = torch.full((batch,), seq_len, dtype=torch.long)
     if padded:
         lengths[1:] = torch.randint(1, seq_len + 1, (batch - 1,), generator=g)
-    ids = torch.randint(5, model.config.vocab_size, (batch, seq_len), generator=g)
+    ids = torch.randint(5, graph.vocab_size, (batch, seq_len), generator=g)
     ids[torch.arange(seq_len) >= lengths.unsqueeze(1)] = 0
-    if is_bilstm(model):
-        out = {"ids": ids, "lengths": lengths}
-        if model.config.pair:
-            out["ids_b"], out["lengths_b"] = ids.flip(0), lengths.flip(0)
-        return out
-    mask = (ids != 0).long()
-    names = graph_for(model).input_names
-    return {n: v for n, v in (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", torch.zeros_like(ids)))
-            if n in names}
+    return graph.from_ids(ids, lengths, ids.flip(0), lengths.flip(0))
 
 
-def reference_logits(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def reference_logits(student: Student, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """The logits of the model's own forward (for the BiLSTM: the packed one it was trained with)."""
     with torch.inference_mode():
-        if is_bilstm(model):
-            return model(inputs["ids"], inputs["lengths"], inputs.get("ids_b"), inputs.get("lengths_b")).float()
-        return model(**inputs).logits.float()
+        return student.logits(model, inputs).float()
 
 
 @contextlib.contextmanager
@@ -195,9 +131,9 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def export_graph(model: nn.Module, inputs: dict[str, torch.Tensor], path: str | Path) -> dict:
-    """Write `model` as ONNX to `path` (one file, weights inside), traced on `inputs`; returns exporter facts."""
-    graph = graph_for(model)
+def export_graph(graph: Graph, inputs: dict[str, torch.Tensor], path: str | Path) -> dict:
+    """Write a student's `graph` as ONNX to `path` (one file, weights inside), traced on `inputs`; returns exporter
+    facts."""
     missing = [n for n in graph.input_names if n not in inputs]
     if missing:
         raise ExportError(f"example inputs lack {missing}; the graph takes {graph.input_names}")
@@ -270,26 +206,14 @@ def compare(reference: torch.Tensor, got: np.ndarray) -> Parity:
     return Parity(diff, len(ref), agree, float(ref.max() - ref.min()) if ref.size else 0.0)
 
 
-def sub_batch(inputs: dict[str, torch.Tensor], rows: int) -> dict[str, torch.Tensor]:
-    """The first `rows` examples, their padding cut to their own longest (a new batch and sequence size)."""
-    out = {k: v[:rows] for k, v in inputs.items()}
-    if "lengths" in out:
-        out["ids"] = out["ids"][:, :int(out["lengths"].max())]
-        if "lengths_b" in out:
-            out["ids_b"] = out["ids_b"][:, :int(out["lengths_b"].max())]
-        return out
-    width = int(out["attention_mask"].sum(1).max())
-    return {k: v[:, :width] for k, v in out.items()}
-
-
-def check_parity(model: nn.Module, path: str | Path, batches: list[dict[str, torch.Tensor]],
+def check_parity(student: Student, model: nn.Module, path: str | Path, batches: list[dict[str, torch.Tensor]],
                  scored: ParityData | None = None) -> Parity:
     """PyTorch against ONNX Runtime: the largest logit difference over `batches` (the shape checks) and over the
     scored examples' batches; agreement, logit range and, with gold labels, the main metric of each, over the
     scored examples (else over `batches`)."""
     sess = session(path)
-    shape = [(reference_logits(model, b).numpy(), run_onnx(sess, b)) for b in batches]
-    parts = shape if scored is None else [(reference_logits(model, b).numpy(), run_onnx(sess, b))
+    shape = [(reference_logits(student, model, b).numpy(), run_onnx(sess, b)) for b in batches]
+    parts = shape if scored is None else [(reference_logits(student, model, b).numpy(), run_onnx(sess, b))
                                           for b in scored.batches]
     ref = np.concatenate([r for r, _ in parts])
     got = np.concatenate([g for _, g in parts])
@@ -398,8 +322,8 @@ class ParityData:
         self.batches = []
         for i in range(0, len(self.order), batch_size):
             rows = self.order[i:i + batch_size]
-            self.batches.append(encode(pred, [self.texts[j] for j in rows],
-                                       [self.texts_b[j] for j in rows] if self.texts_b else None))
+            self.batches.append(pred.encode([self.texts[j] for j in rows],
+                                            [self.texts_b[j] for j in rows] if self.texts_b else None))
 
     def spread(self, n: int = 16) -> tuple[list[str], list[str] | None]:
         """`n` examples spread over the lengths (all when there are fewer): padded together, they check that the
@@ -428,17 +352,6 @@ def parity_data(cfg, log: Callable[[str], None] = print, limit: int = PARITY_EXA
                 return ParityData([ex.text_a for ex in dev], [ex.text_b for ex in dev] if pair else None,
                                   gold_labels(dev, task.is_regression), f"the run's {cfg.task.name} dev split", task)
     return ParityData(list(SENTENCES), None, None, "built-in sentences")
-
-
-def encode(pred, texts: list[str], texts_b: list[str] | None) -> dict[str, torch.Tensor]:
-    """One padded batch, keyed by the graph's input names, encoded as `Predictor.logits` encodes it."""
-    if pred.is_bilstm and pred.model.config.pair and texts_b is None:
-        raise ExportError("a pair BiLSTM needs sentence pairs for its parity check")
-    enc = pred.encode(texts, texts_b if not pred.is_bilstm or pred.model.config.pair else None)
-    if pred.is_bilstm:
-        return enc
-    # The graph takes token types whenever the model does; a tokenizer that makes none gives zeros.
-    return {n: enc[n] if n in enc else torch.zeros_like(enc["input_ids"]) for n in graph_for(pred.model).input_names}
 
 
 # ------------------------------------------------------------------ the command
@@ -502,22 +415,31 @@ def export_student_onnx(path: str | Path, out: str | Path | None = None, int8: b
     out = Path(out) if out else folder / "model.onnx"
     if out.suffix != ".onnx":
         raise ExportError(f"--out {out}: expected a file name ending in .onnx")
-    model = pred.model.eval()
+    model, student = pred.model.eval(), pred.student
+    try:
+        graph = student.graph(model)
+    except DistillError as e:
+        raise ExportError(str(e)) from None
     data = parity_data(cfg, log)
-    if is_bilstm(model) and model.config.pair and data.texts_b is None:
+    if graph.pair and data.texts_b is None:
         data.texts_b = SECOND[:len(data.texts)]
     data.encode(pred)
-    inputs = encode(pred, *data.spread())
-    batches = [inputs, sub_batch(inputs, max(2, len(_lengths(inputs)) // 3))]
-    shapes = [[int(b[k].shape[0]), int(b[k].shape[1])] for b in batches for k in ("ids", "input_ids") if k in b]
-    log(f"exporting {folder} ({graph_for(model).kind}, inputs cut at {pred.max_length} tokens) to {out}; parity on "
+    texts, texts_b = data.spread()
+    inputs = pred.encode(texts, texts_b)
+    # The first rows again, padded only to their own longest: another batch and sequence size.
+    rows = max(2, len(texts) // 3)
+    batches = [inputs, pred.encode(texts[:rows], texts_b[:rows] if texts_b else None)]
+    first = graph.input_names[0]
+    shapes = [[int(b[first].shape[0]), int(b[first].shape[1])] for b in batches]
+    lengths = graph.lengths(inputs)
+    log(f"exporting {folder} ({graph.kind}, inputs cut at {pred.max_length} tokens) to {out}; parity on "
         f"{len(data.texts)} {'pairs' if data.texts_b else 'texts'} ({data.source}), {shapes[0][0]} of them of "
-        f"{int(_lengths(inputs).min())}-{int(_lengths(inputs).max())} tokens padded into one batch, and the first "
+        f"{int(lengths.min())}-{int(lengths.max())} tokens padded into one batch, and the first "
         f"{shapes[1][0]} cut to length {shapes[1][1]}")
 
     with atomic_path(out) as tmp:
-        info = export_graph(model, inputs, tmp)
-        fp32 = check_parity(model, tmp, batches, data)
+        info = export_graph(graph, inputs, tmp)
+        fp32 = check_parity(student, model, tmp, batches, data)
         log(f"fp32: max abs logit difference {fp32.max_abs_diff:.3g} (tolerance {tolerance:g}){_scored(fp32)}")
         if not fp32.max_abs_diff <= tolerance:  # `not <=` also refuses NaN
             raise ExportError(f"{out}: ONNX logits differ from PyTorch by {fp32.max_abs_diff:.3g} > --tolerance "
@@ -531,7 +453,7 @@ def export_student_onnx(path: str | Path, out: str | Path | None = None, int8: b
         report.int8_criterion = {"min_argmax_agreement": int8_agreement, "max_metric_drop": int8_tolerance}
         with atomic_path(int8_out) as tmp:
             quantize_int8(out, tmp)
-            q = check_parity(model, tmp, batches, data)
+            q = check_parity(student, model, tmp, batches, data)
             report.int8 = asdict(q)
             log(f"int8: max abs logit difference {q.max_abs_diff:.3g} (logit range {q.logit_range:.3g}){_scored(q)}")
             why = int8_refusal(q, int8_agreement, int8_tolerance)
@@ -571,6 +493,3 @@ def _refresh_card(path: Path, folder: Path, out: Path, log: Callable[[str], None
     except (CardError, OSError) as e:
         log(f"(model card not updated: {e})")
 
-
-def _lengths(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    return inputs["lengths"] if "lengths" in inputs else inputs["attention_mask"].sum(1)

@@ -16,7 +16,6 @@ from distill.lab.preflight import Plan
 from distill.lab.records import GeneralFacts, RunMetrics, StudentFacts, TeacherFacts
 from distill.lab.summary import summarise
 from distill.stage import Session, StageInputs
-from distill.students import build_student
 from distill.teachers.load import load_bert_mlm
 from distill.teachers.mlm_adapt import ensure_adapted
 from distill.trainer import evaluate, make_loader, set_attentions
@@ -29,8 +28,9 @@ class GeneralWorkflow:
                               "pre-trained teacher (`teacher:`)")
         if cfg.teacher.finetune is not None:
             raise ConfigError("general distillation uses the PRE-TRAINED teacher: set `teacher.finetune: null`")
-        if cfg.student.kind == "bilstm":
-            raise ConfigError("general distillation trains transformer students; `student.kind: bilstm` has none")
+        if not plan.student.masked_lm:
+            raise ConfigError(f"general distillation trains a student's masked-LM form; `student.kind: "
+                              f"{plan.student.name}` has none")
         check_sources(cfg.corpus)
         self.cfg, self.plan, self.task = cfg, plan, None
         self.datasets: dict = {}
@@ -40,7 +40,7 @@ class GeneralWorkflow:
         need_head = any(t.info.uses_teacher and t.info.trains_logits for o in self.plan.objectives for t in o.terms)
         teacher = load_bert_mlm(ensure_adapted(cfg.teacher.checkpoint, say), need_head)
         teacher.eval().requires_grad_(False)
-        student = build_student(cfg.student, teacher, cfg.seed, masked_lm=True)
+        student = self.plan.student.build(cfg.student, teacher, cfg.seed, masked_lm=True)
         folder = pack_corpus(cfg.corpus, tokenizer, say)
         pad = tokenizer.pad_token_id or 0
         self.datasets = {"corpus": CorpusDataset(folder, "train", cfg.corpus.heldout, pad),

@@ -16,6 +16,7 @@ from distill.lab.records import METRICS_FILE, RUN_FILE, GeneralFacts, GitState, 
 from distill.layer_map import layer_map
 from distill.losses import LOSSES
 from distill.resources import PACKAGED
+from distill.student_registry import get_student
 
 CARD = "README.md"
 SPLITS = ("dev", "dev_mismatched", "test")
@@ -118,7 +119,7 @@ def card_data(cfg: dict, m: RunMetrics):
     return ModelCardData(
         license=license_, base_model=bases[0] if len(bases) == 1 else bases or None,
         language=list(card.get("language") or []) or None, datasets=datasets or None,
-        library_name="transformers" if m.student.kind == "bert" else None,
+        library_name=get_student(cfg["student"]["kind"]).library,
         pipeline_tag="fill-mask" if general else "text-classification",
         tags=["distillery", "knowledge-distillation", student["kind"]],
         metrics=sorted(set(used)) or None, model_name=cfg["name"], eval_results=results or None)
@@ -157,7 +158,7 @@ def _stage_rows(cfg: dict, m: RunMetrics) -> list[str]:
                        for name, spec in st["losses"].items()
                        if name in LOSSES and LOSSES[name].needs.intermediate})
         maps = []
-        for teacher in read if m.student.kind == "bert" else []:
+        for teacher in read if get_student(cfg["student"]["kind"]).intermediate else []:
             n_t = (several.get(teacher) or {}).get("layers") or m.teacher.layers
             try:
                 pairs = str(layer_map(st.get("layer_map", "uniform"), n_s, n_t))
@@ -336,9 +337,9 @@ def model_card(cfg: dict, run_info: RunInfo, m: RunMetrics, run: Path) -> str:
     meta = card_data(cfg, m).to_yaml()
     validate_card_metadata(yaml.safe_load(meta))
     s, d = m.student, m.student.description
-    shape = (f"BiLSTM (hidden {d.get('hidden')}, {d.get('vocab')} words)" if d.get("kind") == "bilstm"
-             else f"{d.get('layers')}-layer, hidden {d.get('hidden')}")
     kind = cfg["student"]["kind"]
+    student = get_student(kind)
+    shape = student.title(d)
     general = m.is_general
     git = run_info.git or GitState()
     command = run_info.command
@@ -370,7 +371,7 @@ def model_card(cfg: dict, run_info: RunInfo, m: RunMetrics, run: Path) -> str:
         "The configuration, as resolved (sections the run did not use left out):", "", "```yaml",
         yaml.safe_dump(used_config(cfg), sort_keys=False, allow_unicode=True).rstrip(), "```", "",
         "## Use", "",
-        *(_usage_general() if general else _usage_bert(pair) if s.kind == "bert" else _usage_bilstm()), ""]
+        *(_usage_general() if general else [*student.usage(FOLDER, pair), "", *_usage_cli()]), ""]
     return "\n".join(lines)
 
 
@@ -379,29 +380,11 @@ def _pair(run: Path) -> bool:
     return bool(read_json(path).get("pair")) if path.exists() else False
 
 
-def _usage_bert(pair: bool) -> list[str]:
-    texts = '["the flight was late", "what a great crew"]'
-    call = (f'tokenizer({texts}, ["was it on time?", "who was on board?"], ' if pair else f"tokenizer({texts}, ")
-    return ["```python", "import torch",
-            "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-            f'model = AutoModelForSequenceClassification.from_pretrained("{FOLDER}").eval()',
-            f'tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")  # model_max_length: the length it was trained at',
-            f'inputs = {call}padding=True, truncation=True, return_tensors="pt")',
-            "with torch.no_grad():",
-            "    probabilities = model(**inputs).logits.softmax(-1)",
-            "labels = [model.config.id2label[int(i)] for i in probabilities.argmax(-1)]", "```", "",
-            *_usage_cli()]
-
-
 def _usage_cli() -> list[str]:
     return ["With distillery installed, from a file with one text per line (a tab separates a sentence pair):", "",
             "```", f"distill predict {FOLDER} --file texts.txt", "```", "",
             f"`distill export {FOLDER} --format onnx --int8` writes `model.onnx` and `model.int8.onnx`, each checked "
             "against PyTorch. Inputs are cut at the length the student was trained at (`encoding.json`)."]
-
-
-def _usage_bilstm() -> list[str]:
-    return ["The BiLSTM loads with `students.bilstm.load_bilstm` (no training code needed).", "", *_usage_cli()]
 
 
 def _usage_general() -> list[str]:

@@ -1,5 +1,6 @@
-"""Labels and probabilities from any exported student (a run folder or its `student/` folder): BERT-family
-students as Hugging Face folders, BiLSTM students as safetensors + vocabulary. No training code needed."""
+"""Labels and probabilities from any exported student (a run folder or its `student/` folder), loaded and encoded by
+the registered student whose folders it is (Hugging Face folders, or a student's own files). No training code
+needed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from distill.errors import DistillError
 from distill.input_encoding import LEGACY_MAX_LENGTH, InputEncoding, load_encoding
+from distill.student_registry import Student, student_for_folder
 
 
 class PredictError(DistillError):
@@ -20,9 +22,10 @@ class PredictError(DistillError):
 
 @dataclass
 class Predictor:
+    student: Student  # the registered student the folder holds: it encodes the inputs and runs the model
     model: nn.Module
     labels: list[str] | None  # None: a regression head (scores, not probabilities)
-    tokenizer: object | None = None  # None for the BiLSTM (it carries its own word vocabulary)
+    tokenizer: object | None = None  # what the student reads texts with (a BiLSTM carries its own vocabulary)
     encoding: InputEncoding = InputEncoding(LEGACY_MAX_LENGTH, False)  # as the run encoded its inputs
     device: str = "cpu"
 
@@ -30,44 +33,18 @@ class Predictor:
     def max_length(self) -> int:
         return self.encoding.max_length
 
-    @property
-    def is_bilstm(self) -> bool:
-        return self.tokenizer is None
-
     def encode(self, texts: list[str], texts_b: list[str] | None = None) -> dict[str, torch.Tensor]:
-        """One padded batch of model inputs by the forward's argument names (the BiLSTM's ids / lengths and, for
-        pairs, ids_b / lengths_b; a transformer's tokenizer outputs that its forward accepts), on the CPU."""
-        from distill.batching import pad_ids
-
-        if self.is_bilstm:
-            ids, lengths = pad_ids([self.model.vocab.encode(t, self.max_length) for t in texts])
-            out = {"ids": ids, "lengths": lengths}
-            if texts_b is not None:
-                out["ids_b"], out["lengths_b"] = pad_ids([self.model.vocab.encode(t, self.max_length)
-                                                          for t in texts_b])
-            return out
-        enc = self.tokenizer(texts, texts_b, padding=True, return_tensors="pt", **self.encoding.tokenizer_kwargs())
-        # A DistilBERT student keeps BERT's tokenizer but takes no token types.
-        accepted = self._inputs()
-        return {k: v for k, v in enc.items() if k in accepted}
+        """One padded batch of the student's inputs by name (those of its exported graph), on the CPU."""
+        return self.student.encode(self.model, self.tokenizer, texts, texts_b, self.encoding)
 
     @torch.inference_mode()
     def logits(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> torch.Tensor:
         out = []
         for i in range(0, len(texts), batch_size):
             b = texts_b[i:i + batch_size] if texts_b is not None else None
-            # Lengths stay on the CPU: packing reads them there.
-            inputs = {k: v if k.startswith("lengths") else v.to(self.device)
-                      for k, v in self.encode(texts[i:i + batch_size], b).items()}
-            result = self.model(**inputs)
-            out.append(result if self.is_bilstm else result.logits)
+            inputs = {k: v.to(self.device) for k, v in self.encode(texts[i:i + batch_size], b).items()}
+            out.append(self.student.logits(self.model, inputs))
         return torch.cat(out).float().cpu() if out else torch.empty(0)
-
-    def _inputs(self) -> set[str]:
-        import inspect
-
-        # torch.compile wraps the model in a module whose forward takes *args, **kwargs.
-        return set(inspect.signature(getattr(self.model, "_orig_mod", self.model).forward).parameters)
 
     def predict(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> list[dict]:
         """One dict per text: the label and every label's probability (or the score, for regression)."""
@@ -99,24 +76,12 @@ def load_predictor(path: str | Path, max_length: int | None = None) -> Predictor
     except DistillError as e:
         raise PredictError(str(e)) from None
     raw = json.loads((folder / "config.json").read_text())
-    if raw.get("model_type") == "distillery-bilstm":
-        from distill.students.bilstm import load_bilstm
-
-        model = load_bilstm(folder)
-        labels = list(model.config.labels) if model.config.labels else (
-            None if model.config.num_labels == 1 else [str(i) for i in range(model.config.num_labels)])
-        return Predictor(model, labels, None, encoding)
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as e:
-        raise PredictError(f"{folder}: cannot load the student as a sequence classifier: {e}") from None
-    c = model.config
-    regression = c.problem_type == "regression" or c.num_labels == 1
-    labels = None if regression else [c.id2label[i] for i in range(c.num_labels)]
-    return Predictor(model, labels, tokenizer, encoding)
+        student = student_for_folder(raw.get("model_type"), folder)
+        loaded = student.load(folder)
+    except DistillError as e:
+        raise PredictError(str(e)) from None
+    return Predictor(student, loaded.model, loaded.labels, loaded.tokenizer, encoding)
 
 
 def read_inputs(path: str | Path) -> tuple[list[str], list[str] | None]:

@@ -12,7 +12,7 @@ from transformers import BertConfig
 from distill.config import ConfigError, ExperimentConfig, TeacherConfig, teacher_weights
 from distill.layer_map import LayerMapError, layer_map
 from distill.objective import Objective
-from distill.students import plan_student
+from distill.student_registry import Shape, Student, get_student
 from distill.teachers.load import load_bert_config, load_tokenizer, random_bert_config
 
 
@@ -22,6 +22,8 @@ class Plan:
     objectives: list[Objective]
     depths: tuple[int, ...]  # (student layers, teacher layers, further teachers' layers), for layer maps
     widths: tuple[int, int]  # (student width, teacher width), for projections
+    student: Student  # the registered student `student.kind` names
+    shape: Shape  # what it says it will build
 
 
 def teacher_config(cfg: ExperimentConfig, tokenizer, t: TeacherConfig | None = None) -> BertConfig:
@@ -46,18 +48,16 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
     _same_inputs(cfg, tokenizer, configs)
     weights = teacher_weights(cfg)
     objectives = [Objective(st.losses, f"stages.{i}.losses", weights) for i, st in enumerate(cfg.stages)]
-    if cfg.student.kind == "bilstm":
-        from distill.augment.vectors import check_vectors
-
-        check_vectors(cfg.student.vectors)
-    s_layers, s_hidden = plan_student(cfg.student, tc)
+    student = get_student(cfg.student.kind)
+    shape = student.plan(cfg.student, tc)
+    s_layers, s_hidden = shape.layers, shape.width
     for i, (stage, obj) in enumerate(zip(cfg.stages, objectives, strict=True)):
         where = f"stages.{i} ({stage.name})"
         if not obj.needs.intermediate:
             continue
-        if cfg.student.kind == "bilstm":
-            raise ConfigError(f"{where}: a BiLSTM student has no hidden states or attention to distil; use logit "
-                              "losses (logits_mse, soft_cross_entropy, kl_div, hard_ce)")
+        if not student.intermediate:
+            raise ConfigError(f"{where}: a {student.name} student has no hidden states or attention to distil; use "
+                              "logit losses (logits_mse, soft_cross_entropy, kl_div, hard_ce)")
         for t, c in zip(cfg.teachers, configs, strict=True):
             try:
                 layer_map(stage.layer_map, s_layers, c.num_hidden_layers)
@@ -67,7 +67,8 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
         if obj.needs.hidden and s_hidden != tc.hidden_size and cfg.train.projection == "none":
             raise ConfigError(f"{where}: hidden/embedding losses with student width {s_hidden} and teacher width "
                               f"{tc.hidden_size} need a projection, but train.projection is `none`")
-    return Plan(tokenizer, objectives, (s_layers, *(c.num_hidden_layers for c in configs)), (s_hidden, tc.hidden_size))
+    return Plan(tokenizer, objectives, (s_layers, *(c.num_hidden_layers for c in configs)), (s_hidden, tc.hidden_size),
+                student, shape)
 
 
 def _same_inputs(cfg: ExperimentConfig, tokenizer, configs: list[BertConfig]) -> None:

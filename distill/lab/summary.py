@@ -11,7 +11,7 @@ from pathlib import Path
 from distill.config import ExperimentConfig
 from distill.lab.records import GeneralFacts, Ratios, RunMetrics, StudentFacts, TaskFacts, TeacherFacts
 from distill.model_stats import count_parameters, encoder_flops_per_token
-from distill.students import describe
+from distill.student_registry import get_student
 
 
 def summarise(cfg: ExperimentConfig, teacher, student, length: int, history: list[dict], seconds: float, *,
@@ -20,9 +20,10 @@ def summarise(cfg: ExperimentConfig, teacher, student, length: int, history: lis
               general: GeneralFacts | None = None) -> RunMetrics:
     """The metrics record. `length`: the sequence length compute is counted at; `*_facts`: the workflow's entries
     for each model (metrics, sources), completed here with their sizes; `task` / `general`: the workflow's own."""
-    shape = describe(student)
+    kind = get_student(cfg.student.kind)
+    shape = kind.describe(student)
     flops_t = encoder_flops_per_token(teacher.config, length)
-    flops_s = encoder_flops_per_token(student.config, length) if shape["kind"] == "bert" else None
+    flops_s = kind.encoder_flops_per_token(student, length)
     params_t, params_s = count_parameters(teacher), count_parameters(student)
     return RunMetrics(
         name=cfg.name, main_metric=main_metric,
@@ -55,17 +56,16 @@ def _metrics(d: dict | None) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in (d or {}).items() if not k.startswith("loss/")) or "n/a"
 
 
-def _shape(m: dict) -> str:
-    return f"BiLSTM-{m['hidden']}" if m.get("kind") == "bilstm" else f"{m['layers']}L-{m['hidden']}"
 
 
 def summary_text(m: RunMetrics, out: Path) -> str:
     """The lines a run prints when it ends."""
     t, s, r, general = m.teacher, m.student, m.ratios, m.general
     lines = ["", f"== {m.name} ({'general distillation' if general else m.task.task}), {m.wall_seconds:.0f} s =="]
-    for who, facts, shape in (("teacher", t, {"layers": t.layers, "hidden": t.hidden}), ("student", s, s.description)):
+    shapes = (f"{t.layers}L-{t.hidden}", get_student(s.kind).label(s.description))
+    for who, facts, shape in (("teacher", t, shapes[0]), ("student", s, shapes[1])):
         evaluated = "" if general else f"   dev: {_metrics(facts.scores.get('dev'))}"
-        lines.append(f"{who}  {_shape(shape)}  {facts.parameters / 1e6:6.2f}M params{evaluated}")
+        lines.append(f"{who}  {shape}  {facts.parameters / 1e6:6.2f}M params{evaluated}")
         if not general:
             lines.append(f"         test: {_metrics(facts.scores.get('test'))}")
     share = f"dev {m.main_metric} {100 * r.dev_score:.1f}%, " if r.dev_score is not None else (

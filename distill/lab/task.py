@@ -28,9 +28,7 @@ from distill.model_stats import count_parameters
 from distill.objective import ensemble_logits
 from distill.predictions import FILE as PREDICTIONS_FILE
 from distill.predictions import SplitPredictions, write_predictions
-from distill.resources import content_key
 from distill.stage import Session, StageInputs
-from distill.students import build_student
 from distill.tasks import EVAL_SPLITS, Example
 from distill.teachers.finetune import full_train_split, prepare_teacher
 from distill.teachers.gate import check_teacher, gate_line, majority_baseline
@@ -133,17 +131,15 @@ class TaskWorkflow:
                                                      "changed": changed}
             say(f"augmented copies labelled by the teacher: {changed} differ from their source's label")
         set_seed(cfg.seed)
-        student = build_student(cfg.student, teachers[cfg.teacher.name], cfg.seed,
-                                _texts(datasets, ("train", "augmented")), task.is_pair,
-                                other_texts=_texts(datasets, EVAL_SPLITS))
-        if hasattr(student, "vocab"):
-            vocab = student.vocab
-            key = content_key({"words": vocab.itos, "max_length": cfg.task.max_length})
+        student = self.plan.student.build(cfg.student, teachers[cfg.teacher.name], cfg.seed,
+                                          _texts(datasets, ("train", "augmented")), task.is_pair,
+                                          other_texts=_texts(datasets, EVAL_SPLITS))
+        own = self.plan.student.own_inputs(student, cfg.task.max_length)
+        if own is not None:
             with accelerator.main_process_first():
                 for ds in datasets.values():
-                    ds.attach_student(lambda text: vocab.encode(text, cfg.task.max_length), key, len(vocab), say)
-            say(f"student vocabulary: {student.coverage['vocab']} words, {student.coverage['pretrained']} with "
-                f"pre-trained vectors")
+                    ds.attach_student(own.encode, own.key, own.size, say)
+            say(own.note)
         for stage, objective in zip(cfg.stages, self.plan.objectives, strict=True):
             for name, needs in objective.teacher_needs().items():
                 if not needs:  # read as logits only: from the cache

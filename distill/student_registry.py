@@ -1,0 +1,231 @@
+"""Students as plugins: the interface a student kind implements (`Student`) and the registry that finds one by the
+name a config's `student.kind` gives.
+
+A student answers every question about its kind itself, so nothing outside `students/` asks "which student is
+this?": how it is built (a classifier, or a masked LM for general distillation, or a clear refusal), what it will
+build (`plan`: depth, width, checks that need no weights), its record for the losses, the parameters whose
+gradients are clipped, the inputs it reads when it has its own vocabulary, its description for summaries, cards
+and bench rows, its export (a folder, and the graph `distill export --format onnx` writes) and loading that folder
+back for `distill predict`. Its config section is a dataclass deriving from `StudentConfig`, registered with it:
+the `student:` mapping is validated against the section of its `kind`.
+
+A new student is one file:
+
+    @register_student("mine", config=MineConfig)
+    class Mine(Student):
+        def plan(self, cfg, teacher_config): ...
+        ...
+
+The registry's one vocabulary is the registered name: configs, descriptions (`describe()["kind"]`), bench shapes
+and ONNX reports all use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from distill.adaptor import Record, forward_record
+from distill.config import ConfigError, StudentConfig
+from distill.input_encoding import InputEncoding
+from distill.needs import Needs
+
+# The students that ship with distillery; imported on the first lookup, the way a plugin entry point would be
+# loaded: the engine must not import `distill.students` (a plugin package) at module level.
+BUILT_INS = "distill.students"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What `Student.plan` says the student will be, before any weights exist."""
+
+    layers: int  # layers a layer map pairs with the teacher's (1 for a student with none to distil)
+    width: int  # hidden width that projections map from (0: no hidden states)
+    text: str  # one line for `distill check`: kind, shape and where the weights start
+    checkpoint: str | None = None  # the folder or hub name the weights start from (projections may be carried)
+
+
+@dataclass(frozen=True)
+class OwnInputs:
+    """A student that reads its own ids rather than the teacher's tokens: how a text becomes them."""
+
+    encode: Callable[[str], list[int]]  # one sentence -> ids (already cut to the run's length)
+    key: str  # names the vocabulary and length (the encoded ids are cached under it)
+    size: int  # vocabulary size (the cached ids' integer type)
+    note: str  # said once when the run starts
+
+
+@dataclass
+class Graph:
+    """A student's exportable form: a module returning logits, its inputs in order and which axes vary, and how to
+    make and read such inputs (the export's parity check and `distill bench` build batches through it)."""
+
+    module: nn.Module
+    input_names: list[str]
+    dynamic_shapes: tuple
+    kind: str  # the student's registered name
+    vocab_size: int  # ids drawn for random inputs stay below it
+    from_ids: Callable[..., dict[str, torch.Tensor]]  # (ids, lengths[, ids_b, lengths_b]) -> inputs by name
+    lengths: Callable[[dict[str, torch.Tensor]], torch.Tensor]  # inputs -> each row's real length
+    pair: bool = False  # the graph takes a second sentence and must be given one
+
+
+@dataclass
+class Loaded:
+    """An exported student folder, read back for prediction."""
+
+    model: nn.Module
+    labels: list[str] | None  # None: a regression head (scores, not probabilities)
+    tokenizer: Any = None  # what `Student.encode` reads texts with (None where the model carries its own)
+
+
+class Student(ABC):
+    """One student kind. Instances hold no state: every method is given the config section or the model."""
+
+    name: ClassVar[str]  # set by `register_student`
+    config: ClassVar[type[StudentConfig]]  # set by `register_student`
+    # config.json `model_type`s of the exported folders `load` reads.
+    folder_types: ClassVar[tuple[str, ...]] = ()
+    # Hidden states and attention scores that intermediate losses (and layer maps) can read.
+    intermediate: ClassVar[bool] = True
+    # Has a masked-LM form (`build(..., masked_lm=True)`), which general distillation trains.
+    masked_lm: ClassVar[bool] = True
+    # Exported as a Hugging Face transformers folder (the model card's `library_name`).
+    library: ClassVar[str | None] = None
+
+    # ---------------------------------------------------------------- training
+
+    @abstractmethod
+    def plan(self, cfg: StudentConfig, teacher_config) -> Shape:
+        """What `build` will make against a teacher of `teacher_config`, refusing what it cannot (a bad shape,
+        init layers, an init folder, missing resources) without loading weights."""
+
+    @abstractmethod
+    def build(self, cfg: StudentConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
+              pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
+        """A classifier for the teacher's labels, or (`masked_lm`, general distillation) a masked LM, or a
+        `StudentError` saying why this kind has none. `texts` (training and augmented) and `other_texts` (dev and
+        test) are for a student that builds its own vocabulary."""
+
+    def record(self, model: nn.Module, batch: dict, needs: Needs) -> Record:
+        """What the losses read of one batch (the engine's adaptor for a Hugging Face model)."""
+        return forward_record(model, batch, needs)
+
+    def clip_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters whose gradient norm is clipped."""
+        return list(model.parameters())
+
+    def own_inputs(self, model: nn.Module, max_length: int) -> OwnInputs | None:
+        """None: the student reads the teacher's token ids; else how texts become its own ids."""
+        return None
+
+    # ---------------------------------------------------------------- describing
+
+    @abstractmethod
+    def describe(self, model: nn.Module) -> dict:
+        """Shape facts for summaries, cards and reports: `kind` (the registered name) first, then `layers`,
+        `hidden` and whatever else says what the model is."""
+
+    def label(self, description: dict) -> str:
+        """A short shape name for the closing summary, e.g. `4L-312`."""
+        return f"{description.get('layers')}L-{description.get('hidden')}"
+
+    def title(self, description: dict) -> str:
+        """The shape as the model card's heading says it."""
+        return f"{description.get('layers')}-layer, hidden {description.get('hidden')}"
+
+    def encoder_flops_per_token(self, model: nn.Module, seq_len: int) -> int | None:
+        """FLOPs per token of the layers compared with the teacher's encoder; None where there is no such encoder."""
+        return None
+
+    @abstractmethod
+    def flops(self, model: nn.Module, seq_len: int) -> int:
+        """FLOPs (2 x multiply-adds) of one example of `seq_len` tokens through the whole classifier."""
+
+    @abstractmethod
+    def usage(self, folder: str, pair: bool) -> list[str]:
+        """Markdown lines showing how to load the exported folder `folder` without distillery (the model card)."""
+
+    @abstractmethod
+    def random(self, fields: dict, num_labels: int, vocab: int) -> nn.Module:
+        """A randomly initialised classifier of the shape `fields` (config-section keys) gives, for `distill bench`."""
+
+    # ---------------------------------------------------------------- serving
+
+    @abstractmethod
+    def export(self, model: nn.Module, folder: str | Path, tokenizer, projections: nn.ModuleDict | None = None,
+               encoding: InputEncoding | None = None) -> None:
+        """Write the trained student to `folder` (atomically), with the run's input `encoding` beside it."""
+
+    @abstractmethod
+    def load(self, folder: Path) -> Loaded:
+        """An exported folder, in eval mode."""
+
+    @abstractmethod
+    def encode(self, loaded: Loaded, texts: list[str], texts_b: list[str] | None,
+               encoding: InputEncoding) -> dict[str, torch.Tensor]:
+        """One padded batch of the graph's inputs by name (see `graph`), encoded as the run encoded its data."""
+
+    @abstractmethod
+    def logits(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's own forward on `inputs` (as `encode` makes them), as logits."""
+
+    @abstractmethod
+    def graph(self, model: nn.Module) -> Graph:
+        """The form `torch.onnx.export` is given, computing what `logits` computes."""
+
+
+_STUDENTS: dict[str, Student] = {}
+
+
+def register_student(name: str, config: type[StudentConfig]) -> Callable[[type[Student]], type[Student]]:
+    """Class decorator: register a `Student` under `name` (its `student.kind`) with its config section."""
+    if not (isinstance(config, type) and issubclass(config, StudentConfig)):
+        raise TypeError(f"student {name!r}: its config must be a dataclass deriving from StudentConfig")
+
+    def add(cls: type[Student]) -> type[Student]:
+        if name in _STUDENTS and type(_STUDENTS[name]) is not cls:
+            raise ValueError(f"student {name!r} is registered twice ({type(_STUDENTS[name]).__name__}, "
+                             f"{cls.__name__})")
+        cls.name, cls.config = name, config
+        _STUDENTS[name] = cls()
+        return cls
+
+    return add
+
+
+def students() -> dict[str, Student]:
+    """Every registered student by name (the built-ins loaded first)."""
+    importlib.import_module(BUILT_INS)
+    return _STUDENTS
+
+
+def registered() -> dict[str, Student]:
+    """The registry itself, without loading anything (for the built-ins' own package to expose)."""
+    return _STUDENTS
+
+
+def get_student(kind: str, where: str = "`student.kind`") -> Student:
+    """The student registered as `kind`; a `ConfigError` naming `where` and the registered kinds otherwise."""
+    known = students()
+    if kind not in known:
+        raise ConfigError(f"{where} = {kind!r}: expected one of {', '.join(repr(k) for k in known)} (the "
+                          "registered students)")
+    return known[kind]
+
+
+def student_for_folder(model_type: str | None, folder: Path) -> Student:
+    """The student whose exported folders have this config.json `model_type`."""
+    for student in students().values():
+        if model_type in student.folder_types:
+            return student
+    types = sorted(t for s in students().values() for t in s.folder_types)
+    raise ConfigError(f"{folder}: config.json `model_type` = {model_type!r} is no student's folder; expected one of "
+                      f"{types}")
