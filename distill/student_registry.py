@@ -27,19 +27,37 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
+from distill.errors import DistillError
 
-from distill.adaptor import Record, forward_record
-from distill.config import ConfigError, StudentConfig
-from distill.input_encoding import InputEncoding
-from distill.needs import Needs
+if TYPE_CHECKING:  # only annotations: `distill.config` imports this module, and reading a config needs no torch
+    import torch
+    from torch import nn
+
+    from distill.adaptor import Record
+    from distill.input_encoding import InputEncoding
+    from distill.needs import Needs
 
 # The students that ship with distillery; imported on the first lookup, the way a plugin entry point would be
 # loaded: the engine must not import `distill.students` (a plugin package) at module level.
 BUILT_INS = "distill.students"
+
+
+class StudentError(DistillError):
+    pass
+
+
+@dataclass
+class StudentConfig:
+    """What every student's section has; each kind registers its own section deriving from this one, and
+    `student:` is validated against the section of its `kind` (`distill.config`)."""
+
+    # The registered student (`tinybert`, `distilbert`, `bilstm`, or a plugin's).
+    kind: str = "tinybert"
+    # Where the weights start: `scratch` (random) for every kind; transformer students also take `teacher` (copy
+    # embeddings and chosen teacher layers) or a checkpoint folder.
+    init: str = "scratch"
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,8 @@ class Student(ABC):
 
     def record(self, model: nn.Module, batch: dict, needs: Needs) -> Record:
         """What the losses read of one batch (the engine's adaptor for a Hugging Face model)."""
+        from distill.adaptor import forward_record
+
         return forward_record(model, batch, needs)
 
     def clip_parameters(self, model: nn.Module) -> list[nn.Parameter]:
@@ -213,10 +233,10 @@ def registered() -> dict[str, Student]:
 
 
 def get_student(kind: str, where: str = "`student.kind`") -> Student:
-    """The student registered as `kind`; a `ConfigError` naming `where` and the registered kinds otherwise."""
+    """The student registered as `kind`; a `StudentError` naming `where` and the registered kinds otherwise."""
     known = students()
     if kind not in known:
-        raise ConfigError(f"{where} = {kind!r}: expected one of {', '.join(repr(k) for k in known)} (the "
+        raise StudentError(f"{where} = {kind!r}: expected one of {', '.join(repr(k) for k in known)} (the "
                           "registered students)")
     return known[kind]
 
@@ -227,5 +247,5 @@ def student_for_folder(model_type: str | None, folder: Path) -> Student:
         if model_type in student.folder_types:
             return student
     types = sorted(t for s in students().values() for t in s.folder_types)
-    raise ConfigError(f"{folder}: config.json `model_type` = {model_type!r} is no student's folder; expected one of "
+    raise StudentError(f"{folder}: config.json `model_type` = {model_type!r} is no student's folder; expected one of "
                       f"{types}")
