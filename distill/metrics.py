@@ -1,39 +1,42 @@
-"""Task metrics: each GLUE task's official metric, macro-F1 and accuracy for the tweets."""
+"""Task metrics: each GLUE task's official metric, macro-F1 and accuracy for the tweets, from the libraries the
+field reports them with: scikit-learn (accuracy, F1, Matthews correlation) and scipy (Pearson, Spearman).
+
+Degenerate cases keep one convention throughout (and `distill.lab.uncertainty`'s confusion-matrix path for
+bootstrap replicates follows it, tested equal): a class with no true positive has F1 0, also when it is neither
+predicted nor gold (scikit-learn's `zero_division=0`), and the Matthews correlation is 0 when its denominator is
+(one class predicted, or one class in the gold labels), as scikit-learn defines it."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import stats
+from sklearn import metrics as skm
 
 
 def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
-    return float((pred == gold).mean())
-
-
-def _f1_for(pred: np.ndarray, gold: np.ndarray, cls: int) -> float:
-    tp = float(((pred == cls) & (gold == cls)).sum())
-    fp = float(((pred == cls) & (gold != cls)).sum())
-    fn = float(((pred != cls) & (gold == cls)).sum())
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+    return float(skm.accuracy_score(gold, pred))
 
 
 def f1(pred: np.ndarray, gold: np.ndarray) -> float:
     """Binary F1 of the positive class 1 (MRPC, QQP)."""
-    return _f1_for(pred, gold, 1)
+    # `labels=[1]` rather than `average="binary"`: the same number, and a split where class 1 never occurs (or a
+    # third class does) is scored instead of refused.
+    return float(skm.f1_score(gold, pred, labels=[1], average=None, zero_division=0)[0])
 
 
 def macro_f1(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> float:
-    return float(np.mean([_f1_for(pred, gold, c) for c in range(num_labels)]))
+    """Unweighted mean of every class's F1, classes absent from both `pred` and `gold` included (as 0)."""
+    return float(skm.f1_score(gold, pred, labels=list(range(num_labels)), average="macro", zero_division=0))
 
 
-def mcc(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> float:
+def mcc(pred: np.ndarray, gold: np.ndarray) -> float:
     """Matthews correlation (multi-class form, Gorodkin 2004; equals the binary formula for 2 classes)."""
-    c = np.zeros((num_labels, num_labels), dtype=np.float64)
-    np.add.at(c, (gold, pred), 1)
-    t, p, s = c.sum(1), c.sum(0), c.sum()
-    cov = np.trace(c) * s - t @ p
-    denom = np.sqrt(s * s - p @ p) * np.sqrt(s * s - t @ t)
-    return 0.0 if denom == 0 else float(cov / denom)
+    with warnings.catch_warnings():
+        # One label in both: scikit-learn warns about the confusion matrix's shape, then returns 0 as it should.
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        return float(skm.matthews_corrcoef(gold, pred))
 
 
 def compute(names: tuple[str, ...], logits: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, float]:
@@ -53,7 +56,7 @@ def compute(names: tuple[str, ...], logits: np.ndarray, gold: np.ndarray, num_la
     pred = logits.argmax(-1)
     gold = gold.astype(np.int64)
     table = {"accuracy": lambda: accuracy(pred, gold), "f1": lambda: f1(pred, gold),
-             "macro_f1": lambda: macro_f1(pred, gold, num_labels), "mcc": lambda: mcc(pred, gold, num_labels)}
+             "macro_f1": lambda: macro_f1(pred, gold, num_labels), "mcc": lambda: mcc(pred, gold)}
     for name in names:
         if name not in table:
             raise ValueError(f"unknown classification metric {name!r}; known: {sorted(table)}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 LIBRARIES = ("distillery", "torch", "transformers", "accelerate", "tokenizers", "safetensors", "numpy",
-             "scipy", "pyyaml", "tensorboard")
+             "scipy", "scikit-learn", "pyyaml", "tensorboard")
 
 
 def git_state(cwd: str | Path | None = None) -> dict:

@@ -50,3 +50,26 @@ def test_regression_correlations():
 def test_unknown_metric_is_an_error():
     with pytest.raises(ValueError, match="unknown classification metric"):
         metrics.compute(("auc",), onehot_logits(np.array([0]), 2), np.array([0]), 2)
+
+
+def test_degenerate_cases_keep_the_stated_conventions():
+    gold = np.array([0, 1, 1, 0])
+    one_class = onehot_logits(np.array([1, 1, 1, 1]), 2)
+    got = metrics.compute(("mcc", "f1", "macro_f1", "accuracy"), one_class, gold, 2)
+    assert got["mcc"] == 0.0  # denominator 0: one class predicted
+    assert got["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 0))
+    assert got["macro_f1"] == pytest.approx(got["f1"] / 2)  # class 0 never predicted: F1 0
+    assert metrics.compute(("mcc",), one_class, np.ones(4, int), 2)["mcc"] == 0.0  # one label in both
+    # Class 1 neither predicted nor gold: F1 0 (not 1, not nan), and counted in the macro mean.
+    none = metrics.compute(("f1", "macro_f1"), onehot_logits(np.array([0, 2]), 3), np.array([0, 2]), 3)
+    assert none == {"f1": 0.0, "macro_f1": pytest.approx(2 / 3)}
+
+
+def test_multiclass_mcc_is_gorodkins():
+    gold = np.array([0, 0, 1, 1, 2, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0, 2])
+    c = np.zeros((3, 3))
+    np.add.at(c, (gold, pred), 1)
+    t, p, s = c.sum(1), c.sum(0), c.sum()
+    want = (np.trace(c) * s - t @ p) / math.sqrt((s * s - p @ p) * (s * s - t @ t))
+    assert metrics.compute(("mcc",), onehot_logits(pred, 3), gold, 3)["mcc"] == pytest.approx(want, rel=1e-12)

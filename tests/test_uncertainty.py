@@ -4,6 +4,7 @@ test_calibration.py."""
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -68,6 +69,49 @@ def test_metric_on_resamples_equals_the_run_metric_on_the_same_rows(metric, k):
     fast = metric_replicates(metric, logits, gold, k, idx)
     slow = [metrics.compute((metric,), logits[i], gold[i], k)[metric] for i in idx]
     np.testing.assert_allclose(fast, slow, atol=1e-9)
+
+
+def _sklearn(metric: str, pred: np.ndarray, gold: np.ndarray, k: int) -> float:
+    """scikit-learn's own call, with the conventions distill.metrics states (F1 0 without a true positive)."""
+    from sklearn import metrics as skm
+
+    if metric == "accuracy":
+        return skm.accuracy_score(gold, pred)
+    if metric == "f1":
+        return skm.f1_score(gold, pred, labels=[1], average=None, zero_division=0)[0]
+    if metric == "macro_f1":
+        return skm.f1_score(gold, pred, labels=list(range(k)), average="macro", zero_division=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # one label in both: a warning about the matrix's shape, then 0
+        return skm.matthews_corrcoef(gold, pred)
+
+
+# Resamples a random draw rarely makes: one class predicted (MCC's denominator 0), one gold class (0 too), one
+# label in both, perfect predictions, a class neither predicted nor gold (its F1 0), a single row.
+DEGENERATE = {
+    "one class predicted": (np.array([0, 1, 2, 1, 0, 2]), np.array([1, 1, 1, 1, 1, 1])),
+    "one gold class": (np.array([2, 2, 2, 2]), np.array([0, 2, 1, 2])),
+    "one label in both": (np.array([1, 1, 1]), np.array([1, 1, 1])),
+    "perfect": (np.array([0, 1, 2, 0]), np.array([0, 1, 2, 0])),
+    "a class neither predicted nor gold": (np.array([0, 1, 1, 0, 1]), np.array([0, 1, 0, 0, 1])),
+    "one row": (np.array([2]), np.array([0])),
+}
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "f1", "mcc"])
+def test_confusion_matrix_path_equals_scikit_learn_on_random_and_degenerate_resamples(metric):
+    rng = np.random.default_rng(5)
+    k = 2 if metric == "f1" else 3
+    cases = [(rng.integers(0, k, 40), rng.integers(0, k, 40)) for _ in range(30)]
+    cases += [(g % k, p % k) for g, p in DEGENERATE.values()]
+    for gold, pred in cases:
+        idx = np.arange(len(gold))[None]
+        fast = metric_replicates(metric, np.eye(k)[pred], gold, k, idx)[0]
+        want = _sklearn(metric, pred, gold, k)
+        assert fast == pytest.approx(want, rel=1e-12, abs=1e-15), (metric, gold, pred)
+        assert metrics.compute((metric,), np.eye(k)[pred], gold, k)[metric] == want  # the run's metric is sklearn's
+    one_class = metric_replicates("mcc", np.eye(3)[[1, 1, 1, 1]], np.array([0, 1, 2, 1]), 3, np.arange(4)[None])
+    assert one_class[0] == 0.0  # the stated convention, not nan
 
 
 def test_bootstrap_interval_equals_a_slow_loop_with_the_same_draws():

@@ -21,7 +21,9 @@ side and p sits at its floor. `tests/test_calibration.py` simulates the null and
 stated error rates.
 
 Metrics on a resample are computed from confusion matrices (classification) so that thousands of replicates
-cost a few array operations; they equal `distill.metrics.compute` on the same rows (tested)."""
+cost a few array operations (scikit-learn's, which `distill.metrics` calls, take milliseconds each); they equal
+scikit-learn's on the same rows, degenerate resamples and `distill.metrics`' conventions for them included
+(tests/test_uncertainty.py)."""
 
 from __future__ import annotations
 
