@@ -204,21 +204,23 @@ def test_the_two_seeds_report_as_one_variant(hf_run):
 
 def test_a_packaged_teachers_card_names_its_hub_original_and_licence(tmp_path):
     from distill.lab.model_card import model_card
+    from distill.lab.records import RunInfo, RunMetrics
 
     cfg = {"name": "q", "seed": 1, "task": {"name": "tweets", "source": "packaged", "max_length": 64},
            "teacher": {"checkpoint": "packaged:all-minilm-l6-v2", "finetune": {"seed": 0, "epochs": 2}},
            "student": {"kind": "tinybert", "init": "teacher"}, "card": {"language": ["en"]},
            "stages": [{"name": "pred", "epochs": 1, "losses": {"soft_cross_entropy": 1}}]}
     metrics = {"task": "tweets", "main_metric": "macro_f1",
-               "teacher": {"dev": {"macro_f1": 0.7}, "parameters": 2e7, "layers": 6, "hidden": 384},
-               "student": {"dev": {"macro_f1": 0.6, "mcc": 0.3}, "parameters": 1e7, "kind": "bert", "layers": 3,
+               "teacher": {"dev": {"macro_f1": 0.7}, "parameters": 20_000_000, "layers": 6, "hidden": 384},
+               "student": {"dev": {"macro_f1": 0.6, "mcc": 0.3}, "parameters": 10_000_000, "kind": "bert", "layers": 3,
                            "hidden": 384},
                "ratios": {"parameters": 0.5, "encoder_compute": 0.5, "dev_score": 0.86}, "wall_seconds": 1}
-    meta = yaml.safe_load(model_card(cfg, {}, metrics, tmp_path)[4:].split("\n---\n", 1)[0])
+    record = RunMetrics.from_dict(metrics)
+    meta = yaml.safe_load(model_card(cfg, RunInfo(), record, tmp_path)[4:].split("\n---\n", 1)[0])
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["license"] == "apache-2.0"
     assert meta["language"] == ["en"] and sorted(meta["metrics"]) == ["f1", "matthews_correlation"]
     cfg["card"] = {"license": "mit", "datasets": ["cardiffnlp/tweet_eval"]}
-    meta = yaml.safe_load(model_card(cfg, {}, metrics, tmp_path)[4:].split("\n---\n", 1)[0])
+    meta = yaml.safe_load(model_card(cfg, RunInfo(), record, tmp_path)[4:].split("\n---\n", 1)[0])
     assert meta["license"] == "mit" and meta["datasets"] == ["cardiffnlp/tweet_eval"]
     assert meta["model-index"][0]["results"][0]["dataset"]["type"] == "cardiffnlp/tweet_eval"
 
@@ -237,6 +239,7 @@ def test_distill_card_rewrites_the_same_card_and_refuses_other_folders(hf_run, t
 
 def test_each_intermediate_loss_is_mapped_onto_the_depth_of_the_teacher_it_reads(tmp_path):
     from distill.lab.model_card import model_card
+    from distill.lab.records import RunInfo, RunMetrics
 
     cfg = {"name": "two", "seed": 3, "task": {"name": "tweets", "source": "packaged", "max_length": 64},
            "teacher": {"checkpoint": "packaged:all-minilm-l6-v2", "name": "small", "finetune": {"seed": 0}},
@@ -248,11 +251,11 @@ def test_each_intermediate_loss_is_mapped_onto_the_depth_of_the_teacher_it_reads
                       {"name": "pred", "epochs": 1, "losses": {"soft_cross_entropy": 1}}]}
     scores = {"dev": {"accuracy": 0.5}}
     metrics = {"task": "tweets", "main_metric": "accuracy",
-               "teacher": {**scores, "parameters": 2e7, "layers": 6, "hidden": 384,
+               "teacher": {**scores, "parameters": 20_000_000, "layers": 6, "hidden": 384,
                            "teachers": {"small": {"layers": 6}, "big": {"layers": 12}}},
-               "student": {**scores, "parameters": 1e7, "kind": "bert", "layers": 3, "hidden": 384},
+               "student": {**scores, "parameters": 10_000_000, "kind": "bert", "layers": 3, "hidden": 384},
                "ratios": {"parameters": 0.5, "encoder_compute": 0.5, "dev_score": 1.0}, "wall_seconds": 1}
-    card = model_card(cfg, {}, metrics, tmp_path)
+    card = model_card(cfg, RunInfo(), RunMetrics.from_dict(metrics), tmp_path)
     row = next(line for line in card.splitlines() if line.startswith("| inter |"))
     assert "big uniform: [(1, 4), (2, 8), (3, 12)]; small uniform: [(1, 2), (2, 4), (3, 6)]" in row
     assert "teacher fine-tuning seed 0, 1" in card and "| teacher (ensemble) |" in card
@@ -263,17 +266,18 @@ def test_each_intermediate_loss_is_mapped_onto_the_depth_of_the_teacher_it_reads
 
 def test_a_general_students_card_says_it_is_an_init_not_a_classifier(tmp_path):
     from distill.lab.model_card import model_card
+    from distill.lab.records import RunInfo, RunMetrics
 
     cfg = {"name": "gen", "seed": 1, "task": {"name": "tweets", "source": "packaged"},
            "teacher": {"checkpoint": "bert-base-uncased"}, "student": {"kind": "tinybert", "init": "scratch"},
            "stages": [{"name": "general", "data": "corpus", "epochs": 1, "losses": {"hidden_mse": 1}}]}
-    metrics = {"general": True, "teacher": {"parameters": 1e8, "layers": 12},
-               "student": {"parameters": 1e7, "kind": "bert", "layers": 4, "hidden": 312},
+    metrics = {"general": True, "teacher": {"parameters": 100_000_000, "layers": 12},
+               "student": {"parameters": 10_000_000, "kind": "bert", "layers": 4, "hidden": 312},
                "ratios": {"parameters": 0.1, "encoder_compute": 0.1, "dev_score": None},
                "corpus": {"train_sequences": 10, "heldout_sequences": 2},
                "heldout_before": {"general": {"loss/hidden_mse": 2.0}},
                "heldout_after": {"general": {"loss/hidden_mse": 1.0}}, "wall_seconds": 1}
-    card = model_card(cfg, {"command": "distill run gen.yaml"}, metrics, tmp_path)
+    card = model_card(cfg, RunInfo(command="distill run gen.yaml"), RunMetrics.from_dict(metrics), tmp_path)
     meta = yaml.safe_load(card[4:].split("\n---\n", 1)[0])
     assert meta["pipeline_tag"] == "fill-mask" and meta["base_model"] == "bert-base-uncased"
     assert "`student.init`" in card and "AutoModelForSequenceClassification" not in card
