@@ -500,7 +500,7 @@ def _build_student(raw: Any, where: str, src: str) -> StudentConfig:
     except StudentError as e:
         raise ConfigError(str(e)) from None
     own = {f.name for f in dataclasses.fields(section)}
-    dump = FLAT_STUDENT.keys() <= raw.keys()  # an older run's resolved config: every kind's keys, each kind read its own
+    dump = FLAT_STUDENT.keys() <= raw.keys()  # an older run's resolved config: every kind's keys
     raw = {k: v for k, v in raw.items() if k in own or k not in FLAT_STUDENT or not dump and FLAT_STUDENT[k] != v}
     try:
         return _build(section, raw, where, src)

@@ -172,11 +172,12 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
 
 def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
                     datasets: dict[str, EncodedDataset], cfg: TrainConfig,
-                    predictions: dict | None = None) -> dict[str, dict[str, float]]:
+                    predictions: dict | None = None, kind: Student | None = None) -> dict[str, dict[str, float]]:
     """Task metrics of a classifier on every evaluation split there is (dev, MNLI's mismatched dev, test).
-    `predictions`, a dict, receives each split's logits (float32, one row per example in dataset order)."""
+    `predictions`, a dict, receives each split's logits (float32, one row per example in dataset order); `kind`:
+    the student the model is (None: a Hugging Face model)."""
     set_attention(model, LOGITS_ONLY)
-    module = DistillModule(model).to(accelerator.device)
+    module = DistillModule(model, kind=kind).to(accelerator.device)
     out = {}
     for split in EVAL_SPLITS:
         if split in datasets:

@@ -44,8 +44,9 @@ NOT_RESOURCES = ("name", "description", "variants", "sweep")
 
 
 def _get(obj, dotted: str):
+    """The config's value at `dotted`; None where its section has no such key (`student.vectors` of a BERT)."""
     for part in dotted.split("."):
-        obj = getattr(obj, part)
+        obj = getattr(obj, part, None)
     return obj
 
 
@@ -177,7 +178,7 @@ class Standins:
             out += self._model(config, cfg, key, _get(cfg, key))
         for key in VECTOR_KEYS:
             value = _get(cfg, key)
-            if not value.startswith(NAMED) and not Path(value).expanduser().exists():
+            if value is not None and not value.startswith(NAMED) and not Path(value).expanduser().exists():
                 out.append(f"{key}={self.vectors(value)}")
         out += self._tagger(cfg.augment.tang.tagger)
         sources = [s if s.startswith(NAMED) or Path(s).expanduser().exists() else str(self.corpus(s))

@@ -185,7 +185,8 @@ class TaskWorkflow:
         cfg, task, info = self.cfg, self.task, self.teacher_info
         t0 = time.perf_counter()
         logits: dict = {}
-        results = evaluate_splits(session.accelerator, module.student, task, self.datasets, cfg.train, logits)
+        results = evaluate_splits(session.accelerator, module.student, task, self.datasets, cfg.train, logits,
+                                  module.kind)
         # Inference speed on the run's own device and eval batch size: the report's "speed" column.
         speed = sum(len(self.datasets[s]) for s in results) / (time.perf_counter() - t0)
         # Every process computes the teacher's logits (they are gathered across processes); one writes.
