@@ -609,6 +609,17 @@ def merge_stages(parent: list, child: list, src: str) -> list:
     return [st for j, st in enumerate(out) if j not in dropped]
 
 
+def extends_chain(path: str | Path) -> list[Path]:
+    """The files a config is merged from, itself first, then what it extends, and so on (for `distill check` to
+    say where a recipe's inherited values come from)."""
+    chain = [Path(path).resolve()]
+    while isinstance(parent := _read_yaml(chain[-1]).get("extends"), str):
+        chain.append((chain[-1].parent / parent).resolve())
+        if chain[-1] in chain[:-1]:
+            raise ConfigError(f"{chain[0]}: `extends` forms a cycle: " + " -> ".join(map(str, chain)))
+    return chain
+
+
 def _refuse_drops(stages: Any, why: str) -> None:
     """`drop: true` only means something against a parent's stages."""
     for i, st in enumerate(stages if isinstance(stages, list) else []):

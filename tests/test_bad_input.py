@@ -38,11 +38,12 @@ def run_cli(args, capsys) -> str:
 
 
 CONFIG_CASES = {
-    "unknown key": ("stages:\n  - {name: x, epoch: 2, losses: {hard_ce: 1}}\n",
+    "unknown key": ("stages:\n  - {name: intermediate, epoch: 2}\n",
                     ["unknown key `stages.0.epoch`", "valid keys in `stages.0`", "epochs"]),
     "wrong type": ("task: {max_length: long}\n", ["`task.max_length` = 'long': expected an integer"]),
-    "missing required key": ("stages:\n  - {epochs: 1, losses: {hard_ce: 1}}\n",
-                             ["missing required key `stages.0.name`"]),
+    # A child's stages merge into its parent's by name (distill/config.py).
+    "stage without a name": ("stages:\n  - {epochs: 1, losses: {hard_ce: 1}}\n",
+                             ["`stages.0`", "no `name`", "intermediate, prediction"]),
     "unknown loss": ("stages:\n  - {name: x, losses: {atention_mse: 1}}\n",
                      ["unknown loss 'atention_mse'", "attention_mse"]),
     "unknown student": ("student: {kind: transformer}\n", ["`student.kind` = 'transformer'", "'tinybert'"]),
@@ -67,9 +68,9 @@ def test_impossible_layer_map_and_widths_without_projection_stop_before_training
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    f = config(tmp_path, "stages:\n  - {name: x, layer_map: [[1, 9]], losses: {hidden_mse: 1}}\n")
+    f = config(tmp_path, "stages:\n  - {name: intermediate, layer_map: [[1, 9]]}\n")
     err = run_cli(["run", str(f), "--out", str(out)], capsys)
-    assert "stages.0 (x).layer_map" in err and "teacher layer 9 is outside 1..4" in err
+    assert "stages.0 (intermediate).layer_map" in err and "teacher layer 9 is outside 1..4" in err
     # Refused before the run folder was written to; what was there is untouched.
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
     f = config(tmp_path, "train: {projection: none}\n", "width.yaml")

@@ -38,6 +38,7 @@ def assert_planned(config: Path, code: int, out: str, err: str) -> None:
     assert stages and len(stages) == int(stages[0][1]), out
     assert len(re.findall(r"optimizer steps \S+.* per epoch, .* in total$", out, re.M)) == len(stages), out
     assert len(re.findall(r"^  tokens per epoch: ", out, re.M)) == len(stages), out
+    assert len(re.findall(r"^  settings: lr ", out, re.M)) == len(stages), out
 
 
 def _variants(config: Path) -> list[str]:
@@ -64,6 +65,17 @@ def test_check_passes_and_plans_every_experiment(config, standins, no_weights, c
     assert_planned(config, code, out, err)
     if _variants(config):
         assert "every variant checked" in out
+
+
+def test_check_shows_a_recipes_stages_merged_with_those_it_extends(standins, no_weights, capsys):
+    config = EXPERIMENTS / "glue" / "cola" / "tinybert4.yaml"  # states only its 50 intermediate epochs
+    code, out, err = check(config, standins.overrides(config), capsys)
+    assert code == 0, err
+    assert re.search(r"^extends: .*glue/sst2/tinybert4\.yaml ", out, re.M), out
+    first, second = out.split("stage 1/2 intermediate")[1].split("stage 2/2 prediction")
+    assert "  50 epochs x" in first  # the recipe's own value
+    assert "lr 5e-05," in first and "warmup 0.0," in first and "schedule constant" in first  # from sst2
+    assert "data augmented" in second and "lr 3e-05," in second and "eval_every 50," in second
 
 
 # A sweep's check already checks every variant (and plans one); planning another by name, once per sweep, keeps the

@@ -27,6 +27,7 @@ extends: {ROOT / 'experiments' / 'smoke.yaml'}
 name: dist
 task: {{dev_limit: 95}}
 stages:
+  - {{name: intermediate, drop: true}}
   - name: prediction
     epochs: 2
     lr: 1.0e-3

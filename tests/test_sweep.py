@@ -148,7 +148,8 @@ def test_a_run_that_failed_before_it_started_is_retried_afresh(tmp_path, capsys)
     cfg = tmp_path / "late.yaml"
     cfg.write_text(f"extends: {SMOKE}\nname: late\nseeds: [1]\n"
                    f"task: {{name: mine, source: csv, path: {data}, train_file: train.tsv, dev_file: dev.tsv}}\n"
-                   "stages: [{name: prediction, epochs: 1, lr: 0.001, batch_size: 32, losses: {hard_ce: 1}}]\n")
+                   "stages: [{name: intermediate, drop: true},\n"
+                   "         {name: prediction, epochs: 1, lr: 0.001, batch_size: 32, losses: {hard_ce: 1}}]\n")
     out = tmp_path / "runs"
     assert main(["sweep", str(cfg), "--out", str(out)]) == 1
     run = out / "main" / "seed1"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import islice
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from distill.config import (
     ExperimentConfig,
     StageConfig,
     apply_override,
+    extends_chain,
     load_config,
     load_raw,
 )
@@ -71,8 +72,18 @@ def check(path: str | Path, overrides: list[str] | tuple[str, ...] = (), variant
     for name, cfg in runs.others.items():
         preflight(cfg, path, name)
     return Checked(runs.chosen, [f"checks passed: {path} (config, task data, tokenizer and teacher, student, layer "
-                                 "maps, vectors, augmentation and corpus sources)", *runs.lines,
-                                 *plan_lines(runs.chosen, plan, workflow, estimate)])
+                                 "maps, vectors, augmentation and corpus sources)", *extends_lines(path),
+                                 *runs.lines, *plan_lines(runs.chosen, plan, workflow, estimate)])
+
+
+def extends_lines(path: str | Path) -> list[str]:
+    """Where a recipe's inherited values come from (the stages below are shown merged)."""
+    chain = extends_chain(path)
+    if len(chain) == 1:
+        return []
+    here = Path.cwd()
+    shown = [str(p.relative_to(here)) if p.is_relative_to(here) else str(p) for p in chain[1:]]
+    return [f"extends:  {' -> '.join(shown)} (stages merged by name; every value below is the merged one)"]
 
 
 def preflight(cfg: ExperimentConfig, path: str | Path = "", variant: str | None = None):
@@ -297,7 +308,22 @@ def stage_lines(i: int, cfg: ExperimentConfig, plan: Plan, size: Size) -> list[s
     lines.append("  " + _work(stage, size))
     lines.append(f"  tokens per epoch: {_figure(size.tokens, size.tokens_mark)}"
                  + (" (estimate)" if size.tokens_mark == ESTIMATE else ""))
+    lines.append(settings_line(stage))
     return lines
+
+
+# Shown on a stage's first and work lines.
+_SHOWN = {"name", "data", "losses", "epochs", "batch_size", "grad_accum"}
+
+
+def settings_line(stage: StageConfig) -> str:
+    """Every other setting of the stage as merged, inherited ones included: a recipe that `extends:` another states
+    only what differs, and this line is where a reader sees the rest."""
+    def spelt(value) -> str:
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else f"{value}"
+
+    return "  settings: " + ", ".join(f"{f.name} {spelt(getattr(stage, f.name))}" for f in fields(stage)
+                                      if f.name not in _SHOWN)
 
 
 def _work(stage: StageConfig, size: Size) -> str:
