@@ -87,3 +87,57 @@ def test_quickstart_student_needs_at_most_half_the_teacher_compute():
     assert ratio <= 0.5
     # by hand for one layer of width 384, FFN 1536 at length 64: 2 * (4*384^2 + 2*384*1536 + 2*64*384)
     assert encoder_flops_per_token(tc, 64) == 6 * 2 * (4 * 384**2 + 2 * 384 * 1536 + 2 * 64 * 384)
+
+
+# ---------------------------------------------------------------- the registry and each kind's config section
+
+
+def test_an_unknown_kind_names_the_registered_ones():
+    from distill.config import ConfigError, load_config
+
+    from .helpers import SMOKE
+
+    with pytest.raises(StudentError) as e:
+        get_student("resnet")
+    assert "'resnet'" in str(e.value) and "'tinybert', 'distilbert', 'bilstm'" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_config(SMOKE, ["student.kind=resnet"])
+    assert "`student.kind` = 'resnet'" in str(e.value) and "'bilstm'" in str(e.value)
+
+
+def test_a_key_of_another_kind_is_refused_with_this_kinds_keys():
+    from distill.config import ConfigError, load_config
+
+    from .helpers import SMOKE
+
+    with pytest.raises(ConfigError) as e:
+        load_config(SMOKE, ["student.fc=100"])  # a BiLSTM key on the smoke config's TinyBERT
+    msg = str(e.value)
+    assert "`student.fc`" in msg and "preset" in msg and "vectors" not in msg and "student.kind: tinybert" in msg
+    with pytest.raises(ConfigError) as e:
+        load_config(SMOKE, ["student.kind=distilbert", "student.hidden=16"])  # DistilBERT keeps the teacher's width
+    assert "`student.hidden`" in str(e.value) and "init_layers" in str(e.value)
+
+
+def test_a_kind_override_starts_from_that_kinds_defaults():
+    from distill.config import load_config
+    from distill.students.bilstm import BiLSTMStudentConfig
+
+    from .helpers import SMOKE
+
+    s = load_config(SMOKE, ["student.kind=bilstm", "student.hidden=16"]).student  # smoke's layers/heads/ffn dropped
+    assert s == BiLSTMStudentConfig(hidden=16, kind="bilstm")
+
+
+def test_extends_replaces_the_student_section_of_another_kind_and_merges_the_same_kind(tmp_path):
+    from distill.config import load_config
+    from distill.students.bilstm import BiLSTMStudentConfig
+
+    from .helpers import ROOT, SMOKE
+
+    # quickstart_bilstm.yaml extends the TinyBERT quickstart (layers 3, init teacher): none of that is a BiLSTM's.
+    assert load_config(ROOT / "experiments" / "quickstart_bilstm.yaml").student == BiLSTMStudentConfig(
+        kind="bilstm", hidden=150, fc=200, vectors="packaged:glove-6b-50d", vocab_from="all_splits")
+    (tmp_path / "child.yaml").write_text(f"extends: {SMOKE}\nstudent: {{layers: 1}}\n")
+    s = load_config(tmp_path / "child.yaml").student
+    assert (s.kind, s.layers, s.hidden, s.heads) == ("tinybert", 1, 32, 4)
