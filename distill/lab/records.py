@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from distill.errors import DistillError
 from distill.io import write_json
@@ -101,6 +101,27 @@ def _set(out: dict, key: str, value: Any) -> None:
         out[key] = value
 
 
+class _RecordFile:
+    """A record kept as one JSON file in a run folder: `FILE` names it; subclasses give to_dict and from_dict."""
+
+    FILE: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Self:
+        path = Path(folder) / cls.FILE
+        return cls.from_dict(_load(path), str(path))
+
+    def save(self, folder: str | Path) -> None:
+        write_json(Path(folder) / self.FILE, self.to_dict())
+
+
 def run_folders(root: Path) -> list[Path]:
     """Every run folder under `root`: one holding run.json, or only failed.json (a run refused before it
     started); checkpoints inside a run are not runs."""
@@ -118,10 +139,12 @@ class GitState:
 
 
 @dataclass
-class RunInfo:
+class RunInfo(_RecordFile):
     """`run.json`: who started the run, where, with what. `labels` are the sweep's variant name and grid point
     (`{"variant": "no-att", "stages.1.lr": 1e-4}`), written beside the other keys so that a reader sees them
     first; every key this version does not know is read as a label."""
+
+    FILE: ClassVar[str] = RUN_FILE
 
     name: str | None = None
     seed: int | None = None
@@ -168,21 +191,15 @@ class RunInfo:
         info.labels = {k: v for k, v in data.items() if k not in f.taken or k == "variant"}
         return info
 
-    @classmethod
-    def load(cls, folder: str | Path) -> RunInfo:
-        path = Path(folder) / RUN_FILE
-        return cls.from_dict(_load(path), str(path))
-
-    def save(self, folder: str | Path) -> None:
-        write_json(Path(folder) / RUN_FILE, self.to_dict())
-
 
 # ---------------------------------------------------------------- failed.json
 
 
 @dataclass
-class RunFailure:
+class RunFailure(_RecordFile):
     """`failed.json`: why a sweep's run failed (the traceback is in failed.log beside it)."""
+
+    FILE: ClassVar[str] = FAILED_FILE
 
     error: str | None = None
 
@@ -192,14 +209,6 @@ class RunFailure:
     @classmethod
     def from_dict(cls, data: Any, source: str = FAILED_FILE) -> RunFailure:
         return cls(_Fields(data, source).get("error", "a string"))
-
-    @classmethod
-    def load(cls, folder: str | Path) -> RunFailure:
-        path = Path(folder) / FAILED_FILE
-        return cls.from_dict(_load(path), str(path))
-
-    def save(self, folder: str | Path) -> None:
-        write_json(Path(folder) / FAILED_FILE, self.to_dict())
 
 
 # ---------------------------------------------------------------- metrics.json
@@ -342,9 +351,11 @@ _GENERAL_KEYS = ("heldout_before", "heldout_after", "corpus")
 
 
 @dataclass
-class RunMetrics:
+class RunMetrics(_RecordFile):
     """`metrics.json`: a finished run's results, the two models' sizes and compute, its history and wall time;
     `task` for task distillation, `general` for general distillation."""
+
+    FILE: ClassVar[str] = METRICS_FILE
 
     name: str | None = None
     main_metric: str | None = None
@@ -401,14 +412,6 @@ class RunMetrics:
             raise RecordError(f"{source}: no `main_metric`; expected the name of the metric a task run is judged by")
         m.extra = f.rest()
         return m
-
-    @classmethod
-    def load(cls, folder: str | Path) -> RunMetrics:
-        path = Path(folder) / METRICS_FILE
-        return cls.from_dict(_load(path), str(path))
-
-    def save(self, folder: str | Path) -> None:
-        write_json(Path(folder) / METRICS_FILE, self.to_dict())
 
     def values(self) -> dict[str, float]:
         """The numbers the run contributes to a table: task metrics per split (`dev macro_f1`), or a general run's
