@@ -52,13 +52,13 @@ bench: install
 	$(PY) bench/teacher_record.py
 	$(PY) bench/data_scale.py
 
-# GPU readiness (README, "GPU check"): configs in bf16/fp16, host syncs per step, the GPU benchmarks; writes
+# GPU readiness (docs/gpu.md, "GPU check"): configs in bf16/fp16, host syncs per step, the GPU benchmarks; writes
 # gpu-check.md. Without CUDA it says so in one line and exits 0. Needs a CUDA torch (TORCH_SPEC above).
 gpu-check: install
 	$(PY) -m pip install -q --no-deps textbrewer==0.2.1.post1
 	$(PY) bench/gpu_check.py
 
-# The offline ablation suite (README, "Ablation suites"): General TinyBERT, TinyBERT's main ablations and Tang et
+# The offline ablation suite (docs/results.md): General TinyBERT, TinyBERT's main ablations and Tang et
 # al.'s three students (three and five seeds), on the packaged tweets, then each suite's published records, tables and
 # plots. Tang et al.'s 15 runs took 23 min on 2 CPU cores; the TinyBERT suite's runs take about 5-6 min each once
 # the General TinyBERT (about 20 min alone), masked LM, augmented set and teacher record exist. Finished runs are
@@ -89,4 +89,4 @@ ablations-heads: install
 	$(MAKE) --no-print-directory publish-ablation-heads
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache site docs/reference

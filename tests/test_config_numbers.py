@@ -47,8 +47,8 @@ def test_set_grid_variants_and_extends_read_numbers_as_written(tmp_path, text, v
     assert plan.config.stages[0].lr == pytest.approx(value) and plan.config.stages[1].lr == pytest.approx(value)
 
 
-def test_the_readme_sweep_example_expands(tmp_path):
-    # The README's own example, which stopped with "`stages.1.lr` = '1e-4': expected a number".
+def test_the_manual_sweep_example_expands(tmp_path):
+    # The manual's own example (docs/experiments.md), which stopped with "`stages.1.lr` = '1e-4': expected a number".
     plans = expand(SMOKE, out_root=tmp_path, grid=parse_grid(["stages.1.lr=1e-4,5e-5", "stages.0.epochs=1,2"]))
     assert [(p.config.stages[1].lr, p.config.stages[0].epochs) for p in plans] == [
         (1e-4, 1), (1e-4, 2), (5e-5, 1), (5e-5, 2)]

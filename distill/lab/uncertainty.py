@@ -1,6 +1,6 @@
 """How sure a report can be: intervals over seeds, paired differences over matched seeds, Holm.
 
-The statistics `distill report` prints (README, "How the report judges a difference"):
+The statistics `distill report` prints (docs/experiments.md, "How the report judges a difference"):
 - a variant's score: mean, sample std and a 95% t-interval over its seeds; with one seed, a percentile
   bootstrap interval over the evaluation examples instead (evaluation-set sampling only, not seed variance);
 - a variant against the reference: a paired t over matched seeds. Runs are matched by seed; each matched pair
