@@ -16,6 +16,9 @@ A new student is one file:
         def plan(self, cfg, teacher_config): ...
         ...
 
+A package installed beside distillery registers its students through the `distill.students` entry-point group
+(see `ENTRY_POINTS`); a config then names them like the built-ins.
+
 The registry's one vocabulary is the registered name: configs, descriptions (`describe()["kind"]`), bench shapes
 and ONNX reports all use it.
 """
@@ -23,6 +26,7 @@ and ONNX reports all use it.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -221,9 +225,24 @@ def register_student(name: str, config: type[StudentConfig]) -> Callable[[type[S
     return add
 
 
+# A package outside distillery adds a student by naming the module that registers it under this entry-point group
+# (pyproject: `[project.entry-points."distill.students"] mine = "my_package.mine"`); installing it is enough.
+ENTRY_POINTS = "distill.students"
+_loaded_entry_points = False
+
+
 def students() -> dict[str, Student]:
-    """Every registered student by name (the built-ins loaded first)."""
+    """Every registered student by name: the built-ins, then the installed packages' (entry points), once."""
+    global _loaded_entry_points
     importlib.import_module(BUILT_INS)
+    if not _loaded_entry_points:
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
+            try:
+                entry.load()
+            except Exception as e:  # a broken plugin must say which one, not surface as a missing kind
+                raise StudentError(f"entry point {entry.name!r} = {entry.value!r} (group {ENTRY_POINTS!r}) could "
+                                   f"not be imported: {type(e).__name__}: {e}") from e
+        _loaded_entry_points = True
     return _STUDENTS
 
 

@@ -126,3 +126,32 @@ def test_the_model_card_describes_the_toy(run):
     assert f"# toy-smoke: a toy student (mean-pooled embeddings, width {DIM})" in card
     assert 'model = load_toy("path/to/student")' in card and "distill predict path/to/student" in card
     assert "layer map" in card and "| prediction |" in card
+
+
+
+def test_an_installed_package_registers_its_student_through_an_entry_point(monkeypatch, tmp_path):
+    from importlib.metadata import EntryPoint
+
+    from distill import student_registry as reg
+
+    # A package of its own whose import registers the toy, as `pip install` of one declaring
+    # `[project.entry-points."distill.students"] toy = "toy_plugin"` would make visible.
+    (tmp_path / "toy_plugin.py").write_text(
+        "from distill.student_registry import register_student\n"
+        "from tests.toy_student import Toy, ToyStudentConfig\n"
+        "register_student('toy', config=ToyStudentConfig)(Toy)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = {k: v for k, v in registered().items() if k != "toy"}
+    monkeypatch.setattr(reg, "_STUDENTS", registry)
+    monkeypatch.setattr(reg, "_loaded_entry_points", False)
+    installed = {reg.ENTRY_POINTS: [EntryPoint("toy", "toy_plugin", reg.ENTRY_POINTS)]}
+    monkeypatch.setattr(reg.importlib.metadata, "entry_points", lambda group: installed.get(group, []))
+    assert isinstance(reg.get_student("toy"), toy_student.Toy)
+
+    # A plugin that cannot be imported is named, with why, rather than surfacing as an unknown kind.
+    installed[reg.ENTRY_POINTS] = [EntryPoint("broken", "no_such_package.student", reg.ENTRY_POINTS)]
+    monkeypatch.setattr(reg, "_loaded_entry_points", False)
+    with pytest.raises(reg.StudentError) as e:
+        reg.get_student("tinybert")
+    assert "'broken'" in str(e.value) and "no_such_package.student" in str(e.value)
+    assert "ModuleNotFoundError" in str(e.value)
