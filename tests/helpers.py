@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments" / "smoke.yaml"
@@ -19,3 +23,18 @@ def tiny_bert_config(**kw):
 
 def quiet(*_args) -> None:
     """A `log` that says nothing."""
+
+
+def assert_facts(message: str, *facts: str) -> None:
+    """An error message carries each fact a user needs (the key, the value, what was expected, the file and line)
+    as a substring, whatever the sentence around them says."""
+    missing = [f for f in facts if f not in message]
+    assert not missing, f"the message lacks {missing}: {message!r}"
+
+
+@contextmanager
+def raises_with(exc_type: type[BaseException], *facts: str) -> Iterator[pytest.ExceptionInfo]:
+    """`pytest.raises(exc_type)` whose message must carry every one of `facts` (see `assert_facts`)."""
+    with pytest.raises(exc_type) as info:
+        yield info
+    assert_facts(str(info.value), *facts)
