@@ -214,3 +214,18 @@ def test_the_kind_check_finds_branches(tmp_path):
         "    return cfg.kind == 'constant'\n")
     found = kind_branches(tmp_path, {"mine"}, student_classes(tmp_path))
     assert [f.split()[0].rsplit(":", 1)[1] for f in found] == ["2", "3", "4", "5", "5", "6", "7"]
+
+
+def test_the_wheel_lists_every_package_folder():
+    # The packages are listed by hand (package-dir maps the plugin folders under `distill.`), so a new subpackage
+    # left off the list works in an editable checkout and is missing from every installed copy.
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {name: ROOT / tool.get("package-dir", {}).get(name, name.replace(".", "/"))
+               for name in tool["packages"]}
+    listed = {path.resolve() for path in folders.values()}
+    roots = [ROOT / "distill", *(ROOT / d for d in tool.get("package-dir", {}).values())]
+    code = {f.parent.resolve() for root in roots for f in root.rglob("*.py") if "__pycache__" not in f.parts}
+    assert code - listed == set(), "folders of code the installed wheel would leave out"
+    assert all((folder / "__init__.py").exists() for folder in folders.values())
