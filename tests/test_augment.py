@@ -20,7 +20,7 @@ from distill.config import TangAugmentConfig, TinyBertAugmentConfig, load_config
 from distill.loaders import load_task
 from distill.tasks import Example
 
-from .helpers import SMOKE
+from .helpers import SMOKE, raises_with
 
 
 @pytest.fixture(scope="module")
@@ -75,23 +75,23 @@ def test_vector_formats_and_bad_files(tmp_path, glove_file):
     binary = tmp_path / "w2v.bin"
     a.save_word2vec_format(str(binary), binary=True)
     assert np.allclose(load_vectors(str(binary)).vectors, a.vectors)
-    with pytest.raises(VectorsError, match="not found"):
+    with raises_with(VectorsError, str(tmp_path / "missing.txt"), "not found"):
         load_vectors(str(tmp_path / "missing.txt"))
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(VectorsError, match="empty"):
+    with raises_with(VectorsError, str(tmp_path / "empty.txt"), "empty vectors"):
         load_vectors(str(tmp_path / "empty.txt"))
     bad = tmp_path / "bad.txt"
     bad.write_text(lines[0] + "\n" + lines[1].rsplit(" ", 1)[0] + "\n")
-    with pytest.raises(VectorsError, match=r"bad.txt:2: expected 8 values after the word, found 7"):
+    with raises_with(VectorsError, f"{bad}:2", "expected 8", "found 7"):
         load_vectors(str(bad))
     bad.write_bytes(lines[0].encode() + b"\n\xff\xfe 1 2 3 4 5 6 7 8\n")
-    with pytest.raises(VectorsError, match=r"bad.txt:2: bytes that are not UTF-8"):
+    with raises_with(VectorsError, f"{bad}:2", "not UTF-8"):
         load_vectors(str(bad))
-    with pytest.raises(VectorsError, match="8 dimensions, expected 300"):
+    with raises_with(VectorsError, str(glove_file), "8 dimensions", "300"):
         load_vectors(str(glove_file), expect_dim=300)
     kvfile = tmp_path / "v.kv"
     a.save(str(kvfile))
-    with pytest.raises(VectorsError, match="pickles"):
+    with raises_with(VectorsError, str(kvfile), "pickles", "`allow_pickle: true`"):
         load_vectors(str(kvfile))
     assert load_vectors(str(kvfile), allow_pickle=True).index_to_key == a.index_to_key
 

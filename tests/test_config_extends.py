@@ -4,6 +4,8 @@ import pytest
 
 from distill.config import ConfigError, load_config, load_raw
 
+from .helpers import raises_with
+
 PARENT = """name: parent
 teacher: {checkpoint: random, tokenizer: packaged:all-minilm-l6-v2, random: {layers: 2}}
 student: {kind: tinybert, layers: 2}
@@ -84,16 +86,13 @@ def test_extends_chains_merge_at_each_link(parent):
 
 def test_a_child_stage_without_a_name_is_refused(parent):
     path = child(parent, "  - {epochs: 5}\n")
-    with pytest.raises(ConfigError) as e:
+    with raises_with(ConfigError, "stages.0", "no `name`", "intermediate, prediction", str(path)):
         load_config(path)
-    msg = str(e.value)
-    assert "stages.0" in msg and "no `name`" in msg and "intermediate, prediction" in msg and str(path) in msg
 
 
 def test_a_name_given_twice_in_one_child_is_refused(parent):
-    with pytest.raises(ConfigError) as e:
+    with raises_with(ConfigError, "stages.1.name", "'prediction'", "stages.0"):
         load_config(child(parent, "  - {name: prediction, epochs: 1}\n  - {name: prediction, epochs: 2}\n"))
-    assert "stages.1.name" in str(e.value) and "'prediction'" in str(e.value) and "stages.0" in str(e.value)
 
 
 @pytest.mark.parametrize("entry, facts", [
@@ -102,22 +101,18 @@ def test_a_name_given_twice_in_one_child_is_refused(parent):
     ("{name: predicton, drop: true}", ["stages.0", "'predicton'", "no such stage", "intermediate, prediction"]),
 ])
 def test_drop_misuse_names_the_entry_and_what_is_expected(parent, entry, facts):
-    with pytest.raises(ConfigError) as e:
+    with raises_with(ConfigError, *facts):
         load_config(child(parent, f"  - {entry}\n"))
-    for fact in facts:
-        assert fact in str(e.value)
 
 
 def test_drop_without_a_parent_stage_list_is_refused(parent):
     lone = parent / "lone.yaml"
     lone.write_text(PARENT + "  - {name: intermediate, drop: true}\n")
-    with pytest.raises(ConfigError) as e:
+    with raises_with(ConfigError, "stages.2", "extends no file"):
         load_config(lone)
-    assert "stages.2" in str(e.value) and "extends no file" in str(e.value)
     (parent / "bare.yaml").write_text("name: bare\n")
-    with pytest.raises(ConfigError) as e:
+    with raises_with(ConfigError, "stages.0", "bare.yaml has no `stages`"):
         load_config(child(parent, "  - {name: x, drop: true}\n", extends="bare.yaml"))
-    assert "stages.0" in str(e.value) and "bare.yaml has no `stages`" in str(e.value)
 
 
 def test_shipped_recipes_state_only_what_differs_from_the_stages_they_extend():

@@ -9,6 +9,8 @@ from torch import nn
 
 from distill.config import ConfigError, StageConfig, from_dict
 
+from .helpers import raises_with
+
 
 def _stage(**kw) -> StageConfig:
     return StageConfig(name="s", losses={"hard_ce": 1.0}, **kw)
@@ -53,7 +55,7 @@ def test_adamw_keeps_decoupled_decay_on_matrices_only():
 def test_weight_decay_under_adadelta_is_refused_with_the_key():
     raw = {"name": "x", "teacher": {}, "student": {},
            "stages": [{"name": "t", "losses": {"hard_ce": 1.0}, "optimizer": "adadelta", "weight_decay": 0.01}]}
-    with pytest.raises(ConfigError, match=r"stages\.0\.weight_decay.*adadelta"):
+    with raises_with(ConfigError, "`stages.0.weight_decay`", "0.01", "adadelta", "adamw"):
         from_dict(raw)
     raw["stages"][0]["weight_decay"] = 0.0
     assert from_dict(raw).stages[0].weight_decay == 0.0
@@ -109,11 +111,12 @@ def test_generic_label_names_need_an_explicit_order(tmp_path):
     glue = _save_head(tmp_path / "glue", GLUE_MNLI)
     generic = _save_head(tmp_path / "generic", ["LABEL_0", "LABEL_1", "LABEL_2"],
                          rows=[GLUE_MNLI.index(n) for n in HF_MNLI])
-    with pytest.raises(CheckpointError, match=r"label_order.*|generic"):
+    with raises_with(CheckpointError, generic, "generically", "['LABEL_0', 'LABEL_1', 'LABEL_2']", str(GLUE_MNLI),
+                     "`teacher.label_order`"):
         load_classifier(generic, GLUE_MNLI, require_head=True)
     ordered = load_classifier(generic, GLUE_MNLI, require_head=True, label_order=HF_MNLI)
     assert torch.allclose(_logits(ordered), _logits(load_classifier(glue, GLUE_MNLI, require_head=True)), atol=1e-6)
-    with pytest.raises(CheckpointError, match="label_order"):
+    with raises_with(CheckpointError, "teacher.label_order", "['a', 'b', 'c']", str(GLUE_MNLI), generic):
         load_classifier(generic, GLUE_MNLI, require_head=True, label_order=["a", "b", "c"])
 
 
@@ -151,10 +154,11 @@ def test_gate_refuses_a_teacher_at_the_baseline_and_passes_a_good_one():
     facts = check_teacher(task, good, train, dev, TeacherGateConfig(), "t")
     assert facts["dev_accuracy"] == pytest.approx(5 / 6) and facts["majority_baseline"] == pytest.approx(1 / 3)
     weak = np.eye(3)[[0, 1, 0, 0, 2, 0]]  # accuracy 2/6 = the baseline; classes mixed (share 4/6)
-    with pytest.raises(TeacherGateError, match=r"0\.3333.*majority-class baseline 0\.3333"):
+    with raises_with(TeacherGateError, "'t'", "accuracy 0.3333", "majority-class baseline 0.3333",
+                     "`teacher.gate.margin`"):
         check_teacher(task, weak, train, dev, TeacherGateConfig(), "t")
     collapsed = np.eye(3)[[1] * 6]  # accuracy 3/6 beats the baseline, but one class everywhere
-    with pytest.raises(TeacherGateError, match=r"one class for 100\.0%"):
+    with raises_with(TeacherGateError, "'t'", "one class", "100.0%", "`teacher.gate.max_class_share`"):
         check_teacher(task, collapsed, train, dev, TeacherGateConfig(), "t")
     check_teacher(task, collapsed, train, dev, TeacherGateConfig(max_class_share=1.01), "t")
 

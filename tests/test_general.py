@@ -13,7 +13,7 @@ from distill.corpus import CorpusDataset, pack_corpus
 from distill.losses import LOSSES, LossContext
 from distill.teachers.load import load_tokenizer
 
-from .helpers import SMOKE
+from .helpers import SMOKE, raises_with
 
 
 def test_packed_corpus_round_trips_and_splits(tmp_path, tokenizer, monkeypatch):
@@ -135,11 +135,11 @@ def test_general_refuses_a_fine_tuning_teacher_and_mixed_stages(pretrained_teach
     from distill.config import ConfigError
     from distill.lab.run import run_experiment
 
-    with pytest.raises(ConfigError, match="finetune: null"):
+    with raises_with(ConfigError, "PRE-TRAINED", "`teacher.finetune: null`"):
         cfg = load_config(SMOKE, [f"teacher.checkpoint={pretrained_teacher}", "teacher.random=null",
                                   "teacher.tokenizer=null", "stages.0.data=corpus", "stages.1.data=corpus"])
         run_experiment(cfg, tmp_path / "x", log=lambda *_: None)
-    with pytest.raises(ConfigError, match="mix"):
+    with raises_with(ConfigError, "mix", "`data: corpus`", "`student.init`"):
         run_experiment(load_config(SMOKE, ["stages.0.data=corpus"]), tmp_path / "y", log=lambda *_: None)
 
 
@@ -149,17 +149,17 @@ def test_bad_corpus_sources_are_clear_errors(tmp_path, tokenizer, monkeypatch):
     from distill.loaders import DataError
 
     monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(DataError, match="corpus file not found"):
+    with raises_with(DataError, "corpus", str(tmp_path / "nope.txt"), "not found"):
         pack_corpus(CorpusConfig(sources=[str(tmp_path / "nope.txt")]), tokenizer, log=lambda *_: None)
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine line\n\xff\xfe broken\n")
-    with pytest.raises(DataError, match=r"bad.txt:2: bytes that are not UTF-8"):
+    with raises_with(DataError, f"{bad}:2", "not UTF-8"):
         pack_corpus(CorpusConfig(sources=[str(bad)]), tokenizer, log=lambda *_: None)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
-    with pytest.raises(DataError, match="no text"):
+    with raises_with(DataError, str(empty), "no text"):
         pack_corpus(CorpusConfig(sources=[str(empty)]), tokenizer, log=lambda *_: None)
     assert not list((tmp_path / "cache").rglob("meta.json"))  # nothing half-built is left as a corpus
     if importlib.util.find_spec("datasets") is None:
-        with pytest.raises(DataError, match="pip install datasets"):
+        with raises_with(DataError, "'hf:wikitext/wikitext-2-raw-v1:train'", "pip install datasets"):
             pack_corpus(CorpusConfig(sources=["hf:wikitext/wikitext-2-raw-v1:train"]), tokenizer, log=lambda *_: None)

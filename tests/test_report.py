@@ -12,6 +12,8 @@ import pytest
 from distill.lab.cli import main
 from distill.lab.report import ReportError, build, to_csv, to_json, to_latex, to_markdown, write_report
 
+from .helpers import raises_with
+
 TEACHER = {"dev": {"macro_f1": 0.9, "accuracy": 0.95}, "test": {"macro_f1": 0.88, "accuracy": 0.9},
            "parameters": 100_000_000}
 
@@ -98,7 +100,7 @@ def test_csv_and_latex_carry_the_same_numbers(experiment):
 def test_reference_can_be_chosen_and_must_exist(experiment):
     rep = build(experiment, reference="no-att")
     assert "| full | 2/2 | 0.8500 ± 0.0707 | [0.2147, 1.4853] | +0.2500 |" in to_markdown(rep)
-    with pytest.raises(ReportError, match="reference variant 'nope' is not among the runs"):
+    with raises_with(ReportError, "reference variant", "'nope'", "not among the runs", "'full'", "'no-att'"):
         build(experiment, reference="nope")
 
 
@@ -133,9 +135,9 @@ def test_folders_without_a_plan_take_the_variant_from_the_path(tmp_path):
     rep = build(root)
     assert [r.name for r in rep.rows] == ["a"] and rep.rows[0].finished == 1
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ReportError, match="no run folders"):
+    with raises_with(ReportError, str(tmp_path / "empty"), "no run folders", "`distill sweep`"):
         build(tmp_path / "empty")
-    with pytest.raises(ReportError, match="no such folder"):
+    with raises_with(ReportError, str(tmp_path / "absent"), "no such folder"):
         build(tmp_path / "absent")
 
 
@@ -224,7 +226,7 @@ def test_published_records_give_the_same_report_without_weights(experiment, tmp_
     assert to_markdown(published).replace(str(dest), "ROOT") == to_markdown(original).replace(str(experiment), "ROOT")
     from distill.lab.publish import PublishError, publish
 
-    with pytest.raises(PublishError, match="inside"):
+    with raises_with(PublishError, str(experiment / "records"), "inside", "outside the runs"):
         publish(experiment, experiment / "records")
 
 
@@ -266,13 +268,13 @@ def test_papers_differences_sit_beside_ours_with_the_power_to_find_them(tmp_path
 def test_publish_never_replaces_the_runs_or_a_folder_it_did_not_make(experiment, tmp_path):
     from distill.lab.publish import PublishError, publish
 
-    with pytest.raises(PublishError, match="replace the runs themselves"):
+    with raises_with(PublishError, str(experiment.parent), str(experiment), "replace the runs themselves"):
         publish(experiment, experiment.parent)
     assert (experiment / "full/seed1/metrics.json").exists()
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "mine.txt").write_text("keep")
-    with pytest.raises(PublishError, match="did not make"):
+    with raises_with(PublishError, str(foreign), "did not make", ".published"):
         publish(experiment, foreign)
     assert (foreign / "mine.txt").read_text() == "keep"
     dest = tmp_path / "records"

