@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -54,7 +54,9 @@ class LossInfo:
         out = self.needs
         for param, by_value in self.needs_when.items():
             value = params.get(param, self.params[param])
-            if value in by_value:
+            # An unhashable value (a list where a word is meant) matches nothing; the parameter's own check
+            # refuses it with the loss and the value named.
+            if isinstance(value, Hashable) and value in by_value:
                 out = out | by_value[value]
         return out
 

@@ -193,9 +193,10 @@ class Student(ABC):
         """An exported folder, in eval mode."""
 
     @abstractmethod
-    def encode(self, loaded: Loaded, texts: list[str], texts_b: list[str] | None,
+    def encode(self, model: nn.Module, tokenizer: Any, texts: list[str], texts_b: list[str] | None,
                encoding: InputEncoding) -> dict[str, torch.Tensor]:
-        """One padded batch of the graph's inputs by name (see `graph`), encoded as the run encoded its data."""
+        """One padded batch of the graph's inputs by name (see `graph`), encoded as the run encoded its data;
+        `model` and `tokenizer` as `load` gave them (`Loaded.model`, `Loaded.tokenizer`)."""
 
     @abstractmethod
     def logits(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

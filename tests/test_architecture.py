@@ -229,3 +229,21 @@ def test_the_wheel_lists_every_package_folder():
     code = {f.parent.resolve() for root in roots for f in root.rglob("*.py") if "__pycache__" not in f.parts}
     assert code - listed == set(), "folders of code the installed wheel would leave out"
     assert all((folder / "__init__.py").exists() for folder in folders.values())
+
+
+def test_every_student_implements_the_interface_as_declared():
+    # A plugin is written against `Student`'s declared methods: a built-in that takes other parameters than the
+    # interface says (and a caller that follows the built-ins) breaks every plugin written to the interface.
+    import inspect
+
+    from distill.student_registry import Student, students
+
+    from . import toy_student
+
+    for student in [*students().values(), toy_student.Toy()]:
+        for name, declared in vars(Student).items():
+            if not callable(declared) or name.startswith("_"):
+                continue
+            implemented = getattr(type(student), name)
+            assert list(inspect.signature(implemented).parameters) == list(inspect.signature(declared).parameters), \
+                (type(student).__name__, name)

@@ -31,8 +31,8 @@ from torch import nn
 from distill.errors import DistillError
 from distill.student_registry import Graph, Student
 
-# Measured in float32 (docs/deployment.md, "Export to ONNX"): 3e-8 to 3e-6 on BiLSTM, TinyBERT-4, DistilBERT and a trained
-# MiniLM; 1e-4 leaves room for other CPUs and kernels and still catches a wrong graph (a bias off by 1e-3 is).
+# Measured in float32 (docs/deployment.md, "Export to ONNX"): 3e-8 to 3e-6 on BiLSTM, TinyBERT-4, DistilBERT and a
+# trained MiniLM; 1e-4 leaves room for other CPUs and kernels and still catches a wrong graph (a bias off by 1e-3 is).
 FP32_TOLERANCE = 1e-4
 # int8 is judged by what a user of the student cares about, on the task's own dev examples: the class predicted
 # for at least this share of them is PyTorch's, and the main metric drops by at most INT8_METRIC_DROP. Measured: a
