@@ -514,6 +514,23 @@ def _kind(student: Any) -> Any:
     return student.get("kind", StudentConfig.kind) if isinstance(student, dict) else None
 
 
+def _carried(student: Any, kind: Any) -> dict:
+    """What a `student:` section keeps when its kind changes (an override or a child of another kind): the keys
+    of the deepest section both kinds derive from, below `StudentConfig` (TinyBERT and DistilBERT share `init`,
+    `layers`, `init_layers`), so that kinds are compared at the same settings; the old kind's own keys go."""
+    if not isinstance(student, dict) or not isinstance(kind, str) or not isinstance(_kind(student), str):
+        return {}
+    try:
+        old, new = get_student(_kind(student)).config, get_student(kind).config
+    except StudentError:
+        return {}  # the unknown kind is refused, with the registered ones, when the section is built
+    shared = next(c for c in new.__mro__ if isinstance(old, type) and issubclass(old, c))
+    if shared is StudentConfig or not dataclasses.is_dataclass(shared):
+        return {}  # `init` of a transformer (a checkpoint) and of a BiLSTM are different things
+    names = {f.name for f in dataclasses.fields(shared)} - {"kind"}
+    return {k: copy.deepcopy(v) for k, v in student.items() if k in names}
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
@@ -565,8 +582,8 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     merged = deep_merge(base, data)
     child = data.get("student")
     if isinstance(child, dict) and "kind" in child and child["kind"] != _kind(base.get("student")):
-        # Another kind's keys mean nothing to this one: the child's student section replaces the parent's.
-        merged["student"] = copy.deepcopy(data["student"])
+        # Another kind's keys mean nothing to this one: only the settings both kinds read carry over.
+        merged["student"] = {**_carried(base.get("student"), child["kind"]), **copy.deepcopy(child)}
     if isinstance(base.get("stages"), list) and isinstance(data.get("stages"), list):
         merged["stages"] = merge_stages(base["stages"], data["stages"], str(path))
     else:
@@ -640,7 +657,8 @@ def set_value(raw: dict, key: str, value: Any) -> None:
     """Set the dotted `key` (list indices as numbers) of a raw config to `value`."""
     parts = key.strip().split(".")
     if parts == ["student", "kind"] and value != _kind(raw.get("student")):
-        raw["student"] = {}  # a new kind starts from its own defaults, as on `extends:` (give this override first)
+        # A new kind starts from its own defaults and the settings both kinds read, as on `extends:`.
+        raw["student"] = _carried(raw.get("student"), value)
     node: Any = raw
     for i, part in enumerate(parts):
         last = i == len(parts) - 1

@@ -130,3 +130,23 @@ def test_shipped_recipes_state_only_what_differs_from_the_stages_they_extend():
             same = [k for k, v in st.items() if k != "name" and inherited.get(st["name"], {}).get(k, object()) == v]
             restated += [f"{path.relative_to(ROOT)}: {st['name']}.{k}" for k in same]
     assert not restated
+
+
+def test_a_change_of_kind_keeps_what_both_kinds_read(tmp_path):
+    from distill.students.distilbert import DistilBertStudentConfig
+
+    from .helpers import SMOKE
+
+    # A sweep over `student.kind` (or a child naming another kind) compares the kinds at the same settings: the
+    # keys TinyBERT and DistilBERT share (init, layers, init_layers) carry over, TinyBERT's own (hidden...) do not.
+    base = tmp_path / "base.yaml"
+    base.write_text(f"extends: {SMOKE}\nstudent: {{kind: tinybert, init: teacher, layers: 1, init_layers: [2], "
+                    "hidden: 32}\n")
+    want = DistilBertStudentConfig(kind="distilbert", init="teacher", layers=1, init_layers=[2])
+    assert load_config(base, ["student.kind=distilbert"]).student == want
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nstudent: {kind: distilbert}\n")
+    assert load_config(tmp_path / "child.yaml").student == want
+    # A BiLSTM shares no setting with a transformer (its `hidden` is LSTM units, `init` no checkpoint of it).
+    (tmp_path / "lstm.yaml").write_text("extends: base.yaml\nstudent: {kind: bilstm}\n")
+    s = load_config(tmp_path / "lstm.yaml").student
+    assert (s.kind, s.init, s.hidden) == ("bilstm", "scratch", 150)
