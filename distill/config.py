@@ -500,8 +500,12 @@ def _build_student(raw: Any, where: str, src: str) -> StudentConfig:
     except StudentError as e:
         raise ConfigError(str(e)) from None
     own = {f.name for f in dataclasses.fields(section)}
-    dump = FLAT_STUDENT.keys() <= raw.keys()  # an older run's resolved config: every kind's keys
-    raw = {k: v for k, v in raw.items() if k in own or k not in FLAT_STUDENT or not dump and FLAT_STUDENT[k] != v}
+    if FLAT_STUDENT.keys() <= raw.keys():  # an older run's resolved config: every kind's keys
+        # A key at the flat section's default was unset, and an unset key takes its kind's default now (a
+        # BiLSTM's `hidden: null` meant 150 units); other kinds' keys were never read.
+        raw = {k: v for k, v in raw.items() if k not in FLAT_STUDENT or k in own and FLAT_STUDENT[k] != v}
+    else:
+        raw = {k: v for k, v in raw.items() if k in own or k not in FLAT_STUDENT or FLAT_STUDENT[k] != v}
     try:
         return _build(section, raw, where, src)
     except ConfigError as e:

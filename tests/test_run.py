@@ -15,7 +15,7 @@ from distill.lab.run_folder import RunError
 from distill.losses import LOSSES, register_loss
 from distill.trainer import TrainingDiverged
 
-from .helpers import SMOKE, assert_facts, raises_with
+from .helpers import ROOT, SMOKE, assert_facts, raises_with
 
 
 @pytest.fixture(scope="module")
@@ -392,3 +392,13 @@ def test_check_times_an_intermediate_stage_as_it_runs_with_a_stored_record(monke
     final = next(c for c in est.costs if c.what == "evaluation and teacher logits")
     assert "teacher record over train" in final.detail
     assert read  # the intermediate stage's batches were timed reading the record, not running the teacher
+
+
+def test_an_older_runs_resolved_config_loads_with_its_unset_keys_at_todays_defaults(tmp_path):
+    # Before per-kind sections, one flat `student:` was written whole, a BiLSTM's unset width as `hidden: null`
+    # (read as 150): such a run must still resume and its config.yaml still run, as the same model.
+    published = ROOT / "experiments/ablations/tweets/results/runs/ablation-tang/distilled+aug/seed4/config.yaml"
+    text = published.read_text()
+    assert "\n  hidden: 150\n" in text
+    (tmp_path / "config.yaml").write_text(text.replace("\n  hidden: 150\n", "\n  hidden: null\n"))
+    assert load_config(tmp_path / "config.yaml").student == load_config(published).student
