@@ -1,6 +1,5 @@
 """BERT -> DistilBERT initialisation from teacher layers reproduces the teacher's computations."""
 
-import pytest
 import torch
 from transformers import BertForMaskedLM, BertForSequenceClassification, DistilBertForMaskedLM
 
@@ -13,7 +12,7 @@ from distill.students.distilbert import (
     init_from_bert,
 )
 
-from .helpers import tiny_bert_config
+from .helpers import raises_with, tiny_bert_config
 
 
 def teacher_mlm():
@@ -61,10 +60,10 @@ def test_defaults_and_errors():
     assert default_layers(6, 3) == [2, 4, 6]
     t = teacher_mlm()
     s = DistilBertForMaskedLM(distilbert_config(t.config, 2))
-    with pytest.raises(StudentError, match="1..4"):
+    with raises_with(StudentError, "student.init_layers", "teacher layer 5", "1..4"):
         init_from_bert(s, t, [1, 5])
     narrow = tiny_bert_config(hidden_size=16, num_attention_heads=2, intermediate_size=32)
-    with pytest.raises(StudentError, match="width to match"):
+    with raises_with(StudentError, "width to match", "16/32/2", "teacher 32/64/4"):
         init_from_bert(DistilBertForMaskedLM(distilbert_config(narrow, 2)), t, [1, 2])
 
 

@@ -16,6 +16,8 @@ from distill.loaders import fingerprint
 from distill.ragged import Ragged, RaggedWriter, id_dtype
 from distill.tasks import Example
 
+from .helpers import raises_with
+
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
@@ -178,7 +180,7 @@ def test_augmented_jsonl_is_streamed_keyed_by_its_bytes_and_bad_rows_named(cache
     assert list(ds.example_ids()) == [r["id"] for r in rows] and ds.labels.tolist() == [0, 1, 0, 1, 0]
     assert [t for t in ds.texts()] == [r["text_a"] for r in rows]
     path.write_text(path.read_text() + '{"id": "y", "text_a": "no label"}\n')
-    with pytest.raises(DataError, match=r"augmented.jsonl:6: not an augmented-set row"):
+    with raises_with(DataError, f"{path}:6:", "not an augmented-set row", "'text_b'"):
         encode_augmented(path, tokenizer, 16, False, quiet)  # other bytes: another key, re-encoded, and refused
 
 
@@ -196,7 +198,7 @@ def test_ragged_round_trip_types_and_chunked_counts(tmp_path):
     assert np.array_equal(r.bincount(chunk=7), np.bincount(flat))
     assert id_dtype(30522) == np.uint16 and id_dtype(70000) == np.uint32
     bad = RaggedWriter(tmp_path / "b.bin", tmp_path / "b.npy", np.uint16)
-    with pytest.raises(ValueError, match="out of range"):
+    with raises_with(ValueError, str(tmp_path / "b.bin"), "out of range", "uint16", "max 70000"):
         bad.append([[70000]])
 
 

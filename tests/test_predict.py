@@ -9,7 +9,7 @@ from distill.lab.predict import PredictError, load_predictor, read_inputs, stude
 from distill.students import get_student
 from distill.students.bilstm import BiLSTMClassifier, BiLSTMConfig, WordVocab, save_bilstm
 
-from .helpers import tiny_bert_config
+from .helpers import raises_with, tiny_bert_config
 
 TEXTS = ["the flight was late again", "thanks for the upgrade", "ok"]
 PAIRS = ["was it late?", "a fine crew", "why"]
@@ -81,16 +81,16 @@ def test_input_files_are_read_strictly(tmp_path):
     assert read_inputs(f) == (["first", "third"], ["second", "fourth"])
     f.write_text("one\ntwo\n")
     assert read_inputs(f) == (["one", "two"], None)
-    cases = {"a\tb\tc\n": "in.txt:1: 3 tab-separated fields", "a\tb\nc\n": "in.txt:2: mixes single texts",
-             "\n \n": "no text lines"}
-    for text, message in cases.items():
+    cases = {"a\tb\tc\n": (f"{f}:1:", "3 tab-separated fields", "expected a text or a pair"),
+             "a\tb\nc\n": (f"{f}:2:", "mixes single texts"), "\n \n": (str(f), "no text lines")}
+    for text, facts in cases.items():
         f.write_text(text)
-        with pytest.raises(PredictError, match=message):
+        with raises_with(PredictError, *facts):
             read_inputs(f)
     f.write_bytes(b"ok\n\xff\xfe\n")
-    with pytest.raises(PredictError, match="not UTF-8"):
+    with raises_with(PredictError, str(f), "not UTF-8", "byte 3"):
         read_inputs(f)
-    with pytest.raises(PredictError, match="cannot read"):
+    with raises_with(PredictError, str(tmp_path / "none.txt"), "cannot read"):
         read_inputs(tmp_path / "none.txt")
 
 
@@ -98,5 +98,5 @@ def test_student_folder_accepts_a_run_or_a_student_and_nothing_else(tmp_path, to
     export_bert(tmp_path / "run" / "student", tokenizer)
     assert student_folder(tmp_path / "run") == student_folder(tmp_path / "run" / "student") == tmp_path / "run" / \
         "student"
-    with pytest.raises(PredictError, match="not an exported student"):
+    with raises_with(PredictError, str(tmp_path), "not an exported student", "expected a run folder"):
         student_folder(tmp_path)

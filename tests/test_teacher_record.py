@@ -16,7 +16,7 @@ from distill.tasks import Example
 from distill.teachers.record_cache import RECORDED, TeacherRecord, build_record, cached_record
 from distill.trainer import teacher_records
 
-from .helpers import quiet, tiny_bert_config
+from .helpers import quiet, raises_with, tiny_bert_config
 
 TEXTS = ["good", "a rather long sentence about flights and delays and bags", "ok then", "meh",
          "the crew was lovely, the seat was not", "no", "why is the wifi never working on this plane at all"]
@@ -122,6 +122,7 @@ def test_a_record_that_would_not_fit_on_disk_is_refused_before_it_starts(setup, 
     monkeypatch.setenv("DISTILLERY_CACHE", str(tmp_path / "cache"))
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**6, 10**6 - 1000, 1000))
-    with pytest.raises(DistillError, match=r"needs .* GiB .* free"):
+    with raises_with(DistillError, "train.teacher_record", f"{len(ds):,} examples", "needs", "GiB",
+                     str(tmp_path / "cache"), "free", "DISTILLERY_CACHE"):
         cached_record(teacher, "t1", ds, Accelerator(cpu=True), TrainConfig(teacher_record="fp32"), lambda *_: None)
     assert not (tmp_path / "cache" / "records").exists() or not any((tmp_path / "cache" / "records").iterdir())

@@ -10,7 +10,7 @@ from distill.lab.preflight import plan_run
 from distill.lab.task import TaskWorkflow
 from distill.teachers.finetune import full_train_split, teacher_key
 
-from .helpers import SMOKE, quiet
+from .helpers import SMOKE, quiet, raises_with
 
 WORDS = "the flight was late again thanks for a great upgrade never flying with you lost my bag".split()
 
@@ -66,5 +66,5 @@ def test_check_plans_the_full_teachers_fine_tuning(toy, capsys):
 
 
 def test_a_bad_teacher_training_set_is_refused_naming_the_key():
-    with pytest.raises(ConfigError, match=r"`teacher\.finetune\.train` = 'all': expected one of 'task' \| 'full'"):
+    with raises_with(ConfigError, str(SMOKE), "`teacher.finetune.train`", "'all'", "'task'", "'full'"):
         load_config(SMOKE, ["teacher.finetune.train=all"])
