@@ -159,7 +159,7 @@ class Student(ABC):
 
     def label(self, description: dict) -> str:
         """A short shape name for the closing summary, e.g. `4L-312`."""
-        return f"{description.get('layers')}L-{description.get('hidden')}"
+        return layers_label(description)
 
     def title(self, description: dict) -> str:
         """The shape as the model card's heading says it."""
@@ -250,6 +250,18 @@ def students() -> dict[str, Student]:
 def registered() -> dict[str, Student]:
     """The registry itself, without loading anything (for the built-ins' own package to expose)."""
     return _STUDENTS
+
+
+def layers_label(description: dict) -> str:
+    """`4L-312`: a student's shape from its recorded layers and width, whatever its kind."""
+    return f"{description.get('layers')}L-{description.get('hidden')}"
+
+
+def label_of(description: dict) -> str:
+    """A recorded student's shape name, by its kind where that is registered; an older run's kind `bert` (TinyBERT
+    and DistilBERT alike, before the registry) or an uninstalled plugin's is named by layers and width."""
+    student = students().get(description.get("kind"))
+    return student.label(description) if student is not None else layers_label(description)
 
 
 def get_student(kind: str, where: str = "`student.kind`") -> Student:

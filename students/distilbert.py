@@ -43,6 +43,9 @@ class DistilBert(TransformerStudent):
     def planned_shape(self, cfg: DistilBertStudentConfig, teacher_config) -> tuple[int, int]:
         return planned_shape(cfg, teacher_config)
 
+    def copied_layers(self, cfg: DistilBertStudentConfig, teacher_config, layers: int) -> list[int]:
+        return cfg.init_layers or default_layers(teacher_config.num_hidden_layers, layers)
+
     def build(self, cfg: DistilBertStudentConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
               pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
         return build_distilbert(cfg, teacher, seed, masked_lm=masked_lm)

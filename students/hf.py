@@ -29,8 +29,8 @@ class TransformerConfig(StudentConfig):
 
     # Transformer layers (null: TinyBERT the teacher's depth or the preset's, DistilBERT half the teacher's).
     layers: int | None = None
-    # Teacher layers (1-based) copied when init is `teacher`; default: the uniform layer map (DistilBERT's own
-    # choice for 6 of 12).
+    # Teacher layers (1-based) copied when init is `teacher`; default: TinyBERT the uniform layer map, DistilBERT
+    # its paper's 1, 3, 5, 8, 10, 12 for 6 of 12 layers, else evenly spread ending at the top.
     init_layers: list[int] | None = None
 
 
@@ -40,7 +40,8 @@ class TransformerStudent(Student):
     def plan(self, cfg: TransformerConfig, teacher_config) -> Shape:
         if cfg.init in STARTS:
             layers, width = self.planned_shape(cfg, teacher_config)
-            return Shape(layers, width, self._line(cfg, layers, width))
+            copied = self.copied_layers(cfg, teacher_config, layers) if cfg.init == "teacher" else None
+            return Shape(layers, width, self._line(cfg, layers, width, copied))
         from transformers import AutoConfig
 
         from distill.teachers.load import resolve
@@ -58,13 +59,16 @@ class TransformerStudent(Student):
         """(layers, hidden) of a student built from scratch or from teacher layers, with the checks needing no
         weights."""
 
+    @abstractmethod
+    def copied_layers(self, cfg: TransformerConfig, teacher_config, layers: int) -> list[int]:
+        """The teacher layers (1-based) `init: teacher` copies into a student of `layers` layers."""
+
     def shape_name(self, cfg: TransformerConfig) -> str:
         return self.name
 
-    def _line(self, cfg: TransformerConfig, layers: int, width: int) -> str:
-        init = {"scratch": "random init", "teacher": "init from the teacher's layers "
-                + (str(cfg.init_layers) if cfg.init_layers else "by the uniform map")}.get(cfg.init,
-                                                                                          f"init from {cfg.init}")
+    def _line(self, cfg: TransformerConfig, layers: int, width: int, copied: list[int] | None = None) -> str:
+        init = {"scratch": "random init", "teacher": f"init from the teacher's layers {copied}"}.get(
+            cfg.init, f"init from {cfg.init}")
         return f"{self.shape_name(cfg)}: {layers} layers, width {width}; {init}"
 
     def describe(self, model: nn.Module) -> dict:

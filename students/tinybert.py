@@ -52,6 +52,9 @@ class TinyBert(TransformerStudent):
     def planned_shape(self, cfg: TinyBertStudentConfig, teacher_config) -> tuple[int, int]:
         return planned_shape(cfg, teacher_config)
 
+    def copied_layers(self, cfg: TinyBertStudentConfig, teacher_config, layers: int) -> list[int]:
+        return _init_layers(cfg, {"layers": layers}, teacher_config)
+
     def shape_name(self, cfg: TinyBertStudentConfig) -> str:
         return self.name + (f" {cfg.preset}" if cfg.preset else "")
 

@@ -402,3 +402,15 @@ def test_an_older_runs_resolved_config_loads_with_its_unset_keys_at_todays_defau
     assert "\n  hidden: 150\n" in text
     (tmp_path / "config.yaml").write_text(text.replace("\n  hidden: 150\n", "\n  hidden: null\n"))
     assert load_config(tmp_path / "config.yaml").student == load_config(published).student
+
+
+def test_an_older_runs_record_is_summarised(tmp_path):
+    # Runs before the student registry recorded TinyBERT and DistilBERT alike as kind "bert"; a plugin's run read
+    # where the plugin is not installed names a kind nobody registered. Both still summarise by their shape.
+    from distill.lab.records import RunMetrics
+    from distill.lab.summary import summary_text
+
+    run = ROOT / "experiments/ablations/tweets/results/runs/ablation-heads/tinybert-2-teachers/seed1"
+    m = RunMetrics.load(run)
+    assert m.student.kind == "bert"
+    assert f"student  {m.student.layers}L-{m.student.hidden}  " in summary_text(m, run)

@@ -266,7 +266,8 @@ class TeacherFacts:
 @dataclass
 class StudentFacts:
     parameters: int | None = None
-    # What the student says about itself (`distill.students.describe`: kind, layers, hidden, ...), as it says it.
+    # What the student says about itself (`Student.describe`: kind, layers, hidden, ...), as it says it. The kind
+    # is the registered name; runs before the registry wrote `bert` for TinyBERT and DistilBERT alike.
     description: dict[str, Any] = field(default_factory=dict)
     encoder_flops_per_token: int | None = None  # None where the student is no transformer encoder
     scores: dict[str, dict[str, float] | None] = field(default_factory=dict)  # per evaluation split

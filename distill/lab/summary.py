@@ -11,7 +11,7 @@ from pathlib import Path
 from distill.config import ExperimentConfig
 from distill.lab.records import GeneralFacts, Ratios, RunMetrics, StudentFacts, TaskFacts, TeacherFacts
 from distill.model_stats import count_parameters, encoder_flops_per_token
-from distill.student_registry import get_student
+from distill.student_registry import get_student, label_of
 
 
 def summarise(cfg: ExperimentConfig, teacher, student, length: int, history: list[dict], seconds: float, *,
@@ -62,7 +62,7 @@ def summary_text(m: RunMetrics, out: Path) -> str:
     """The lines a run prints when it ends."""
     t, s, r, general = m.teacher, m.student, m.ratios, m.general
     lines = ["", f"== {m.name} ({'general distillation' if general else m.task.task}), {m.wall_seconds:.0f} s =="]
-    shapes = (f"{t.layers}L-{t.hidden}", get_student(s.kind).label(s.description))
+    shapes = (f"{t.layers}L-{t.hidden}", label_of(s.description))
     for who, facts, shape in (("teacher", t, shapes[0]), ("student", s, shapes[1])):
         evaluated = "" if general else f"   dev: {_metrics(facts.scores.get('dev'))}"
         lines.append(f"{who}  {shape}  {facts.parameters / 1e6:6.2f}M params{evaluated}")
