@@ -1,15 +1,18 @@
-"""The attention scores we expose are exactly the inputs of eager attention's softmax."""
+"""distill/adaptor.py: the attention scores it exposes are exactly the inputs of eager attention's softmax, and the
+queries, keys and values it hands out are the model's own projections."""
 
 import copy
+import math
 
 import pytest
 import torch
-from transformers import BertForSequenceClassification
+from torch.testing import assert_close
+from transformers import BertConfig, BertForSequenceClassification
 
 from distill.adaptor import forward_record, set_attention
 from distill.needs import Needs
 
-from .helpers import tiny_bert_config
+from .helpers import raises_with, tiny_bert_config
 
 
 def batch(vocab=120):
@@ -66,5 +69,49 @@ def test_gradients_flow_through_scores_and_sdpa_mode_returns_none():
     rec.attention_scores[0].pow(2).mean().backward()
     assert m.bert.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
     set_attention(m, Needs())
-    with pytest.raises(RuntimeError, match="no attention scores"):
+    with raises_with(RuntimeError, "no attention scores", "set_attention"):
         forward_record(m, batch(), Needs(attention=True))
+
+
+# ---------------------------------------------------------------- q, k, v of a real tiny BERT
+
+
+@pytest.fixture(scope="module")
+def tiny_bert():
+    torch.manual_seed(10)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=32)
+    model = BertForSequenceClassification(config).eval()
+    ids = torch.randint(5, 50, (2, 4))
+    batch = {"input_ids": ids, "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]),
+             "token_type_ids": torch.zeros_like(ids)}
+    return model, batch
+
+
+def test_adaptor_hands_out_the_models_own_projections(tiny_bert):
+    model, batch = tiny_bert
+    with torch.no_grad():
+        set_attention(model, Needs(qkv=True))
+        rec_ = forward_record(model, batch, Needs(hidden=True, attention=True, qkv=True))
+        set_attention(model, Needs())
+        plain = forward_record(model, batch, Needs())
+    b, s, heads, d = 2, 4, 4, 4
+    assert len(rec_.qkv) == 2 and len(rec_.attention_scores) == 2
+    for layer in range(2):
+        attn = model.bert.encoder.layer[layer].attention.self
+        x = rec_.hidden_states[layer]
+        with torch.no_grad():
+            want = [proj(x).view(b, s, heads, d).transpose(1, 2) for proj in (attn.query, attn.key, attn.value)]
+        for got, ref in zip(rec_.qkv[layer], want, strict=True):
+            assert got.shape == (b, heads, s, d)
+            assert_close(got, ref, rtol=1e-5, atol=1e-6)
+        q, k, _ = want
+        assert_close(rec_.attention_scores[layer], q @ k.transpose(-1, -2) / math.sqrt(d), rtol=1e-5, atol=1e-6)
+    assert_close(rec_.logits, plain.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_adaptor_qkv_without_parts_attention_raises(tiny_bert):
+    model, batch = tiny_bert
+    set_attention(model, Needs(attention=True))
+    with torch.no_grad(), raises_with(RuntimeError, "set_attention"):
+        forward_record(model, batch, Needs(hidden=True, attention=True, qkv=True))
