@@ -1,9 +1,15 @@
+"""distill/loaders.py: reading GLUE, generic CSV/TSV and the packaged tweets into labelled splits, and the data
+errors (file, line, column, label) a bad file is refused with."""
+
 from collections import Counter
 
 import pytest
 
 from distill.config import TaskConfig
 from distill.loaders import DataError, load_csv, load_glue, load_task, load_tweets
+
+from .helpers import assert_facts, raises_with
+from .test_cli_errors import refused, smoke_with
 
 
 def tsv(path, lines):
@@ -53,21 +59,21 @@ def test_glue_stsb_is_regression(tmp_path):
 def test_malformed_rows_name_file_and_line(tmp_path):
     tsv(tmp_path / "train.tsv", [["sentence", "label"], ["ok", "1"], ["missing label"]])
     tsv(tmp_path / "dev.tsv", [["sentence", "label"], ["ok", "1"]])
-    with pytest.raises(DataError, match=r"train.tsv:3: expected at least 2 fields"):
+    with raises_with(DataError, "train.tsv:3", "at least 2 fields"):
         load_glue("sst2", tmp_path)
     tsv(tmp_path / "train.tsv", [["sentence", "label"], ["ok", "positive"]])
-    with pytest.raises(DataError, match=r"train.tsv:2: unknown label 'positive'; expected one of \['0', '1'\]"):
+    with raises_with(DataError, "train.tsv:2", "unknown label", "'positive'", "['0', '1']"):
         load_glue("sst2", tmp_path)
     tsv(tmp_path / "train.tsv", [["sentence", "label"], ["  ", "1"]])
-    with pytest.raises(DataError, match=r"train.tsv:2: empty text"):
+    with raises_with(DataError, "train.tsv:2", "empty text"):
         load_glue("sst2", tmp_path)
     (tmp_path / "train.tsv").write_bytes(b"sentence\tlabel\nfine\t1\nbad \xff byte\t0\n")
-    with pytest.raises(DataError, match=r"train.tsv:3: bytes that are not UTF-8"):
+    with raises_with(DataError, "train.tsv:3", "UTF-8"):
         load_glue("sst2", tmp_path)
     tsv(tmp_path / "train.tsv", [["text", "label"], ["ok", "1"]])
-    with pytest.raises(DataError, match=r"train.tsv:1: no column 'sentence'"):
+    with raises_with(DataError, "train.tsv:1", "no column", "'sentence'"):
         load_glue("sst2", tmp_path)
-    with pytest.raises(DataError, match="not found"):
+    with raises_with(DataError, "not found", str(tmp_path / "missing")):
         load_glue("sst2", tmp_path / "missing")
 
 
@@ -87,7 +93,7 @@ def test_generic_csv_pair_with_declared_labels(tmp_path):
     (tmp_path / "dev.csv").write_text("q1,q2,y\nf,g,same\n", encoding="utf-8")
     cfg = TaskConfig(name="pairs", source="csv", path=str(tmp_path), train_file="train.csv", dev_file="dev.csv",
                      text_columns=["q1", "q2"], label_column="y", labels=["diff", "dup"])
-    with pytest.raises(DataError, match=r"dev.csv:2: unknown label 'same'"):
+    with raises_with(DataError, "dev.csv:2", "unknown label", "'same'"):
         load_csv(cfg)
     (tmp_path / "dev.csv").write_text("q1,q2,y\nf,g,dup\n", encoding="utf-8")
     task = load_csv(cfg)
@@ -112,3 +118,60 @@ def test_limits_subsample_deterministically():
     t1, t2 = load_task(cfg), load_task(cfg)
     assert [len(t1.splits[s]) for s in ("train", "dev", "test")] == [50, 20, 10]
     assert [e.id for e in t1.splits["train"]] == [e.id for e in t2.splits["train"]]
+
+
+# Through the command line (`distill augment` loads the task first): a task folder whose train.tsv (or dev.tsv) is
+# missing, malformed or undecodable is refused naming the file and line.
+def data_folder(tmp_path, rows: list[str], name="train.tsv", raw: bytes | None = None):
+    d = tmp_path / "data"
+    d.mkdir(exist_ok=True)
+    (d / name).write_bytes(raw if raw is not None else ("\n".join(rows) + "\n").encode())
+    return d
+
+
+def csv_task(data) -> str:
+    return f"task: {{name: mine, source: csv, path: {data}, train_file: train.tsv, dev_file: dev.tsv}}\n"
+
+
+GOOD_ROWS = ["text\tlabel", "a fine day\tpos", "a bad day\tneg"]
+
+# name -> (train rows or bytes or None for no file, dev rows or None for good ones, facts the error carries)
+DATA_CASES = {
+    "missing file": (None, None, ["data file", "not found", "data/train.tsv"]),
+    "wrong columns": (["sentence\tlabel", "a\tpos"], None, ["train.tsv:1", "no column", "'text'",
+                                                          "['sentence', 'label']"]),
+    "unknown label": (["text\tlabel", "a\tpos"], ["text\tlabel", "b\tmaybe"],
+                      ["dev.tsv:2", "unknown label", "'maybe'", "['pos']"]),
+    "empty text": (["text\tlabel", "a\tpos", " \tpos"], None, ["train.tsv:3", "empty text", "'text'"]),
+    "non-UTF8 bytes": (b"text\tlabel\na\tpos\n\xff\xfe bad\tpos\n", None, ["train.tsv:3", "UTF-8"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CASES))
+def test_data_errors(case, tmp_path, capsys):
+    train, dev, facts = DATA_CASES[case]
+    if train is None:
+        data = tmp_path / "data"
+        data.mkdir()
+    elif isinstance(train, bytes):
+        data = data_folder(tmp_path, [], raw=train)
+    else:
+        data = data_folder(tmp_path, train)
+    if dev is not None or train is not None:
+        data_folder(tmp_path, dev or GOOD_ROWS, "dev.tsv")
+    f = smoke_with(tmp_path, csv_task(data), "bad.yaml")
+    err = refused(["augment", str(f)], capsys)
+    assert_facts(err, *facts)
+
+
+def test_a_one_megabyte_line_loads_and_is_truncated(tmp_path):
+    from distill.encoded import encode_examples
+    from distill.teachers.load import load_tokenizer
+
+    long = " ".join(["word"] * 200_000)  # 1 MB of text on one line
+    data = data_folder(tmp_path, ["text\tlabel", f"{long}\tpos", "short\tneg"])
+    data_folder(tmp_path, GOOD_ROWS, "dev.tsv")
+    task = load_task(TaskConfig(name="mine", source="csv", path=str(data)))
+    assert len(task.splits["train"][0].text_a) == len(long)
+    ds = encode_examples(task.splits["train"], load_tokenizer("packaged:all-minilm-l6-v2"), 64, False)
+    assert ds.lengths()[0] == 64

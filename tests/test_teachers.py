@@ -1,5 +1,5 @@
-"""The teachers wing: names resolve without training, fine-tuning keeps its best epoch (and is cached), and the
-teacher-logit cache holds the teacher's logits in dataset order, computed once."""
+"""The teachers wing (teachers/): names resolve without training, fine-tuning keeps its best epoch (cached), the
+logit cache holds the teacher's logits in order, once; a missing checkpoint or mismatched tokenizer is refused."""
 
 import pytest
 import torch
@@ -17,7 +17,8 @@ from distill.loaders import load_task
 from distill.teachers.finetune import prepare_teacher, teacher_key
 from distill.teachers.load import CheckpointError, load_bert_config, load_tokenizer, random_bert, resolve
 
-from .helpers import SMOKE, quiet
+from .helpers import SMOKE, assert_facts, quiet, raises_with, tiny_bert_config
+from .test_cli_errors import refused, smoke_with
 
 ADAPTED = "adapted:packaged:all-minilm-l6-v2"
 
@@ -30,7 +31,8 @@ def fresh_cache(tmp_path, monkeypatch):
 
 def test_looking_up_an_adapted_name_never_trains(fresh_cache, monkeypatch):
     monkeypatch.setattr(distill.teachers.mlm_adapt, "adapt_encoder", lambda *a, **k: pytest.fail("a lookup trained"))
-    with pytest.raises(CheckpointError, match="has not been built yet.*distill adapt-mlm"):
+    with raises_with(CheckpointError, repr(ADAPTED), "not been built", str(fresh_cache / "mlm"),
+                     "distill adapt-mlm --encoder packaged:all-minilm-l6-v2"):
         resolve(ADAPTED)
     # Its tokenizer and shape are its encoder's, so configs check before it exists.
     assert load_bert_config(ADAPTED).num_hidden_layers == 6
@@ -116,3 +118,26 @@ def test_logit_cache_holds_the_teachers_logits_in_order_and_is_computed_once(smo
     assert said == [f"teacher logits: reusing {path}"]
     # Another teacher or other data: another file.
     assert teacher_logits.logits_path("t2", ds) != path != teacher_logits.logits_path("t1", datasets["test"])
+
+
+def test_missing_checkpoint_and_mismatched_tokenizer(tmp_path, capsys):
+    f = smoke_with(tmp_path, f"teacher: {{checkpoint: {tmp_path / 'nowhere'}, random: null, tokenizer: null}}\n",
+                   "bad.yaml")
+    err = refused(["run", str(f), "--out", str(tmp_path / "r1")], capsys)
+    assert_facts(err, str(tmp_path / "nowhere"))
+    # A 64-word tokenizer folder for a teacher whose embeddings have 30522 rows: refused, naming both sizes.
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                                        [f"w{i}" for i in range(59)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
+    fast.save_pretrained(tmp_path / "tok")
+    tiny_bert_config(vocab_size=64).save_pretrained(tmp_path / "tok")  # another model's folder
+    f = smoke_with(tmp_path, f"teacher: {{checkpoint: packaged:all-minilm-l6-v2, random: null, tokenizer: "
+                             f"{tmp_path / 'tok'}}}\n", "tok.yaml")
+    err = refused(["run", str(f), "--out", str(tmp_path / "r2")], capsys)
+    assert_facts(err, "tokenizer", str(tmp_path / "tok"), "64", "30522", "does not match")
