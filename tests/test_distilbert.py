@@ -74,3 +74,18 @@ def test_task_student_from_a_fine_tuned_teacher():
     assert s.config.n_layers == 2 and s.config.num_labels == 3
     ours, theirs = s.distilbert.transformer.layer[1].ffn.lin2, t.bert.encoder.layer[3].output.dense
     torch.testing.assert_close(ours.weight, theirs.weight)
+
+
+def test_the_plan_names_the_teacher_layers_that_will_be_copied():
+    from distill.student_registry import get_student
+
+    twelve = tiny_bert_config(num_hidden_layers=12)
+    student = get_student("distilbert")
+    cfg = student.config(kind="distilbert", init="teacher")
+    # `distill check` says what `build` will copy: DistilBERT's own choice for 6 of 12, or the layers given.
+    assert student.plan(cfg, twelve).text.endswith("init from the teacher's layers [1, 3, 5, 8, 10, 12]")
+    cfg.init_layers = [2, 4, 6, 8, 10, 12]
+    assert student.plan(cfg, twelve).text.endswith("[2, 4, 6, 8, 10, 12]")
+    tiny = get_student("tinybert")
+    assert tiny.plan(tiny.config(kind="tinybert", init="teacher", layers=4), twelve).text.endswith(
+        "init from the teacher's layers [3, 6, 9, 12]")
