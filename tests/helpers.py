@@ -38,3 +38,24 @@ def raises_with(exc_type: type[BaseException], *facts: str) -> Iterator[pytest.E
     with pytest.raises(exc_type) as info:
         yield info
     assert_facts(str(info.value), *facts)
+
+
+def write_file(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text(body)
+    return path
+
+
+def smoke_with(folder: Path, body: str, name: str = "cfg.yaml") -> Path:
+    """A config that extends the smoke experiment with `body`."""
+    return write_file(folder, name, f"extends: {SMOKE}\n{body}")
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """Runs the command line, which must refuse (exit 2); returns its stderr."""
+    from distill.lab.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    return err

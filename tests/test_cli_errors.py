@@ -7,27 +7,7 @@ import pytest
 
 from distill.lab.cli import main
 
-from .helpers import SMOKE, assert_facts, raises_with
-
-
-def _write(tmp_path, name: str, body: str):
-    f = tmp_path / name
-    f.write_text(body)
-    return f
-
-
-def smoke_with(tmp_path, body: str, name: str = "cfg.yaml"):
-    """A config that extends the smoke experiment with `body`."""
-    return _write(tmp_path, name, f"extends: {SMOKE}\n{body}")
-
-
-def refused(argv, capsys) -> str:
-    """Runs the command line, which must refuse (exit 2); returns its stderr."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    return err
-
+from .helpers import SMOKE, assert_facts, raises_with, refused, smoke_with, write_file
 
 DISTILBERT_1_99 = ("student: {kind: distilbert, init: teacher, layers: 2, hidden: null, heads: null, ffn: null, "
                    "init_layers: [1, 99]}\n")
@@ -44,7 +24,7 @@ CASES = {
     "augment shards without index": (lambda t: ["augment", str(SMOKE), "--num-shards", "2"],
                                      ["--num-shards", "--shard-index", "together"]),
     "config file not found": (lambda t: ["check", str(t / "none.yaml")], ["config file", "not found", "none.yaml"]),
-    "invalid YAML": (lambda t: ["check", str(_write(t, "bad.yaml", "name: [unclosed\nseed: 1\n"))],
+    "invalid YAML": (lambda t: ["check", str(write_file(t, "bad.yaml", "name: [unclosed\nseed: 1\n"))],
                      ["bad.yaml:2", "not valid YAML"]),
     "unknown key": (lambda t: ["check", str(SMOKE), "--set", "train.lenght_grouped=true"],
                     ["`train.lenght_grouped`", "length_grouped"]),

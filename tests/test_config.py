@@ -6,8 +6,7 @@ import pytest
 from distill.config import ConfigError, apply_override, load_config
 from distill.losses import LossError
 
-from .helpers import ROOT, assert_facts, raises_with
-from .test_cli_errors import refused, smoke_with
+from .helpers import ROOT, assert_facts, raises_with, refused, smoke_with
 
 
 def write(path, text):

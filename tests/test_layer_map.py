@@ -3,8 +3,7 @@ without a projection) a run is refused with before it writes anything."""
 
 from distill.layer_map import LayerMapError, layer_map
 
-from .helpers import assert_facts, raises_with
-from .test_cli_errors import refused, smoke_with
+from .helpers import assert_facts, raises_with, refused, smoke_with
 
 
 def test_uniform_matches_tinybert_g_m_equals_m_times_n_over_m():

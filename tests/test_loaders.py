@@ -8,8 +8,7 @@ import pytest
 from distill.config import TaskConfig
 from distill.loaders import DataError, load_csv, load_glue, load_task, load_tweets
 
-from .helpers import assert_facts, raises_with
-from .test_cli_errors import refused, smoke_with
+from .helpers import assert_facts, raises_with, refused, smoke_with
 
 
 def tsv(path, lines):

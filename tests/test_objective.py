@@ -54,6 +54,12 @@ def test_objectives_union_their_terms_needs():
     assert Objective({"hard_ce": 1.0}).needs == Needs() and Objective({"hard_ce": 1.0}).teacher_needs() == {}
 
 
+
+def test_a_parameter_of_the_wrong_type_is_no_need_and_reaches_the_losss_own_check():
+    # A list where a word is meant (`positions: [all]`) raised TypeError (unhashable) from the needs lookup,
+    # a traceback from `distill check`; it needs nothing and the loss's own check refuses it.
+    assert Objective({"kl_div": {"positions": ["all"]}}).needs == Needs()
+
 def test_a_logits_only_stage_computes_no_hidden_states_or_attention():
     torch.manual_seed(0)
     student, teacher = (DistillModule(BertForSequenceClassification(tiny_bert_config())) for _ in range(2))

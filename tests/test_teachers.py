@@ -17,8 +17,7 @@ from distill.loaders import load_task
 from distill.teachers.finetune import prepare_teacher, teacher_key
 from distill.teachers.load import CheckpointError, load_bert_config, load_tokenizer, random_bert, resolve
 
-from .helpers import SMOKE, assert_facts, quiet, raises_with, tiny_bert_config
-from .test_cli_errors import refused, smoke_with
+from .helpers import SMOKE, assert_facts, quiet, raises_with, refused, smoke_with, tiny_bert_config
 
 ADAPTED = "adapted:packaged:all-minilm-l6-v2"
 
