@@ -18,7 +18,6 @@ layer; DistilBERT's default for 12 teacher layers is 1, 3, 5, 8, 10, 12, i.e. 0,
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -27,33 +26,13 @@ from transformers import BertConfig, DistilBertConfig, DistilBertForMaskedLM, Di
 
 from distill.student_registry import register_student
 from distill.students.common import check_layer_copy
-from distill.students.hf import TransformerConfig, TransformerStudent
+from distill.students.hf import STARTS, TransformerConfig, TransformerStudent
 from distill.teachers.load import resolve
 
 
 @dataclass
 class DistilBertStudentConfig(TransformerConfig):
     """`student.kind: distilbert`: the teacher's width, heads and feed-forward width, fewer layers."""
-
-
-@register_student("distilbert", config=DistilBertStudentConfig)
-class DistilBert(TransformerStudent):
-    folder_types = ("distilbert",)
-
-    def planned_shape(self, cfg: DistilBertStudentConfig, teacher_config) -> tuple[int, int]:
-        return planned_shape(cfg, teacher_config)
-
-    def copied_layers(self, cfg: DistilBertStudentConfig, teacher_config, layers: int) -> list[int]:
-        return cfg.init_layers or default_layers(teacher_config.num_hidden_layers, layers)
-
-    def build(self, cfg: DistilBertStudentConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
-              pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
-        return build_distilbert(cfg, teacher, seed, masked_lm=masked_lm)
-
-    def random(self, fields: dict, num_labels: int, vocab: int) -> nn.Module:
-        return DistilBertForSequenceClassification(DistilBertConfig(
-            vocab_size=vocab, n_layers=fields["layers"], dim=fields["hidden"], n_heads=fields["heads"],
-            hidden_dim=fields["ffn"], num_labels=num_labels))
 
 
 def default_layers(n_teacher: int, n_student: int) -> list[int]:
@@ -120,7 +99,7 @@ def planned_shape(cfg: DistilBertStudentConfig, teacher_config: BertConfig) -> t
 def build_distilbert(cfg: DistilBertStudentConfig, teacher: nn.Module, seed: int, masked_lm: bool = False) -> nn.Module:
     """A DistilBERT for the teacher's task (or a masked LM for general distillation)."""
     tc = _bert(teacher).config
-    if cfg.init not in ("scratch", "teacher"):
+    if cfg.init not in STARTS:
         cls = DistilBertForMaskedLM if masked_lm else DistilBertForSequenceClassification
         labels = teacher.config
         extra = {} if masked_lm else {"num_labels": labels.num_labels, "id2label": dict(labels.id2label),
@@ -138,3 +117,19 @@ def build_distilbert(cfg: DistilBertStudentConfig, teacher: nn.Module, seed: int
     if cfg.init == "teacher":
         init_from_bert(model, teacher, cfg.init_layers or default_layers(tc.num_hidden_layers, n))
     return model
+
+
+@register_student("distilbert", config=DistilBertStudentConfig)
+class DistilBert(TransformerStudent):
+    folder_types = ("distilbert",)
+
+    planned_shape = staticmethod(planned_shape)
+    make = staticmethod(build_distilbert)
+
+    def copied_layers(self, cfg: DistilBertStudentConfig, teacher_config, layers: int) -> list[int]:
+        return cfg.init_layers or default_layers(teacher_config.num_hidden_layers, layers)
+
+    def random(self, fields: dict, num_labels: int, vocab: int) -> nn.Module:
+        return DistilBertForSequenceClassification(DistilBertConfig(
+            vocab_size=vocab, n_layers=fields["layers"], dim=fields["hidden"], n_heads=fields["heads"],
+            hidden_dim=fields["ffn"], num_labels=num_labels))

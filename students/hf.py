@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 from abc import abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,15 @@ class TransformerStudent(Student):
     def planned_shape(self, cfg: TransformerConfig, teacher_config) -> tuple[int, int]:
         """(layers, hidden) of a student built from scratch or from teacher layers, with the checks needing no
         weights."""
+
+    @abstractmethod
+    def make(self, cfg: TransformerConfig, teacher: nn.Module, seed: int, masked_lm: bool = False) -> nn.Module:
+        """The classifier (or masked LM) for `init` scratch, teacher or a checkpoint; transformers build their own
+        vocabulary from none of the texts `build` is given."""
+
+    def build(self, cfg: TransformerConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
+              pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
+        return self.make(cfg, teacher, seed, masked_lm=masked_lm)
 
     @abstractmethod
     def copied_layers(self, cfg: TransformerConfig, teacher_config, layers: int) -> list[int]:

@@ -13,7 +13,6 @@ that general distillation trains (its folder is then a valid `student.init` for 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +22,7 @@ from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassificat
 from distill.layer_map import layer_map
 from distill.student_registry import register_student
 from distill.students.common import StudentError, check_layer_copy
-from distill.students.hf import TransformerConfig, TransformerStudent
+from distill.students.hf import STARTS, TransformerConfig, TransformerStudent
 from distill.teachers.load import load_classifier, resolve
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -43,30 +42,6 @@ class TinyBertStudentConfig(TransformerConfig):
     hidden: int | None = None
     heads: int | None = None
     ffn: int | None = None
-
-
-@register_student("tinybert", config=TinyBertStudentConfig)
-class TinyBert(TransformerStudent):
-    folder_types = ("bert",)
-
-    def planned_shape(self, cfg: TinyBertStudentConfig, teacher_config) -> tuple[int, int]:
-        return planned_shape(cfg, teacher_config)
-
-    def copied_layers(self, cfg: TinyBertStudentConfig, teacher_config, layers: int) -> list[int]:
-        return _init_layers(cfg, {"layers": layers}, teacher_config)
-
-    def shape_name(self, cfg: TinyBertStudentConfig) -> str:
-        return self.name + (f" {cfg.preset}" if cfg.preset else "")
-
-    def build(self, cfg: TinyBertStudentConfig, teacher: nn.Module, seed: int, texts: Iterable[str] | None = None,
-              pair: bool = False, masked_lm: bool = False, other_texts: Iterable[str] | None = None) -> nn.Module:
-        return build_tinybert(cfg, teacher, seed, masked_lm=masked_lm)
-
-    def random(self, fields: dict, num_labels: int, vocab: int) -> nn.Module:
-        return BertForSequenceClassification(BertConfig(
-            vocab_size=vocab, num_hidden_layers=fields["layers"], hidden_size=fields["hidden"],
-            num_attention_heads=fields["heads"], intermediate_size=fields["ffn"], num_labels=num_labels,
-            attn_implementation="sdpa"))
 
 
 def student_shape(cfg: TinyBertStudentConfig, teacher_config: BertConfig) -> dict[str, int]:
@@ -98,7 +73,7 @@ def planned_shape(cfg: TinyBertStudentConfig, teacher_config: BertConfig) -> tup
 def build_tinybert(cfg: TinyBertStudentConfig, teacher, seed: int, masked_lm: bool = False):
     """A classifier for the teacher's labels, or (`masked_lm`) a masked LM for general distillation."""
     tc = teacher.config
-    if cfg.init not in ("scratch", "teacher"):
+    if cfg.init not in STARTS:
         if masked_lm:
             return BertForMaskedLM.from_pretrained(resolve(cfg.init), attn_implementation="sdpa")
         return _from_folder(cfg.init, tc)
@@ -153,3 +128,23 @@ def _from_folder(folder: str, teacher_config: BertConfig):
                            f"teacher {teacher_config.vocab_size}: they must share the tokenizer")
     student.config = copy.deepcopy(student.config)
     return student
+
+
+@register_student("tinybert", config=TinyBertStudentConfig)
+class TinyBert(TransformerStudent):
+    folder_types = ("bert",)
+
+    planned_shape = staticmethod(planned_shape)
+    make = staticmethod(build_tinybert)
+
+    def copied_layers(self, cfg: TinyBertStudentConfig, teacher_config, layers: int) -> list[int]:
+        return _init_layers(cfg, {"layers": layers}, teacher_config)
+
+    def shape_name(self, cfg: TinyBertStudentConfig) -> str:
+        return self.name + (f" {cfg.preset}" if cfg.preset else "")
+
+    def random(self, fields: dict, num_labels: int, vocab: int) -> nn.Module:
+        return BertForSequenceClassification(BertConfig(
+            vocab_size=vocab, num_hidden_layers=fields["layers"], hidden_size=fields["hidden"],
+            num_attention_heads=fields["heads"], intermediate_size=fields["ffn"], num_labels=num_labels,
+            attn_implementation="sdpa"))
