@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from distill.adaptor import Record
 from distill.errors import DistillError
 from distill.needs import Needs
-from distill.schedule import Schedule, parse_schedule
+from distill.schedule import Schedule, parse_schedule, subkey
 
 
 class LossError(DistillError):
@@ -121,11 +121,11 @@ def check_loss_spec(name: str, spec, where: str) -> tuple[float | Schedule, dict
     if not isinstance(spec, dict):
         raise LossError(f"{where}: expected a weight or a mapping with `weight` and parameters, got {spec!r}")
     params = dict(spec)
-    weight = parse_schedule(params.pop("weight", 1.0), f"{where}.weight")
+    weight = parse_schedule(params.pop("weight", 1.0), subkey(where, "weight"))
     teacher = params.pop("teacher", None)
     info = LOSSES[name]
     if teacher is not None and (not isinstance(teacher, str) or not info.uses_teacher):
-        raise LossError(f"{where}.teacher = {teacher!r}: expected the name of one of the run's teachers"
+        raise LossError(f"{subkey(where, 'teacher')} = {teacher!r}: expected the name of one of the run's teachers"
                         + ("" if info.uses_teacher else f" (and {name} reads no teacher)"))
     valid = info.params
     for key in params:
@@ -133,9 +133,9 @@ def check_loss_spec(name: str, spec, where: str) -> tuple[float | Schedule, dict
             allowed = ", ".join(["weight", *(["teacher"] if info.uses_teacher else []), *sorted(valid)])
             raise LossError(f"{where}: unknown parameter {key!r}; valid: {allowed}")
         if isinstance(valid[key], float):
-            params[key] = parse_schedule(params[key], f"{where}.{key}")
+            params[key] = parse_schedule(params[key], subkey(where, key))
         elif isinstance(params[key], dict):
-            raise LossError(f"{where}.{key} = {params[key]!r}: only the weight and numeric parameters (a "
+            raise LossError(f"{subkey(where, key)} = {params[key]!r}: only the weight and numeric parameters (a "
                             "temperature) take a schedule")
     return weight, params, teacher
 

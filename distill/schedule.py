@@ -35,6 +35,11 @@ class Schedule:
         return self.end + (self.start - self.end) * (1 + math.cos(math.pi * f)) / 2
 
 
+def subkey(where: str, key: str) -> str:
+    """`where` extended by `.key`, inside its closing backtick when it has one (`stages.1.losses.x.weight`)."""
+    return f"{where[:-1]}.{key}`" if where.endswith("`") else f"{where}.{key}"
+
+
 def parse_schedule(value: object, where: str) -> float | Schedule:
     """A number, or a mapping {schedule, from, to} ({schedule: constant, value}); errors name `where`."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -44,7 +49,7 @@ def parse_schedule(value: object, where: str) -> float | Schedule:
                             "{schedule: linear, from: 1.0, to: 0.0}")
     kind = value.get("schedule")
     if kind not in KINDS:
-        raise ScheduleError(f"{where}.schedule = {kind!r}: expected one of {', '.join(KINDS)}")
+        raise ScheduleError(f"{subkey(where, 'schedule')} = {kind!r}: expected one of {', '.join(KINDS)}")
     keys = ("schedule", "value") if kind == "constant" else ("schedule", "from", "to")
     for key in value:
         if key not in keys:
@@ -53,7 +58,7 @@ def parse_schedule(value: object, where: str) -> float | Schedule:
     for key in keys[1:]:
         v = value.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ScheduleError(f"{where}.{key} = {v!r}: expected a number")
+            raise ScheduleError(f"{subkey(where, key)} = {v!r}: expected a number")
         numbers.append(float(v))
     return Schedule(kind, numbers[0], numbers[-1])
 

@@ -68,10 +68,10 @@ def test_objective_reads_weight_and_temperature_at_the_stage_fraction():
 
 
 def test_config_refuses_a_bad_schedule_with_its_dotted_key():
-    with raises_with(ScheduleError, "stages.1.losses.soft_cross_entropy", ".weight.schedule", "'step'",
+    with raises_with(ScheduleError, "`stages.1.losses.soft_cross_entropy.weight.schedule`", "'step'",
                      "constant, linear, cosine"):
         load_config(SMOKE, ["stages.1.losses.soft_cross_entropy.weight={schedule: step, from: 1, to: 0}"])
-    with raises_with(ScheduleError, "stages.1.losses.soft_cross_entropy", ".temperature.from", "'hot'", "a number"):
+    with raises_with(ScheduleError, "`stages.1.losses.soft_cross_entropy.temperature.from`", "'hot'", "a number"):
         load_config(SMOKE, ["stages.1.losses.soft_cross_entropy.temperature={schedule: linear, from: hot, to: 1}"])
 
 
