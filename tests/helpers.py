@@ -59,3 +59,8 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     err = capsys.readouterr().err
     assert code == 2, err
     return err
+
+
+def set_flags(overrides: list[str]) -> list[str]:
+    """`--set` before each override, as the command line takes them."""
+    return [arg for o in overrides for arg in ("--set", o)]

@@ -16,18 +16,14 @@ import pytest
 from distill.config import load_config, load_raw
 from distill.lab.cli import main
 
-from .helpers import ROOT, assert_facts
+from .helpers import ROOT, assert_facts, set_flags
 from .standins import HUB
 
 EXPERIMENTS = ROOT / "experiments"
 CONFIGS = sorted(EXPERIMENTS.rglob("*.yaml"))
 
-def _set(overrides: list[str]) -> list[str]:
-    return [arg for o in overrides for arg in ("--set", o)]
-
-
 def check(config: Path, overrides: list[str], capsys, *extra: str) -> tuple[int, str, str]:
-    code = main(["check", str(config), "--no-estimate", *_set(overrides), *extra])
+    code = main(["check", str(config), "--no-estimate", *set_flags(overrides), *extra])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -30,7 +30,7 @@ import pytest
 from distill.config import ExperimentConfig, deep_merge, from_dict, load_config, load_raw, yaml_load
 from distill.lab.cli import build_parser, main
 
-from .helpers import ROOT, raises_with
+from .helpers import ROOT, raises_with, set_flags
 
 # The manual's hand-written pages are read like the READMEs; docs/reference/ is generated from the code (and built
 # and checked by tests/test_docs.py), so it is not among them.
@@ -209,12 +209,8 @@ def parse(tokens: list[str], where: str, capsys):
 def quickstart_run(tmp_path_factory):
     """`runs/quickstart/<run>` of the examples: the demo's config, shrunk."""
     out = tmp_path_factory.mktemp("readme") / "quickstart"
-    assert main(["run", str(QUICKSTART), "--out", str(out), *_set(SMALL)]) == 0
+    assert main(["run", str(QUICKSTART), "--out", str(out), *set_flags(SMALL)]) == 0
     return out
-
-
-def _set(overrides: list[str]) -> list[str]:
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 def substitute(tokens: list[str], run: Path, tmp: Path) -> list[str]:
@@ -247,7 +243,7 @@ def run_distill(tokens: list[str], where: str, note: str, request, capsys, tmp_p
             assert len(re.findall(r"^  (missing|finished|unfinished|failed) ", out, re.M)) >= len(configs), out
             return
         extra = standins.overrides(ROOT / args.config, args.set)
-        code = main(["check", str(ROOT / args.config), *_set(args.set + extra), "--no-estimate"])
+        code = main(["check", str(ROOT / args.config), *set_flags(args.set + extra), "--no-estimate"])
         out, err = capsys.readouterr()
         assert code == 0 and "stage 1/" in out, f"{where}: distill check: {err.strip()[-2000:]}"
         return
@@ -278,7 +274,7 @@ def run_sweep(tokens, args, where, note, tmp_path, capsys):
     out_root = tmp_path / "sweep"
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     plans = expand(ROOT / args.configs[0], [*args.set, *SMALL], out_root, parse_grid(args.grid), seeds)
-    code = main([*tokens, *_set(SMALL), "--out", str(out_root)])
+    code = main([*tokens, *set_flags(SMALL), "--out", str(out_root)])
     out, err = capsys.readouterr()
     assert code == 0, f"{where}: {err.strip()[-2000:]}"
     assert all(run_state(p.out) == FINISHED for p in plans), f"{where}: not every run finished:\n{out}"
