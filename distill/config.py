@@ -528,7 +528,7 @@ def _carried(student: Any, kind: Any) -> dict:
         old, new = get_student(_kind(student)).config, get_student(kind).config
     except StudentError:
         return {}  # the unknown kind is refused, with the registered ones, when the section is built
-    shared = next(c for c in new.__mro__ if isinstance(old, type) and issubclass(old, c))
+    shared = next(c for c in new.__mro__ if issubclass(old, c))  # the deepest section both derive from
     if shared is StudentConfig or not dataclasses.is_dataclass(shared):
         return {}  # `init` of a transformer (a checkpoint) and of a BiLSTM are different things
     names = {f.name for f in dataclasses.fields(shared)} - {"kind"}
