@@ -10,7 +10,12 @@ class Example:
     id: str
     text_a: str
     text_b: str | None
-    label: int | float | None
+    # A class, a score, or (token classification) one tag index per word of `text_a`, whose words are separated
+    # by single spaces; None when unlabelled.
+    label: int | float | tuple[int, ...] | None
+    # Extractive QA: the gold answers as (text, character offset in `text_b`, the context); () for a question with
+    # no answer (SQuAD v2.0); None for other tasks.
+    answers: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,13 +71,20 @@ class TaskData:
     source_splits: dict[str, str] = field(default_factory=dict)
     # Splits cut by `task.*_limit`: role -> [examples kept, examples in the source].
     subsampled: dict[str, list[int]] = field(default_factory=dict)
+    # `distill.task_types`: sequence_classification (labels None: regression), token_classification (labels: the
+    # tags) or extractive_qa (labels None).
+    type: str = "sequence_classification"
+    # Token classification: the tag scheme (BIO, BIOES) when the tags mark entities, None for plain tags (POS).
+    scheme: str | None = None
 
     @property
     def is_regression(self) -> bool:
-        return self.labels is None
+        return self.labels is None and self.type == "sequence_classification"
 
     @property
     def num_labels(self) -> int:
+        if self.type == "extractive_qa":
+            return 2  # a start and an end score per token, as BertForQuestionAnswering's head
         return 1 if self.labels is None else len(self.labels)
 
     @property
