@@ -312,3 +312,17 @@ def test_papers_differences_follow_the_grid_point_of_the_reference(tmp_path):
     c = next(c for c in rep.papers if c.column == "dev macro_f1")
     assert c.variant == "no-td,lr=2"
     assert c.ours.delta == pytest.approx(np.mean([-0.05 + 0.002 * s for s in (1, 2, 3)]))
+
+
+def test_a_variant_named_by_many_differing_settings_gets_a_tensorboard_folder(tmp_path):
+    """Runs that differ in many settings are named by all of them (hundreds of characters); their TensorBoard folder
+    name is cut, with a digest of the whole name so that two long names stay apart, below the file system's limit."""
+    from distill.lab.report.plots import write_tensorboard
+
+    long_a, long_b = "x" * 300 + "=a", "x" * 300 + "=b"
+    for name in (long_a, long_b):
+        finished_run(tmp_path / "exp" / name[-1] / "seed1", name, 1, 0.8, 0.7)
+    rep = build(tmp_path / "exp")
+    folder = write_tensorboard(rep, tmp_path / "tb")
+    written = sorted(p.name for p in folder.iterdir())
+    assert len(written) == 2 and all(len(n) <= 120 for n in written)

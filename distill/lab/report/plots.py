@@ -3,6 +3,7 @@ runs' TensorBoard events, and one TensorBoard HParams row per variant."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import statistics
 from pathlib import Path
@@ -163,6 +164,15 @@ def _tag(column: str) -> str:
     return f"student_{split}_{metric}" if metric else column.replace(" ", "_")
 
 
+def _folder_name(name: str, limit: int = 100) -> str:
+    """A variant's name as a folder name: a variant named by every setting it changes can run past the file system's
+    255 bytes, so a long one is cut and told apart from others by a digest of the whole."""
+    safe = re.sub(r"[^\w.,=+-]", "_", name)
+    if len(safe) <= limit:
+        return safe
+    return f"{safe[:limit]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
 def write_tensorboard(rep: Report, folder: Path) -> Path:
     """One TensorBoard HParams row per variant (`<out>/tb/<variant>`) beside the per-run rows of a sweep: the
     mean over seeds under the runs' own metric tag, its 95% interval, and the difference from the reference
@@ -190,7 +200,7 @@ def write_tensorboard(rep: Report, folder: Path) -> Path:
                         final.update({f"hparam/{tag}_delta_low": d.low, f"hparam/{tag}_delta_high": d.high})
                     if d.p_holm is not None:
                         final[f"hparam/{tag}_p_holm"] = d.p_holm
-            writer = SummaryWriter(str(tmp / re.sub(r"[^\w.,=+-]", "_", row.name)))
+            writer = SummaryWriter(str(tmp / _folder_name(row.name)))
             writer.add_hparams({"variant": row.name, "summary": f"mean of {row.finished} seeds"}, final,
                                run_name=".")
             writer.close()
