@@ -65,8 +65,9 @@ class Record:
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attention_scores: tuple[torch.Tensor, ...] | None = None
     qkv: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...] | None = None
-    # A masked LM's logits are per token: `token_rows` (batch, seq) marks the positions whose rows they are, in
-    # row-major order. None for a classifier (one row per example).
+    # A masked LM's (or a token classifier's) logits are per token: `token_rows` (batch, seq) marks the positions
+    # whose rows they are, in row-major order. None for a classifier (one row per example) and a QA head (two rows
+    # per example, see `span_rows`).
     token_rows: torch.Tensor | None = None
     # Several teachers' (weight, logits), weights summing to 1; `logits` is then their weighted mean. Prediction
     # losses average the teachers' softened distributions from these.
@@ -144,7 +145,7 @@ def forward_record(model: nn.Module, batch: dict, needs: Needs) -> Record:
     states whatever is asked: its logits are computed from them).
 
     The model's attention implementation must already be chosen with `set_attention`."""
-    if not hasattr(model, "classifier"):
+    if not (hasattr(model, "classifier") or hasattr(model, "qa_outputs")):
         return _language_model_record(model, batch, needs)
     # DistilBERT has no token types.
     types = {"token_type_ids": batch.get("token_type_ids")} if getattr(model.config, "type_vocab_size", 0) else {}
@@ -156,6 +157,33 @@ def forward_record(model: nn.Module, batch: dict, needs: Needs) -> Record:
         output_attentions=needs.attention_maps,
         return_dict=True,
     )
-    return Record(logits=out.logits, attention_mask=batch["attention_mask"],
+    if hasattr(model, "qa_outputs"):
+        logits, rows = span_rows(out.start_logits, out.end_logits, batch["attention_mask"]), None
+    else:
+        logits, rows = head_rows(out.logits, batch)
+    return Record(logits=logits, attention_mask=batch["attention_mask"], token_rows=rows,
                   hidden_states=tuple(out.hidden_states) if needs.hidden else None,
                   **_attention_fields(out.attentions, needs))
+
+
+# Where a span's distribution over positions excludes padding: far below any score, finite so that a padded
+# position's 0 * (log 0 - log 0) stays 0 in a KL, and within half precision's range.
+MASKED_POSITION = -1e4
+
+
+def head_rows(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A classifier's rows: one per example, or for a token classifier (logits per token) one per word, at each
+    word's first piece (`batch["labels"]` is -100 elsewhere), in row-major order so that teacher and student rows
+    line up; and the positions they were taken from (None for one row per example)."""
+    if logits.dim() == 2:
+        return logits, None
+    rows = batch["labels"] != -100
+    return logits[rows], rows
+
+
+def span_rows(start: torch.Tensor, end: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """A QA head's scores as two rows per example, its start and end scores over the positions (2 * batch, seq),
+    padding masked: prediction losses then compare distributions over positions, as run_squad_w_distillation."""
+    both = torch.stack((start, end), dim=1)  # (batch, 2, seq): rows b*2 (start) and b*2 + 1 (end)
+    both = both.masked_fill(~attention_mask.bool()[:, None, :], MASKED_POSITION)
+    return both.reshape(-1, both.shape[-1])

@@ -57,9 +57,14 @@ class PadCollator:
         ids, lengths = pad_ids([it["input_ids"] for it in items], self.pad_id)
         types, _ = pad_ids([it["token_type_ids"] for it in items])
         mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+        tagged = isinstance(items[0]["labels"], np.ndarray)  # token classification: a tag per token, -100 padded
         batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask,
-                 "labels": torch.stack([it["labels"] for it in items]),
+                 "labels": pad_ids([it["labels"] for it in items], -100)[0] if tagged else
+                 torch.stack([it["labels"] for it in items]),
                  "index": torch.tensor([it["index"] for it in items])}
+        if tagged:  # where the batch's word rows lie among the dataset's (a teacher-logit cache's rows)
+            batch["rows"] = torch.from_numpy(np.concatenate(
+                [it["row_start"] + np.arange(int((it["labels"] != -100).sum())) for it in items]))
         for key in ("student_ids", "student_ids_b"):
             if key in items[0]:
                 batch[key], batch[key.replace("ids", "lengths")] = pad_ids([it[key] for it in items])

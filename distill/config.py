@@ -132,8 +132,10 @@ class TaskConfig:
     # GLUE task name (sst2, mnli, ...), `tweets`, or any name for `source: csv` / `source: hf`.
     name: str = "tweets"
     # `hf`: read with Hugging Face `datasets` (a hub name, a `save_to_disk` folder, or a folder of parquet / JSON
-    # lines / CSV files); `csv`: CSV, TSV or JSON lines files read by distillery itself.
-    source: Literal["packaged", "glue", "csv", "hf"] = "packaged"
+    # lines / CSV files); `csv`: CSV, TSV or JSON lines files read by distillery itself; `conll`: CoNLL-style files
+    # (one word and its tag per line, a blank line between sentences) for token classification; `squad`: SQuAD
+    # v1.1 / v2.0 JSON files for extractive QA. Packaged tasks: `tweets`, `brown-pos` (Brown corpus POS tags).
+    source: Literal["packaged", "glue", "csv", "hf", "conll", "squad"] = "packaged"
     path: str | None = None
     # `source: csv` only: file names inside `path`.
     train_file: str = "train.tsv"
@@ -153,8 +155,23 @@ class TaskConfig:
     # Label names in the order of the model's outputs; by default a ClassLabel feature's names, else the values
     # found in the training split, sorted (printed when a run starts).
     labels: list[str] | None = None
-    # `auto`: regression when the labels are non-integer numbers (a float feature for `source: hf`).
-    type: Literal["auto", "classification", "regression"] = "auto"
+    # `auto`: regression when the labels are non-integer numbers (a float feature for `source: hf`), token
+    # classification for `source: conll` and `brown-pos`, extractive QA for `source: squad`.
+    # `token_classification`: a tag per word (NER, POS); `extractive_qa`: an answer span in a context (SQuAD).
+    type: Literal["auto", "classification", "regression", "token_classification", "extractive_qa"] = "auto"
+    # `source: conll`: the 0-based columns of the word and the tag (negative counts from the end of the line).
+    word_column: int = 0
+    tag_column: int = -1
+    # `brown-pos`: `simplified` drops the title / headline / cited / foreign-word marks (np-tl -> np: 190 tags),
+    # `full` keeps Brown's 472 tags.
+    brown_tags: Literal["simplified", "full"] = "simplified"
+    # Extractive QA: windows of `max_length` tokens over long contexts, consecutive windows overlapping by
+    # `doc_stride` tokens (Hugging Face's run_qa.py, default 128); questions cut to `max_query_length` tokens.
+    doc_stride: int = 128
+    max_query_length: int = 64
+    # Answer post-processing (BERT's run_squad defaults): candidates per end and the longest answer, in tokens.
+    n_best: int = 20
+    max_answer_length: int = 30
     delimiter: str | None = None
     # Subsampling (seeded by split_seed) and truncation, to size runs for the hardware.
     max_length: int = 128
@@ -772,8 +789,9 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
             raise ConfigError(f"{src}: `stages.{i}.rho` = {stage.rho}: expected a number in (0, 1)")
     if cfg.teacher.checkpoint == "random" and (cfg.teacher.random is None or cfg.teacher.tokenizer is None):
         raise ConfigError(f"{src}: `teacher.checkpoint: random` needs `teacher.random` and `teacher.tokenizer`")
-    if cfg.task.source in ("glue", "csv", "hf") and not cfg.task.path:
+    if cfg.task.source in ("glue", "csv", "hf", "conll", "squad") and not cfg.task.path:
         raise ConfigError(f"{src}: `task.path` is required for `task.source: {cfg.task.source}`")
+    _check_task_type(cfg.task, src)
     a = cfg.augment
     for key, value in (("augment.tinybert.p_replace", a.tinybert.p_replace), ("augment.tang.p_mask", a.tang.p_mask),
                        ("augment.tang.p_pos", a.tang.p_pos), ("augment.tang.p_ng", a.tang.p_ng)):
@@ -816,6 +834,26 @@ def _check(cfg: ExperimentConfig, src: str) -> None:
         if getattr(cfg.task, key) and cfg.task.source != "hf":
             raise ConfigError(f"{src}: `task.{key}` is read only with `task.source: hf` (source is "
                               f"{cfg.task.source!r})")
+
+
+# The task types each source can give: a source that reads one kind of file refuses the others.
+SOURCE_TYPES = {"glue": ("auto", "classification", "regression"), "csv": ("auto", "classification", "regression"),
+                "conll": ("auto", "token_classification"), "squad": ("auto", "extractive_qa")}
+
+
+def _check_task_type(task: TaskConfig, src: str) -> None:
+    allowed = SOURCE_TYPES.get(task.source)
+    if allowed is not None and task.type not in allowed:
+        raise ConfigError(f"{src}: `task.type` = {task.type!r} with `task.source: {task.source}`: expected one of "
+                          f"{', '.join(allowed)}")
+    if task.source == "packaged" and task.name == "brown-pos" and task.type not in ("auto", "token_classification"):
+        raise ConfigError(f"{src}: `task.type` = {task.type!r}: the packaged `brown-pos` task is token classification")
+    for key in ("doc_stride", "max_query_length", "n_best", "max_answer_length"):
+        if getattr(task, key) < 1:
+            raise ConfigError(f"{src}: `task.{key}` = {getattr(task, key)}: expected a positive number of tokens")
+    if (task.type == "extractive_qa" or task.source == "squad") and task.doc_stride >= task.max_length:
+        raise ConfigError(f"{src}: `task.doc_stride` = {task.doc_stride} with `task.max_length` = {task.max_length}: "
+                          "the overlap between windows must be shorter than a window")
 
 
 def check_shard(num_shards: int | None, index: int | None) -> None:

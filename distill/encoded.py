@@ -9,6 +9,8 @@ are tokenised in chunks with the teacher's tokenizer (a progress bar shows the r
         offsets.npy          int64, example r is input_ids[offsets[r]:offsets[r + 1]]
         token_type_ids.bin   uint8, same offsets (sentence pairs only)
         labels.npy           int64 (-100: unlabelled) or float32 (regression; 0.0 when unlabelled)
+        tags.bin             int16, same offsets (token classification): each word's tag at its first piece,
+                             -100 at every other position, -1 at a word whose tag is unknown (an augmented word)
         example_ids.txt      one id per line, in order
         meta.json            counts, dtype, pad id, and the identity the teacher-logit cache is keyed by
 
@@ -60,6 +62,9 @@ class EncodedDataset(Dataset):
         self.types = (Ragged(self.folder / "token_type_ids.bin", self.ids.offsets, np.uint8)
                       if meta["pair"] else None)
         self.labels = torch.from_numpy(np.load(self.folder / "labels.npy"))
+        # Token classification: per-token tags beside the ids (the per-example `labels` then hold -100).
+        self.tags = Ragged(self.folder / "tags.bin", self.ids.offsets, np.int16) if meta.get("tags") else None
+        self._row_offsets: np.ndarray | None = None
         self.pad_id: int = meta["pad_id"]
         self.identity: str = meta["identity"]
         self.source = source  # streams the examples again (texts for a student's vocabulary); main process only
@@ -72,6 +77,17 @@ class EncodedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def row_offsets(self) -> np.ndarray:
+        """Where each example's rows of per-example outputs start (n + 1 offsets): one row per example, or for
+        token classification one per word that has a piece (its first), as `adaptor.head_rows` takes them."""
+        if self._row_offsets is None:
+            if self.tags is None:
+                self._row_offsets = np.arange(len(self) + 1, dtype=np.int64)
+            else:
+                marks = np.concatenate([[0], np.cumsum(self.tags.values != -100, dtype=np.int64)])
+                self._row_offsets = marks[self.ids.offsets]
+        return self._row_offsets
 
     def lengths(self) -> np.ndarray:
         return self.ids.lengths()
@@ -130,7 +146,9 @@ class EncodedDataset(Dataset):
         ids = self.ids.row(i)
         item = {"input_ids": ids,
                 "token_type_ids": self.types.row(i) if self.types is not None else np.zeros(len(ids), np.uint8),
-                "labels": self.labels[i], "index": i}
+                "labels": self.labels[i] if self.tags is None else self.tags.row(i), "index": i}
+        if self.tags is not None:
+            item["row_start"] = int(self.row_offsets()[i])
         if self.student is not None:
             item["student_ids"] = self.student[0].row(i)
             if self.student[1] is not None:
@@ -181,16 +199,24 @@ def build(folder: Path, examples: Iterable[Example], tokenizer, max_length: int,
                  disable=not progress) as bar:
         ids = RaggedWriter(tmp / "input_ids.bin", tmp / "offsets.npy", dtype)
         types = RaggedWriter(tmp / "token_type_ids.bin", tmp / "types.offsets.npy", np.uint8)
+        tags = RaggedWriter(tmp / "tags.bin", tmp / "tags.offsets.npy", np.int16)
+        tagged = None
         for part in chunks(examples):
+            tagged = _tagged(part, tagged)
             second = [ex.text_b for ex in part]
             has_b = any(t is not None for t in second)
-            enc = tokenizer([ex.text_a for ex in part], second if has_b else None, return_attention_mask=False,
-                            **tokenizer_kwargs(max_length))
+            if tagged:
+                enc = tokenizer([ex.text_a.split(" ") for ex in part], is_split_into_words=True,
+                                return_attention_mask=False, **tokenizer_kwargs(max_length))
+                tags.append([piece_tags(ex.label, enc.word_ids(r)) for r, ex in enumerate(part)])
+            else:
+                enc = tokenizer([ex.text_a for ex in part], second if has_b else None, return_attention_mask=False,
+                                **tokenizer_kwargs(max_length))
             ids.append(enc["input_ids"])
             types.append(enc.get("token_type_ids") or [np.zeros(len(x), np.uint8) for x in enc["input_ids"]])
             pair = pair or has_b
             tokens += sum(len(x) for x in enc["input_ids"])
-            labels.append(np.array([unlabelled if ex.label is None else ex.label for ex in part],
+            labels.append(np.array([unlabelled if ex.label is None or tagged else ex.label for ex in part],
                                    dtype=np.float32 if regression else np.int64))
             for ex in part:
                 digest.update(fingerprint_row(ex))
@@ -198,7 +224,11 @@ def build(folder: Path, examples: Iterable[Example], tokenizer, max_length: int,
             bar.update(len(part))
         n = ids.close()
         types.close()
+        tags.close()
         (tmp / "types.offsets.npy").unlink()  # the same offsets as the ids'
+        (tmp / "tags.offsets.npy").unlink()
+        if not tagged:
+            (tmp / "tags.bin").unlink()
         if not pair:
             (tmp / "token_type_ids.bin").unlink()
         np.save(tmp / "labels.npy", np.concatenate(labels) if labels else np.zeros(0, np.float32 if regression
@@ -208,6 +238,25 @@ def build(folder: Path, examples: Iterable[Example], tokenizer, max_length: int,
         identity = f"{digest.hexdigest()[:16]}:{tokenizer.name_or_path}:{len(tokenizer)}:{max_length}"
         write_json(tmp / "meta.json", {"format": FORMAT, "examples": n, "tokens": tokens, "pair": pair,
                                        "dtype": dtype.name, "pad_id": tokenizer.pad_token_id or 0,
-                                       "regression": regression, "max_length": max_length,
+                                       "regression": regression, "max_length": max_length, "tags": bool(tagged),
                                        "tokenizer": tokenizer.name_or_path, "identity": identity})
     log(f"encoded {what}: {n:,} examples, {tokens:,} tokens")
+
+
+def _tagged(part: list[Example], before: bool | None) -> bool:
+    """Whether a chunk holds tagged sentences (token classification: a tuple of tags per example), the same for
+    every example of a stream."""
+    kinds = {isinstance(ex.label, tuple) for ex in part}
+    if len(kinds) > 1 or (before is not None and kinds != {before}):
+        raise ValueError("a stream mixes tagged sentences (token classification) with other examples")
+    return kinds.pop()
+
+
+def piece_tags(tags: tuple[int, ...], word_ids: list[int | None]) -> list[int]:
+    """Each word's tag at its first word piece and -100 (ignored) at later pieces and special tokens, as Hugging
+    Face's token-classification examples align them; words cut off by truncation have no piece."""
+    out, previous = [], None
+    for w in word_ids:
+        out.append(-100 if w is None or w == previous else int(tags[w]))
+        previous = w
+    return out

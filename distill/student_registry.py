@@ -121,6 +121,8 @@ class Student(ABC):
     masked_lm: ClassVar[bool] = True
     # Exported as a Hugging Face transformers folder (the model card's `library_name`).
     library: ClassVar[str | None] = None
+    # The task types (`distill.task_types`) it has a head for; a run of another type is refused before it starts.
+    task_types: ClassVar[tuple[str, ...]] = ("sequence_classification",)
 
     # ---------------------------------------------------------------- training
 
@@ -197,6 +199,12 @@ class Student(ABC):
                encoding: InputEncoding) -> dict[str, torch.Tensor]:
         """One padded batch of the graph's inputs by name (see `graph`), encoded as the run encoded its data;
         `model` and `tokenizer` as `load` gave them (`Loaded.model`, `Loaded.tokenizer`)."""
+
+    def word_positions(self, model: nn.Module, tokenizer: Any, texts: list[str], encoding: InputEncoding
+                       ) -> list[list[int]]:
+        """Token classification: for each text (words separated by single spaces), the position in `encode`'s
+        output of each word that fits, whose logits give its tag."""
+        raise StudentError(f"a {self.name} student has no per-word head (token classification)")
 
     @abstractmethod
     def logits(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

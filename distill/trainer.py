@@ -28,7 +28,7 @@ from distill.checkpoint import Checkpointer, Progress
 from distill.config import StageConfig, TrainConfig
 from distill.encoded import EncodedDataset
 from distill.errors import DistillError
-from distill.losses import LossContext
+from distill.losses import LossContext, gold_rows
 from distill.needs import LOGITS_ONLY, Needs
 from distill.objective import Objective
 from distill.stage import Session, StageInputs
@@ -93,7 +93,8 @@ def teacher_records(teachers: dict[str, nn.Module], batch: dict, objective: Obje
     for name, needs in objective.teacher_needs().items():
         logits = (cached or {}).get(name)
         if logits is not None and not needs:
-            index = batch["index"].to(logits.device)
+            # The cache holds a row per example, or per word for token classification (the batch's `rows`).
+            index = batch.get("rows", batch["index"]).to(logits.device)
             out[name] = Record(logits=logits[index].to(batch["input_ids"].device),
                                attention_mask=batch["attention_mask"])
             continue
@@ -151,23 +152,48 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
                 sums[k] = sums.get(k, 0.0) + float(v)
             batches += 1
         if task is not None:
-            wanted = (rec.logits.float(), batch["labels"]) + ((batch["index"],) if keep is not None else ())
-            lg, gold, *index = accelerator.gather_for_metrics(wanted)
+            lg, gold, index = gather_rows(accelerator, rec.logits.float(), gold_rows(rec, batch), batch["index"],
+                                          rec.token_rows)
             logits.append(lg.cpu().numpy())
             golds.append(gold.cpu().numpy())
-            indices += [i.cpu().numpy() for i in index]
+            indices.append(index.cpu().numpy())
     module.train()
     if accelerator.num_processes > 1 and use_objective:
         # Each process saw its slice of every batch: average the per-process means (equal slices).
         keys = sorted(sums)
         total = accelerator.reduce(torch.tensor([sums[k] for k in keys], device=accelerator.device), "mean")
         sums = dict(zip(keys, total.tolist(), strict=True))
-    out = {} if task is None else task_metrics.compute(task.metrics, np.concatenate(logits), np.concatenate(golds),
-                                                       task.num_labels)
+    out = {} if task is None else task_metrics.compute_task(task, np.concatenate(logits), np.concatenate(golds),
+                                                            np.concatenate(indices))
     out.update({f"loss/{k}": v / max(batches, 1) for k, v in sums.items()})
     if keep is not None and task is not None:
         keep.update(logits=np.concatenate(logits), index=np.concatenate(indices))
     return out
+
+
+def gather_rows(accelerator: Accelerator, rows: torch.Tensor, gold: torch.Tensor | None, index: torch.Tensor,
+                token_rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """A batch's logits rows (and their gold labels) from every process, with each row's example index: one row per
+    example, or per word (`token_rows`, a token classifier's). `gather_for_metrics` drops the copies a last uneven
+    batch repeats by counting examples, so word rows travel padded per example and are unpadded after."""
+    if token_rows is None:
+        return accelerator.gather_for_metrics((rows, gold, index))
+    counts = token_rows.sum(1)
+    width = int(counts.max()) if len(counts) else 0
+    slots = torch.arange(width, device=counts.device)[None, :] < counts[:, None]
+    padded = rows.new_zeros((len(counts), width, *rows.shape[1:]))
+    padded[slots] = rows
+    gold_padded = None
+    if gold is not None:
+        gold_padded = gold.new_full((len(counts), width), -100)
+        gold_padded[slots] = gold
+    if accelerator.num_processes > 1:
+        padded = accelerator.pad_across_processes(padded, dim=1)
+        gold_padded = None if gold is None else accelerator.pad_across_processes(gold_padded, dim=1, pad_index=-100)
+    padded, gold_padded, index, counts = accelerator.gather_for_metrics((padded, gold_padded, index, counts))
+    slots = torch.arange(padded.shape[1], device=counts.device)[None, :] < counts[:, None]
+    return (padded[slots], None if gold_padded is None else gold_padded[slots],
+            index.to(counts.device).repeat_interleave(counts))
 
 
 def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
@@ -185,18 +211,24 @@ def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
             keep = {} if predictions is not None else None
             out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task, keep=keep)
             if keep is not None:
-                predictions[split] = in_dataset_order(keep["logits"], keep["index"], len(datasets[split]))
+                predictions[split] = in_dataset_order(keep["logits"], keep["index"], datasets[split].row_offsets())
     return out
 
 
-def in_dataset_order(logits: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
-    """`logits` rows (in a loader's order, e.g. length-grouped) moved to their examples' places in the dataset."""
-    # Every example exactly once: a missing or repeated row would silently pair logits with the wrong example.
-    if len(index) != n or len(np.unique(index)) != n:
-        raise DistillError(f"evaluation gave {len(index)} rows for {len(np.unique(index))} of {n} examples")
-    out = np.empty((n, logits.shape[-1]), dtype=np.float32)
-    out[index] = logits
-    return out
+def in_dataset_order(logits: np.ndarray, index: np.ndarray, row_offsets: np.ndarray) -> np.ndarray:
+    """`logits` rows (in a loader's order, e.g. length-grouped; `index`: each row's example) moved to their
+    examples' places in the dataset, whose example i owns rows row_offsets[i]:row_offsets[i + 1] (one row per
+    example, or per word for token classification, kept in their order within an example)."""
+    n = len(row_offsets) - 1
+    expected = np.diff(row_offsets)
+    found = np.bincount(index, minlength=n) if len(index) else np.zeros(n, dtype=np.int64)
+    # Every example's rows exactly once: a missing or repeated row would silently pair logits with the wrong example.
+    if len(found) != n or not np.array_equal(found, expected):
+        bad = int(np.flatnonzero(found[:n] != expected)[0]) if len(found) == n else n
+        raise DistillError(f"evaluation gave {len(index)} rows for {n} examples (expected {int(row_offsets[-1])}); "
+                           f"the first example that differs: {bad}")
+    order = np.argsort(index, kind="stable")
+    return np.ascontiguousarray(logits[order], dtype=np.float32)
 
 
 def train_stage(session: Session, module: DistillModule, stage: StageInputs, progress: Progress) -> None:

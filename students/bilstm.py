@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from distill.adaptor import Record
 from distill.augment.words import split_words
@@ -36,12 +36,16 @@ from distill.needs import Needs
 from distill.resources import content_key
 from distill.student_registry import Graph, Loaded, OwnInputs, Shape, Student, register_student
 from distill.students.common import StudentError
+from distill.task_types import TOKENS, type_of_model
 
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
 
 
-def words_of(text: str) -> list[str]:
-    """Lower-cased words; a literal [MASK] (from Tang et al.'s augmentation) stays one token."""
+def words_of(text: str, tagged: bool = False) -> list[str]:
+    """Lower-cased words; a literal [MASK] (from Tang et al.'s augmentation) stays one token. `tagged`: a token
+    classification text, whose words are given (separated by single spaces) and must stay one per tag."""
+    if tagged:
+        return [w if w == MASK else w.lower() for w in text.split(" ")]
     out: list[str] = []
     for k, piece in enumerate(text.split(MASK)):
         if k:
@@ -51,28 +55,29 @@ def words_of(text: str) -> list[str]:
 
 
 class WordVocab:
-    def __init__(self, words: list[str]):
+    def __init__(self, words: list[str], tagged: bool = False):
         self.itos = [PAD, UNK, MASK] + [w for w in words if w not in (PAD, UNK, MASK)]
         self.stoi = {w: i for i, w in enumerate(self.itos)}
+        self.tagged = tagged  # words split as a token classification task gives them (one per tag)
 
     def __len__(self) -> int:
         return len(self.itos)
 
     def encode(self, text: str, max_length: int | None = None) -> list[int]:
-        ids = [self.stoi.get(w, 1) for w in words_of(text)][:max_length]
+        ids = [self.stoi.get(w, 1) for w in words_of(text, self.tagged)][:max_length]
         return ids or [1]  # an empty text reads as one [UNK]
 
     @classmethod
     def build(cls, texts: Iterable[str], known: set[str], min_count: int, max_size: int | None = None,
-              other_texts: Iterable[str] | None = None) -> WordVocab:
+              other_texts: Iterable[str] | None = None, tagged: bool = False) -> WordVocab:
         """Training words that have vectors or occur `min_count` times, most frequent first; then words of
         `other_texts` (dev and test) that have vectors."""
-        counts = Counter(w for t in texts for w in words_of(t))
+        counts = Counter(w for t in texts for w in words_of(t, tagged))
         keep = [w for w, c in counts.most_common() if w in known or c >= min_count]
         keep = keep[:max_size] if max_size else keep
         seen = set(keep)
-        extra = Counter(w for t in other_texts or [] for w in words_of(t) if w in known and w not in seen)
-        return cls(keep + [w for w, _ in extra.most_common()])
+        extra = Counter(w for t in other_texts or [] for w in words_of(t, tagged) if w in known and w not in seen)
+        return cls(keep + [w for w, _ in extra.most_common()], tagged)
 
 
 @dataclass
@@ -85,6 +90,8 @@ class BiLSTMConfig:
     pair: bool = False
     labels: list[str] | None = None
     dropout: float = 0.1
+    # Token classification: the head reads the LSTM's output at every word (both directions), a tag per word.
+    tagger: bool = False
 
 
 class BiLSTMClassifier(nn.Module):
@@ -93,7 +100,7 @@ class BiLSTMClassifier(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
         self.lstm = nn.LSTM(config.embedding_dim, config.hidden, batch_first=True, bidirectional=True)
-        features = 2 * config.hidden * (4 if config.pair else 1)
+        features = 2 * config.hidden * (4 if config.pair and not config.tagger else 1)
         self.head = nn.Sequential(nn.Linear(features, config.fc), nn.ReLU(), nn.Dropout(config.dropout),
                                   nn.Linear(config.fc, config.num_labels))
 
@@ -111,6 +118,14 @@ class BiLSTMClassifier(nn.Module):
         enters); the backward direction reads each sequence reversed within its own length, with the reverse
         weights, and its state is taken at the same position. Same arithmetic as the packed LSTM; the padding
         positions are computed and thrown away."""
+        fwd, bwd, _ = self._directions(ids, lengths)
+        last = (lengths.to(ids.device) - 1).unsqueeze(1)
+        at_last = last.unsqueeze(-1).expand(-1, 1, self.lstm.hidden_size)
+        return torch.cat([fwd.gather(1, at_last)[:, 0], bwd.gather(1, at_last)[:, 0]], dim=-1)
+
+    def _directions(self, ids: torch.Tensor, lengths: torch.Tensor):
+        """The forward direction's outputs over the padded batch, the backward direction's over each sequence
+        reversed within its own length, and that reversal (position -> position read)."""
         x = self.embedding(ids)
         lstm = self.lstm
         pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
@@ -124,14 +139,31 @@ class BiLSTMClassifier(nn.Module):
         bwd, _, _ = torch.lstm(x_rev, (h0, h0), [lstm.weight_ih_l0_reverse, lstm.weight_hh_l0_reverse,
                                                  lstm.bias_ih_l0_reverse, lstm.bias_hh_l0_reverse],
                                True, 1, 0.0, False, False, True)
-        at_last = last.unsqueeze(-1).expand(-1, 1, lstm.hidden_size)
-        return torch.cat([fwd.gather(1, at_last)[:, 0], bwd.gather(1, at_last)[:, 0]], dim=-1)
+        return fwd, bwd, reverse
+
+    def states(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Both directions' outputs at every word, (batch, words, 2 * hidden); zeros at padding."""
+        packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])[0]
+
+    def states_padded(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """What `states` computes, without packing (see `encode_padded`); padding positions hold what the
+        recurrence computed there, which no reader uses."""
+        fwd, bwd, reverse = self._directions(ids, lengths)
+        # Each word's backward state, in word order (the reversal within a length is its own inverse).
+        back = bwd.gather(1, reverse.unsqueeze(-1).expand(-1, -1, self.lstm.hidden_size))
+        return torch.cat([fwd, back], dim=-1)
 
     def forward(self, ids, lengths, ids_b=None, lengths_b=None) -> torch.Tensor:
+        if self.config.tagger:
+            return self.head(self.states(ids, lengths))
         return self.classify(self.encode, ids, lengths, ids_b, lengths_b)
 
     def forward_padded(self, ids, lengths, ids_b=None, lengths_b=None) -> torch.Tensor:
         """`forward` through `encode_padded`: the same logits, in a form ONNX exporters can trace."""
+        if self.config.tagger:
+            return self.head(self.states_padded(ids, lengths))
         return self.classify(self.encode_padded, ids, lengths, ids_b, lengths_b)
 
     def classify(self, encode, ids, lengths, ids_b=None, lengths_b=None) -> torch.Tensor:
@@ -166,6 +198,7 @@ class BiLSTM(Student):
     folder_types = ("distillery-bilstm",)
     intermediate = False
     masked_lm = False
+    task_types = ("sequence_classification", "token_classification")
 
     def plan(self, cfg: BiLSTMStudentConfig, teacher_config) -> Shape:
         from distill.augment.vectors import check_vectors
@@ -183,7 +216,17 @@ class BiLSTM(Student):
     def record(self, model: BiLSTMClassifier, batch: dict, needs: Needs) -> Record:
         logits = model(batch["student_ids"], batch["student_lengths"], batch.get("student_ids_b"),
                        batch.get("student_lengths_b"))
-        return Record(logits=logits, attention_mask=batch["attention_mask"])
+        if not model.config.tagger:
+            return Record(logits=logits, attention_mask=batch["attention_mask"])
+        # The teacher's rows are each word's first piece, in order; the BiLSTM reads the same words, so its rows
+        # are the first as many words of each sentence. The pieces' positions give the gold tags (`gold_rows`).
+        pieces = batch["labels"] != -100
+        words = pieces.sum(1)
+        if logits.shape[1] < int(words.max()):
+            raise StudentError(f"the BiLSTM read {logits.shape[1]} words of a sentence whose encoding kept "
+                               f"{int(words.max())}: its words must be the task's (one per tag)")
+        at = torch.arange(logits.shape[1], device=logits.device)[None, :] < words[:, None].to(logits.device)
+        return Record(logits=logits[at], attention_mask=batch["attention_mask"], token_rows=pieces)
 
     def clip_parameters(self, model: BiLSTMClassifier) -> list[nn.Parameter]:
         """Tang et al. clip gradients of everything but the embedding table."""
@@ -213,8 +256,8 @@ class BiLSTM(Student):
         c = model.config
         e, h = c.embedding_dim, c.hidden
         recurrent = 2 * seq_len * 2 * 4 * (e * h + h * h) * (2 if c.pair else 1)
-        features = 2 * h * (4 if c.pair else 1)
-        return recurrent + 2 * (features * c.fc + c.fc * c.num_labels)
+        features = 2 * h * (4 if c.pair and not c.tagger else 1)
+        return recurrent + 2 * (features * c.fc + c.fc * c.num_labels) * (seq_len if c.tagger else 1)
 
     def usage(self, folder: str, pair: bool) -> list[str]:
         return ["The BiLSTM loads with `distill.students.bilstm.load_bilstm` (no training code needed)."]
@@ -243,6 +286,12 @@ class BiLSTM(Student):
                 raise StudentError("a pair BiLSTM reads sentence pairs; got single texts")
             out["ids_b"], out["lengths_b"] = pad_ids([tokenizer.encode(t, encoding.max_length) for t in texts_b])
         return out
+
+    def word_positions(self, model: BiLSTMClassifier, tokenizer: WordVocab, texts: list[str],
+                       encoding: InputEncoding) -> list[list[int]]:
+        if not model.config.tagger:
+            return super().word_positions(model, tokenizer, texts, encoding)
+        return [list(range(min(len(t.split(" ")), encoding.max_length))) for t in texts]
 
     def logits(self, model: BiLSTMClassifier, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**inputs)
@@ -284,11 +333,13 @@ def build_bilstm(cfg: BiLSTMStudentConfig, teacher, seed: int, texts: Iterable[s
     if texts is None:
         raise StudentError("a BiLSTM student needs the training texts to build its vocabulary")
     kv = load_vectors(cfg.vectors, cfg.vectors_limit)
+    tagger = type_of_model(teacher) == TOKENS
     vocab = WordVocab.build(texts, set(kv.key_to_index), cfg.min_count, cfg.max_vocab,
-                            other_texts if cfg.vocab_from == "all_splits" else None)
+                            other_texts if cfg.vocab_from == "all_splits" else None, tagger)
     tc = teacher.config
     labels = [tc.id2label[i] for i in range(tc.num_labels)]
-    config = BiLSTMConfig(len(vocab), kv.vector_size, cfg.hidden, cfg.fc, tc.num_labels, pair, labels)
+    config = BiLSTMConfig(len(vocab), kv.vector_size, cfg.hidden, cfg.fc, tc.num_labels, pair, labels,
+                          tagger=tagger)
     torch.manual_seed(seed)
     model = BiLSTMClassifier(config)
     std = float(kv.vectors.std())
@@ -328,7 +379,7 @@ def load_bilstm(folder: str | Path) -> BiLSTMClassifier:
         state = {k.replace("head.2.", "head.3."): v for k, v in state.items()}
     model.load_state_dict(state)
     itos = json.loads((folder / "vocab.json").read_text())
-    model.vocab = WordVocab(itos[3:])
+    model.vocab = WordVocab(itos[3:], model.config.tagger)
     return model.eval()
 
 

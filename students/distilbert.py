@@ -27,6 +27,7 @@ from transformers import BertConfig, DistilBertConfig, DistilBertForMaskedLM, Di
 from distill.student_registry import register_student
 from distill.students.common import check_layer_copy
 from distill.students.hf import STARTS, TransformerConfig, TransformerStudent
+from distill.task_types import head_class, type_of_model
 from distill.teachers.load import resolve
 
 
@@ -100,7 +101,7 @@ def build_distilbert(cfg: DistilBertStudentConfig, teacher: nn.Module, seed: int
     """A DistilBERT for the teacher's task (or a masked LM for general distillation)."""
     tc = _bert(teacher).config
     if cfg.init not in STARTS:
-        cls = DistilBertForMaskedLM if masked_lm else DistilBertForSequenceClassification
+        cls = DistilBertForMaskedLM if masked_lm else head_class("DistilBert", type_of_model(teacher))
         labels = teacher.config
         extra = {} if masked_lm else {"num_labels": labels.num_labels, "id2label": dict(labels.id2label),
                                       "label2id": dict(labels.label2id)}
@@ -113,7 +114,7 @@ def build_distilbert(cfg: DistilBertStudentConfig, teacher: nn.Module, seed: int
                                   "problem_type": teacher.config.problem_type}
     config = distilbert_config(tc, n, **extra)
     torch.manual_seed(seed)
-    model = (DistilBertForMaskedLM if masked_lm else DistilBertForSequenceClassification)(config)
+    model = (DistilBertForMaskedLM if masked_lm else head_class("DistilBert", type_of_model(teacher)))(config)
     if cfg.init == "teacher":
         init_from_bert(model, teacher, cfg.init_layers or default_layers(tc.num_hidden_layers, n))
     return model

@@ -19,6 +19,7 @@ from distill.model_stats import classifier_flops, encoder_flops_per_token
 from distill.student_registry import Graph, Loaded, Shape, Student
 from distill.students.common import StudentError
 from distill.students.projections import save_projections
+from distill.task_types import QA, TASK_TYPES, TOKENS, head_class, type_of_architectures, type_of_model
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 STARTS = ("scratch", "teacher")  # every other `student.init` names a checkpoint
@@ -37,6 +38,7 @@ class TransformerConfig(StudentConfig):
 
 class TransformerStudent(Student):
     library = "transformers"
+    task_types = tuple(TASK_TYPES)
 
     def plan(self, cfg: TransformerConfig, teacher_config) -> Shape:
         if cfg.init in STARTS:
@@ -120,22 +122,35 @@ class TransformerStudent(Student):
                 save_projections(tmp, projections)
 
     def load(self, folder: Path) -> Loaded:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+            kind = type_of_architectures(AutoConfig.from_pretrained(folder).architectures)
+            model = head_class("Auto", kind).from_pretrained(folder, use_safetensors=True).eval()
             tokenizer = AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as e:
-            raise StudentError(f"{folder}: cannot load the student as a sequence classifier: {e}") from None
+            raise StudentError(f"{folder}: cannot load the student as a Hugging Face model: {e}") from None
         c = model.config
+        if kind == QA:
+            return Loaded(model, None, tokenizer)
         regression = c.problem_type == "regression" or c.num_labels == 1
         return Loaded(model, None if regression else [c.id2label[i] for i in range(c.num_labels)], tokenizer)
 
     def encode(self, model: nn.Module, tokenizer, texts: list[str], texts_b: list[str] | None,
                encoding: InputEncoding) -> dict[str, torch.Tensor]:
-        enc = tokenizer(texts, texts_b, padding=True, return_tensors="pt", **encoding.tokenizer_kwargs())
+        enc = _tokenize(model, tokenizer, texts, texts_b, encoding, return_tensors="pt")
         # A DistilBERT takes no token types; a tokenizer that makes none gives zeros to a model that takes them.
         return {n: enc[n] if n in enc else torch.zeros_like(enc["input_ids"]) for n in _inputs(model)}
+
+    def word_positions(self, model: nn.Module, tokenizer, texts: list[str], encoding: InputEncoding
+                       ) -> list[list[int]]:
+        """Each word's first piece, as the run labelled them (`distill.encoded.piece_tags`)."""
+        enc = _tokenize(model, tokenizer, texts, None, encoding)
+        out = []
+        for r in range(len(texts)):
+            ids, seen = enc.word_ids(r), set()
+            out.append([p for p, w in enumerate(ids) if w is not None and w not in seen and not seen.add(w)])
+        return out
 
     def logits(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**inputs).logits
@@ -154,6 +169,16 @@ class TransformerStudent(Student):
 
         return Graph(_Logits(model).eval(), names, tuple({0: batch, 1: seq} for _ in names), self.name,
                      model.config.vocab_size, from_ids, lambda inputs: inputs["attention_mask"].sum(1))
+
+
+def _tokenize(model: nn.Module, tokenizer, texts: list[str], texts_b: list[str] | None, encoding: InputEncoding,
+              **kw):
+    """The run's encoding of texts; a token classifier's texts are words (separated by single spaces), encoded word
+    by word as its training data was."""
+    if type_of_model(model) == TOKENS:
+        return tokenizer([t.split(" ") for t in texts], is_split_into_words=True, padding=True,
+                         **encoding.tokenizer_kwargs(), **kw)
+    return tokenizer(texts, texts_b, padding=True, **encoding.tokenizer_kwargs(), **kw)
 
 
 class _Logits(nn.Module):

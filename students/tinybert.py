@@ -23,6 +23,7 @@ from distill.layer_map import layer_map
 from distill.student_registry import register_student
 from distill.students.common import StudentError, check_layer_copy
 from distill.students.hf import STARTS, TransformerConfig, TransformerStudent
+from distill.task_types import SEQUENCE, head_class, type_of_model
 from distill.teachers.load import load_classifier, resolve
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -76,7 +77,7 @@ def build_tinybert(cfg: TinyBertStudentConfig, teacher, seed: int, masked_lm: bo
     if cfg.init not in STARTS:
         if masked_lm:
             return BertForMaskedLM.from_pretrained(resolve(cfg.init), attn_implementation="sdpa")
-        return _from_folder(cfg.init, tc)
+        return _from_folder(cfg.init, tc, type_of_model(teacher))
     shape = student_shape(cfg, tc)
     labels = {} if masked_lm else {"num_labels": tc.num_labels, "id2label": dict(tc.id2label),
                                    "label2id": dict(tc.label2id), "problem_type": tc.problem_type}
@@ -87,7 +88,7 @@ def build_tinybert(cfg: TinyBertStudentConfig, teacher, seed: int, masked_lm: bo
         pad_token_id=tc.pad_token_id, hidden_act=tc.hidden_act, layer_norm_eps=tc.layer_norm_eps, **labels)
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
-    student = (BertForMaskedLM if masked_lm else BertForSequenceClassification)(config)
+    student = (BertForMaskedLM if masked_lm else head_class("Bert", type_of_model(teacher)))(config)
     if cfg.init == "teacher":
         copy_teacher_layers(student, teacher, _init_layers(cfg, shape, tc))
     return student
@@ -116,13 +117,15 @@ def copy_teacher_layers(student, teacher, layers: list[int]) -> None:
             student.bert.encoder.layer[i].load_state_dict(teacher.bert.encoder.layer[layer - 1].state_dict())
         if getattr(student.bert, "pooler", None) is not None and getattr(teacher.bert, "pooler", None) is not None:
             student.bert.pooler.load_state_dict(teacher.bert.pooler.state_dict())
-        if hasattr(student, "classifier") and hasattr(teacher, "classifier"):
-            student.classifier.load_state_dict(teacher.classifier.state_dict())
+        for head in ("classifier", "qa_outputs"):
+            if hasattr(student, head) and hasattr(teacher, head):
+                getattr(student, head).load_state_dict(getattr(teacher, head).state_dict())
 
 
-def _from_folder(folder: str, teacher_config: BertConfig):
+def _from_folder(folder: str, teacher_config: BertConfig, task_type: str = SEQUENCE):
     labels = [teacher_config.id2label[i] for i in range(teacher_config.num_labels)]
-    student = load_classifier(folder, None if teacher_config.problem_type == "regression" else labels)
+    student = load_classifier(folder, None if teacher_config.problem_type == "regression" else labels,
+                              task_type=task_type)
     if student.config.vocab_size != teacher_config.vocab_size:
         raise StudentError(f"student checkpoint {folder} has a vocabulary of {student.config.vocab_size}, the "
                            f"teacher {teacher_config.vocab_size}: they must share the tokenizer")

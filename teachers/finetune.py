@@ -14,7 +14,6 @@ from dataclasses import asdict, replace
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
-from transformers import BertForSequenceClassification
 
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import ExperimentConfig, StageConfig, TeacherConfig
@@ -26,6 +25,7 @@ from distill.objective import Objective
 from distill.resources import content_key, source_identity
 from distill.stage import Session, StageInputs
 from distill.stage_timing import BATCHES, finetune_cost
+from distill.task_types import SEQUENCE, head_class
 from distill.tasks import Example, TaskData
 from distill.teachers.load import load_classifier, random_bert
 from distill.trainer import DistillModule, evaluate_splits, train_stage
@@ -60,6 +60,8 @@ def teacher_key(cfg: ExperimentConfig, task: TaskData, train: list[Example] | No
         "length_grouped": cfg.train.length_grouped,
         "precision": cfg.train.precision,
     }
+    if task.type != SEQUENCE:  # keeps the keys of teachers cached before there were other task types
+        ident["type"] = task.type
     return content_key(ident)
 
 
@@ -76,7 +78,8 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     with the cached teacher and replayed for every run that reuses it."""
     t = t or cfg.teacher
     if t.finetune is None:
-        model = load_classifier(t.checkpoint, task.labels, require_head=True, label_order=t.label_order)
+        model = load_classifier(t.checkpoint, task.labels, require_head=True, label_order=t.label_order,
+                                task_type=task.type)
         key = content_key({"checkpoint": source_identity(t.checkpoint), "labels": task.labels,
                            "label_order": t.label_order})
         info = {"source": t.checkpoint, "finetuned_here": False, "key": key}
@@ -87,7 +90,7 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     folder = cache_root() / "teachers" / key
     if (folder / "teacher.json").exists():
         log(f"teacher: reusing the fine-tuned teacher cached at {folder}")
-        model = BertForSequenceClassification.from_pretrained(folder, attn_implementation="sdpa")
+        model = head_class("Bert", task.type).from_pretrained(folder, attn_implementation="sdpa")
         info = read_json(folder / "teacher.json")
         replay_curves(writer, info.get("curves", []), _tag(cfg, t))
         return _ready(model, accelerator), info
@@ -98,9 +101,9 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
             train, tokenizer, cfg.task.max_length, task.is_regression, log, "the teacher's training split")
     set_seed(t.finetune.seed)
     if t.checkpoint == "random":
-        model = random_bert(t.random, tokenizer, task.labels, t.finetune.seed)
+        model = random_bert(t.random, tokenizer, task.labels, t.finetune.seed, task_type=task.type)
     else:
-        model = load_classifier(t.checkpoint, task.labels, label_order=t.label_order)
+        model = load_classifier(t.checkpoint, task.labels, label_order=t.label_order, task_type=task.type)
     work = Checkpointer(folder.parent / f"{key}.work")
     module = DistillModule(model)
     progress = Progress()

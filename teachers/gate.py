@@ -11,6 +11,7 @@ import numpy as np
 from distill import metrics as task_metrics
 from distill.config import TeacherGateConfig
 from distill.errors import DistillError
+from distill.task_types import SEQUENCE, TOKENS
 from distill.tasks import Example, TaskData
 
 
@@ -18,43 +19,60 @@ class TeacherGateError(DistillError):
     pass
 
 
-def majority_baseline(task: TaskData, train: list[Example], dev: list[Example]) -> float:
-    """The main metric of predicting the training set's most frequent label for every dev example (regression:
-    its mean score, whose correlation with anything is taken as 0)."""
+def gold_rows(task: TaskData, examples: list[Example], counts: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The examples' gold labels as the rows a classifier's logits come in, and each row's example: one per
+    example, or for token classification one per word (`counts`: the words each example kept after truncation, a
+    prefix of its words; default all)."""
+    if task.type != TOKENS:
+        return np.array([ex.label for ex in examples]), np.arange(len(examples))
+    counts = np.array([len(ex.label) for ex in examples]) if counts is None else np.asarray(counts)
+    gold = [np.asarray(ex.label[:k], dtype=np.int64) for ex, k in zip(examples, counts, strict=True)]
+    return (np.concatenate(gold) if gold else np.zeros(0, np.int64)), np.repeat(np.arange(len(examples)), counts)
+
+
+def majority_baseline(task: TaskData, train: list[Example], dev: list[Example],
+                      counts: np.ndarray | None = None) -> float:
+    """The main metric of predicting the training set's most frequent label (tag) for every dev example (word);
+    regression: its mean score, whose correlation with anything is taken as 0. For entity tags the most frequent
+    is `O`, which finds no entity: an entity F1 of 0."""
     if task.is_regression:
         return 0.0
-    majority = Counter(ex.label for ex in train).most_common(1)[0][0]
-    logits = np.zeros((len(dev), task.num_labels))
+    majority = Counter(gold_rows(task, train)[0].tolist()).most_common(1)[0][0]
+    gold, example = gold_rows(task, dev, counts)
+    logits = np.zeros((len(gold), task.num_labels))
     logits[:, majority] = 1.0
-    gold = np.array([ex.label for ex in dev])
-    return task_metrics.compute((task.main_metric,), logits, gold, task.num_labels)[task.main_metric]
+    return task_metrics.compute_task(task, logits, gold, example)[task.main_metric]
 
 
 def check_teacher(task: TaskData, dev_logits: np.ndarray, train: list[Example], dev: list[Example],
-                  gate: TeacherGateConfig, source: str) -> dict:
+                  gate: TeacherGateConfig, source: str, counts: np.ndarray | None = None) -> dict:
     """The gate's figures (teacher score, baseline, largest predicted-class share); raises when the teacher
-    fails it."""
+    fails it. `dev_logits`: one row per dev example, or per word kept (`counts`) for token classification."""
     main = task.main_metric
-    gold = np.array([ex.label for ex in dev])
-    score = task_metrics.compute((main,), dev_logits, gold, task.num_labels)[main]
-    baseline = majority_baseline(task, train, dev)
+    gold, example = gold_rows(task, dev, counts)
+    score = task_metrics.compute_task(task, dev_logits, gold, example)[main]
+    baseline = majority_baseline(task, train, dev, counts)
     if task.is_regression:
         share = 1.0 if float(np.std(dev_logits)) == 0.0 else 0.0
     else:
-        share = float(np.bincount(dev_logits.argmax(-1), minlength=task.num_labels).max() / len(dev))
+        share = float(np.bincount(dev_logits.argmax(-1), minlength=task.num_labels).max() / len(gold))
+    unit = "words" if task.type == TOKENS else "examples"
     facts = {"dev_" + main: score, "majority_baseline": baseline, "margin": gate.margin,
              "largest_predicted_share": share}
     hint = ("Is it fine-tuned on this task? Set `teacher.finetune` to fine-tune it, check `teacher.label_order`, "
             "or turn the check off with `teacher.gate: null`.")
     if share >= gate.max_class_share:
-        what = "a constant score" if task.is_regression else f"one class for {share:.1%} of the dev examples"
+        what = "a constant score" if task.is_regression else f"one class for {share:.1%} of the dev {unit}"
         raise TeacherGateError(f"teacher {source!r} predicts {what} (limit `teacher.gate.max_class_share` = "
                                f"{gate.max_class_share}); its dev {main} is {score:.4f}. {hint}")
     if not np.isfinite(score) or score < baseline + gate.margin:
         raise TeacherGateError(f"teacher {source!r} scores dev {main} {score:.4f}, which does not beat the "
                                f"majority-class baseline {baseline:.4f} by the margin {gate.margin} "
                                f"(`teacher.gate.margin`). {hint}")
-    if not task.is_regression:
+    # Per-class recall is a sentence classifier's check: a tagset of a hundred tags has rare tags that a good
+    # tagger misses on a small dev set.
+    if task.type == SEQUENCE and not task.is_regression:
         facts["class_recall"] = class_recall(dev_logits.argmax(-1), gold, task.labels)
         trained = Counter(ex.label for ex in train)
         never = [c for i, c in enumerate(task.labels) if facts["class_recall"].get(c) == 0.0

@@ -7,11 +7,13 @@ import re
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForMaskedLM, BertForSequenceClassification
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForMaskedLM
 
 from distill.config import RandomBertConfig
 from distill.errors import DistillError
 from distill.resources import adapted_encoder, adapted_folder, packaged_path
+from distill.task_types import QA, SEQUENCE, TASK_TYPES, head_class
 
 
 class CheckpointError(DistillError):
@@ -74,8 +76,11 @@ def load_bert_config(source: str) -> BertConfig:
     return config
 
 
-def _label_config(config: BertConfig, labels: list[str] | None) -> BertConfig:
+def _label_config(config: BertConfig, labels: list[str] | None, task_type: str = SEQUENCE) -> BertConfig:
     config = copy.deepcopy(config)  # transformers mutates configs in place: one object per model
+    if task_type == QA:  # a start and an end score per token; no label names
+        config.num_labels = 2
+        return config
     config.num_labels = 1 if labels is None else len(labels)
     names = labels or ["score"]
     config.id2label = dict(enumerate(names))
@@ -85,28 +90,29 @@ def _label_config(config: BertConfig, labels: list[str] | None) -> BertConfig:
 
 
 def load_classifier(source: str, labels: list[str] | None, require_head: bool = False,
-                    label_order: list[str] | None = None):
-    """A BertForSequenceClassification from a checkpoint; `require_head`: the checkpoint must already
-    carry a trained classifier for this label set (a fine-tuned teacher used as it is).
+                    label_order: list[str] | None = None, task_type: str = SEQUENCE):
+    """A BERT with the head of `task_type` (BertForSequenceClassification, ...ForTokenClassification (labels: the
+    tags), ...ForQuestionAnswering) from a checkpoint; `require_head`: the checkpoint must already carry a trained
+    head for this label set (a fine-tuned teacher used as it is).
 
     A classifier the checkpoint carries is read by label NAME: its rows are reordered into the task's label
     order (an MNLI checkpoint saved in Hugging Face's order entailment, neutral, contradiction serves a task in
     GLUE's order). `label_order` names the task's labels in the checkpoint's row order, for checkpoints whose
     names are generic (LABEL_0...) or differ from the task's."""
     own = load_bert_config(source)
-    config = _label_config(own, labels)
+    config = _label_config(own, labels, task_type)
     try:
-        model, info = BertForSequenceClassification.from_pretrained(
+        model, info = head_class("Bert", task_type).from_pretrained(
             resolve(source), config=config, attn_implementation="sdpa", output_loading_info=True)
     except (OSError, ValueError) as e:
         raise _hub_error(source, e) from e
     except RuntimeError as e:  # size mismatch: a classifier for another label count
         raise CheckpointError(f"{source!r}: its classifier does not fit {config.num_labels} labels ({e})") from e
-    missing = [k for k in info["missing_keys"] if k.startswith("classifier")]
+    missing = [k for k in info["missing_keys"] if k.startswith(("classifier", "qa_outputs"))]
     if require_head and missing:
-        raise CheckpointError(f"{source!r} has no classification head ({missing}); it is not fine-tuned on the "
-                              "task: set `teacher.finetune` to fine-tune it first")
-    if labels is not None and not missing:
+        raise CheckpointError(f"{source!r} has no {TASK_TYPES[task_type].head} head ({missing}); it is not "
+                              "fine-tuned on the task: set `teacher.finetune` to fine-tune it first")
+    if labels is not None and not missing and task_type != QA:
         rows = label_rows(source, [own.id2label[i] for i in range(len(own.id2label))], labels, label_order,
                           strict=require_head)
         if rows != list(range(len(labels))):
@@ -147,12 +153,12 @@ def random_bert_config(shape: RandomBertConfig, vocab_size: int, pad_token_id: i
 
 
 def random_bert(shape: RandomBertConfig, tokenizer, labels: list[str] | None, seed: int,
-                max_positions: int = 512) -> BertForSequenceClassification:
+                max_positions: int = 512, task_type: str = SEQUENCE) -> nn.Module:
     config = _label_config(random_bert_config(shape, len(tokenizer), tokenizer.pad_token_id or 0, max_positions),
-                           labels)
+                           labels, task_type)
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
-    return BertForSequenceClassification(config)
+    return head_class("Bert", task_type)(config)
 
 
 def load_bert_mlm(source: str, need_head: bool) -> BertForMaskedLM:

@@ -17,14 +17,14 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from distill.adaptor import set_attention
+from distill.adaptor import head_rows, set_attention
 from distill.config import TrainConfig
 from distill.encoded import EncodedDataset
 from distill.io import cache_root, load_tensors, save_tensors
 from distill.needs import LOGITS_ONLY
 from distill.resources import content_key
 from distill.timing import duration
-from distill.trainer import make_loader, teacher_precision
+from distill.trainer import gather_rows, make_loader, teacher_precision
 
 
 def logits_path(teacher_id: str, ds: EncodedDataset, precision: str = "auto") -> Path:
@@ -43,14 +43,19 @@ def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelera
     set_attention(teacher, LOGITS_ONLY)
     loader, _ = make_loader(ds, cfg.eval_batch_size, 0, False, cfg)
     loader = accelerator.prepare(loader)
-    out = torch.zeros(len(ds), teacher.config.num_labels)
+    # A row per example, or per word for token classification (`EncodedDataset.row_offsets`).
+    out = torch.zeros(int(ds.row_offsets()[-1]), teacher.config.num_labels)
     left, marks = float(ds.lengths().sum()), [time.perf_counter()]
     shown = progress and accelerator.is_local_main_process
     for batch in tqdm(loader, desc="teacher logits", leave=False, disable=not shown):
         with teacher_precision(accelerator, cfg):
             logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              token_type_ids=batch["token_type_ids"]).logits
-        logits, index = accelerator.gather_for_metrics((logits.float(), batch["index"]))
+        logits, rows = head_rows(logits, batch)
+        logits, _, index = gather_rows(accelerator, logits.float(), None, batch["index"], rows)
+        if rows is not None:  # word rows: where each example's words lie among the dataset's rows
+            starts = torch.from_numpy(ds.row_offsets())[index.cpu()]
+            index = starts + _within(index.cpu())
         out[index.cpu()] = logits.cpu()  # a host copy: the marks time finished work
         marks.append(time.perf_counter())
         tokens = float(batch["attention_mask"].sum()) * accelerator.num_processes
@@ -60,12 +65,21 @@ def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelera
     return out
 
 
+def _within(example: torch.Tensor) -> torch.Tensor:
+    """Each row's place among its example's rows (rows of an example are consecutive)."""
+    n = len(example)
+    first = torch.ones(n, dtype=torch.bool)
+    first[1:] = example[1:] != example[:-1]
+    starts = torch.arange(n)[first]
+    return torch.arange(n) - starts.repeat_interleave(torch.diff(torch.cat([starts, torch.tensor([n])])))
+
+
 def cached_logits(teacher: nn.Module, teacher_id: str, ds: EncodedDataset, accelerator: Accelerator,
                   cfg: TrainConfig, log=print) -> torch.Tensor:
     path = logits_path(teacher_id, ds, cfg.teacher_precision)
     if path.exists():
         logits = load_tensors(path)["logits"]
-        if logits.shape[0] == len(ds):
+        if logits.shape[0] == ds.row_offsets()[-1]:
             log(f"teacher logits: reusing {path}")
             return logits
     logits = compute_logits(teacher, ds, accelerator, cfg, announce=lambda seconds: log(

@@ -89,6 +89,6 @@ def test_rows_missing_or_repeated_are_refused():
     from distill.trainer import in_dataset_order
 
     logits = np.arange(6, dtype=np.float32).reshape(3, 2)
-    np.testing.assert_array_equal(in_dataset_order(logits, np.array([2, 0, 1]), 3), logits[[1, 2, 0]])
-    with raises_with(DistillError, "3 rows", "2 of 3 examples"):
-        in_dataset_order(logits, np.array([0, 0, 1]), 3)
+    np.testing.assert_array_equal(in_dataset_order(logits, np.array([2, 0, 1]), np.arange(4)), logits[[1, 2, 0]])
+    with raises_with(DistillError, "3 rows", "3 examples", "first example that differs: 0"):
+        in_dataset_order(logits, np.array([0, 0, 1]), np.arange(4))

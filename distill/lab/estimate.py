@@ -49,10 +49,10 @@ class Replica:
 
             self.teacher = BertForMaskedLM(tc)
         else:
-            from transformers import BertForSequenceClassification
+            from distill.task_types import head_class
 
             tc.num_labels = self.task.num_labels
-            self.teacher = BertForSequenceClassification(tc)
+            self.teacher = head_class("Bert", self.task.type)(tc)
         self.teacher.eval().requires_grad_(False)
         self.student = self._student()
         self.fp32_teacher = self.teacher  # as fine-tuning trains it

@@ -30,6 +30,7 @@ from torch import nn
 
 from distill.errors import DistillError
 from distill.student_registry import Graph, Student
+from distill.task_types import SEQUENCE
 
 # Measured in float32 (docs/deployment.md, "Export to ONNX"): 3e-8 to 3e-6 on BiLSTM, TinyBERT-4, DistilBERT and a
 # trained MiniLM; 1e-4 leaves room for other CPUs and kernels and still catches a wrong graph (a bias off by 1e-3 is).
@@ -212,9 +213,14 @@ def check_parity(student: Student, model: nn.Module, path: str | Path, batches: 
     scored examples' batches; agreement, logit range and, with gold labels, the main metric of each, over the
     scored examples (else over `batches`)."""
     sess = session(path)
-    shape = [(reference_logits(student, model, b).numpy(), run_onnx(sess, b)) for b in batches]
-    parts = shape if scored is None else [(reference_logits(student, model, b).numpy(), run_onnx(sess, b))
-                                          for b in scored.batches]
+    lengths = student.graph(model).lengths
+
+    def pair(b):
+        return (_real_rows(reference_logits(student, model, b).numpy(), lengths(b)),
+                _real_rows(run_onnx(sess, b), lengths(b)))
+
+    shape = [pair(b) for b in batches]
+    parts = shape if scored is None else [pair(b) for b in scored.batches]
     ref = np.concatenate([r for r, _ in parts])
     got = np.concatenate([g for _, g in parts])
     p = compare(torch.from_numpy(ref), got)
@@ -227,6 +233,14 @@ def check_parity(student: Student, model: nn.Module, path: str | Path, batches: 
         p.pytorch, p.onnx = (float(compute((p.metric,), x, gold, scored.task.num_labels)[p.metric])
                              for x in (ref, got))
     return p
+
+
+def _real_rows(logits: np.ndarray, lengths: torch.Tensor) -> np.ndarray:
+    """A token classifier's logits (batch, tokens, tags) as one row per real token, padding left out (batches of
+    different lengths then concatenate); per-example logits as they are."""
+    if logits.ndim != 3:
+        return logits
+    return logits[np.arange(logits.shape[1])[None, :] < lengths.numpy()[:, None]]
 
 
 def quantize_int8(src: str | Path, dst: str | Path) -> None:
@@ -349,8 +363,10 @@ def parity_data(cfg, log: Callable[[str], None] = print, limit: int = PARITY_EXA
             dev = task.splits.get("dev", [])[:limit]
             if len(dev) >= 4:
                 pair = dev[0].text_b is not None
+                # Tags are scored per word, the graph's rows are per token: agreement and differences only.
+                gold = None if task.type != SEQUENCE else gold_labels(dev, task.is_regression)
                 return ParityData([ex.text_a for ex in dev], [ex.text_b for ex in dev] if pair else None,
-                                  gold_labels(dev, task.is_regression), f"the run's {cfg.task.name} dev split", task)
+                                  gold, f"the run's {cfg.task.name} dev split", task)
     return ParityData(list(SENTENCES), None, None, "built-in sentences")
 
 

@@ -4,12 +4,13 @@ can be rewritten for any finished run (`distill card RUN`) and says nothing the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import yaml
 
-from distill.config import yaml_load
+from distill.config import TaskConfig, yaml_load
 from distill.errors import DistillError
 from distill.io import read_json, write_text
 from distill.lab.records import METRICS_FILE, RUN_FILE, GeneralFacts, GitState, RunInfo, RunMetrics, TaskFacts
@@ -17,6 +18,7 @@ from distill.layer_map import layer_map
 from distill.losses import LOSSES
 from distill.resources import PACKAGED
 from distill.student_registry import get_student
+from distill.task_types import QA, SEQUENCE, TASK_TYPES, TaskType, config_type
 
 CARD = "README.md"
 SPLITS = ("dev", "dev_mismatched", "test")
@@ -66,7 +68,18 @@ def base_model(checkpoint: str | None) -> str | None:
 
 # distillery's metric names -> the Hub's metric ids (those of `evaluate`) and their arguments.
 HUB_METRICS = {"accuracy": ("accuracy", {}), "macro_f1": ("f1", {"average": "macro"}), "f1": ("f1", {}),
-               "mcc": ("matthews_correlation", {}), "pearson": ("pearsonr", {}), "spearman": ("spearmanr", {})}
+               "mcc": ("matthews_correlation", {}), "pearson": ("pearsonr", {}), "spearman": ("spearmanr", {}),
+               "token_accuracy": ("accuracy", {}), "entity_f1": ("f1", {"average": "micro"}),
+               "entity_precision": ("precision", {"average": "micro"}),
+               "entity_recall": ("recall", {"average": "micro"}), "exact_match": ("exact_match", {}),
+               "squad_f1": ("f1", {})}
+
+
+def task_type_of(cfg: dict) -> TaskType:
+    """The run's task type (`distill.task_types`) from its resolved config."""
+    task = cfg.get("task") or {}
+    keys = {f.name for f in dataclasses.fields(TaskConfig)} & {"type", "source", "name"}
+    return TASK_TYPES[config_type(TaskConfig(**{k: v for k, v in task.items() if k in keys}))]
 GLUE_HUB = "nyu-mll/glue"
 
 
@@ -102,6 +115,7 @@ def card_data(cfg: dict, m: RunMetrics):
     if hub_dataset and hub_dataset not in datasets:
         datasets.append(hub_dataset)
     results, used = [], []
+    kind = task_type_of(cfg)
     if not general:
         dataset = _dataset(cfg)
         splits = m.task.source_splits if m.task else {}
@@ -112,7 +126,8 @@ def card_data(cfg: dict, m: RunMetrics):
                 metric, args = HUB_METRICS[k]
                 used.append(metric)
                 results.append(EvalResult(
-                    task_type="text-classification", task_name="Text Classification", dataset_type=dataset["type"],
+                    task_type=kind.pipeline_tag, task_name=kind.pipeline_tag.replace("-", " ").title(),
+                    dataset_type=dataset["type"],
                     dataset_name=dataset["name"], dataset_config=dataset.get("config"),
                     dataset_split=splits.get(split, split), metric_type=metric, metric_value=round(float(v), 4),
                     metric_name=f"{split} {k}", metric_args=args or None))
@@ -120,7 +135,7 @@ def card_data(cfg: dict, m: RunMetrics):
         license=license_, base_model=bases[0] if len(bases) == 1 else bases or None,
         language=list(card.get("language") or []) or None, datasets=datasets or None,
         library_name=get_student(cfg["student"]["kind"]).library,
-        pipeline_tag="fill-mask" if general else "text-classification",
+        pipeline_tag="fill-mask" if general else kind.pipeline_tag,
         tags=["distillery", "knowledge-distillation", student["kind"]],
         metrics=sorted(set(used)) or None, model_name=cfg["name"], eval_results=results or None)
 
@@ -371,8 +386,20 @@ def model_card(cfg: dict, run_info: RunInfo, m: RunMetrics, run: Path) -> str:
         "The configuration, as resolved (sections the run did not use left out):", "", "```yaml",
         yaml.safe_dump(used_config(cfg), sort_keys=False, allow_unicode=True).rstrip(), "```", "",
         "## Use", "",
-        *(_usage_general() if general else [*student.usage(FOLDER, pair), "", *_usage_cli()]), ""]
+        *(_usage_general() if general else [*_usage(student, cfg, pair), "", *_usage_cli()]), ""]
     return "\n".join(lines)
+
+
+def _usage(student, cfg: dict, pair: bool) -> list[str]:
+    """How to load the student without distillery: a Hugging Face student of a tagging or QA task through its
+    `transformers.pipeline`, any other as the student kind shows it."""
+    kind = task_type_of(cfg)
+    if kind.name == SEQUENCE or student.library != "transformers":
+        return student.usage(FOLDER, pair)
+    call = ('nlp(question="Who flew?", context="The crew flew to Paris.")' if kind.name == QA else
+            'nlp("Alice flew to Paris")')
+    return ["```python", "from transformers import pipeline", "",
+            f'nlp = pipeline("{kind.pipeline_tag}", model="{FOLDER}")', f"print({call})", "```"]
 
 
 def _pair(run: Path) -> bool:

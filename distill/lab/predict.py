@@ -14,6 +14,7 @@ from torch import nn
 from distill.errors import DistillError
 from distill.input_encoding import LEGACY_MAX_LENGTH, InputEncoding, load_encoding
 from distill.student_registry import Student, student_for_folder
+from distill.task_types import TOKENS, type_of_model
 
 
 class PredictError(DistillError):
@@ -46,8 +47,39 @@ class Predictor:
             out.append(self.student.logits(self.model, inputs))
         return torch.cat(out).float().cpu() if out else torch.empty(0)
 
+    @property
+    def task_type(self) -> str:
+        if getattr(getattr(self.model, "config", None), "tagger", False):  # a BiLSTM tagger
+            return TOKENS
+        return type_of_model(self.model)
+
+    @torch.inference_mode()
+    def tag(self, texts: list[str], batch_size: int = 64) -> list[dict]:
+        """Token classification: one dict per text (words separated by whitespace): its words, each word's tag and
+        the tag's probability; words past the student's length (`encoding.json`) are listed as `cut`."""
+        out = []
+        for i in range(0, len(texts), batch_size):
+            words = [t.split() for t in texts[i:i + batch_size]]
+            if not all(words):
+                raise PredictError(f"text {i + [bool(w) for w in words].index(False) + 1}: no words to tag")
+            joined = [" ".join(w) for w in words]
+            inputs = {k: v.to(self.device) for k, v in self.encode(joined).items()}
+            probs = self.student.logits(self.model, inputs).float().softmax(-1).cpu()
+            positions = self.student.word_positions(self.model, self.tokenizer, joined, self.encoding)
+            for r, (ws, at) in enumerate(zip(words, positions, strict=True)):
+                p = probs[r, at]
+                out.append({"words": ws[:len(at)], "tags": [self.labels[int(k)] for k in p.argmax(-1)],
+                            "probabilities": [round(float(x), 6) for x in p.max(-1).values],
+                            **({"cut": ws[len(at):]} if len(at) < len(ws) else {})})
+        return out
+
     def predict(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> list[dict]:
-        """One dict per text: the label and every label's probability (or the score, for regression)."""
+        """One dict per text: the label and every label's probability (or the score, for regression); for a token
+        classifier, the tag of every word (`tag`)."""
+        if self.task_type == TOKENS:
+            if texts_b is not None:
+                raise PredictError("a token classifier tags single texts; got sentence pairs")
+            return self.tag(texts, batch_size)
         logits = self.logits(texts, texts_b, batch_size)
         if self.labels is None:
             return [{"score": float(z[0])} for z in logits]

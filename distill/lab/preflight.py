@@ -12,7 +12,8 @@ from transformers import BertConfig
 from distill.config import ConfigError, ExperimentConfig, TeacherConfig, teacher_weights
 from distill.layer_map import LayerMapError, layer_map
 from distill.objective import Objective
-from distill.student_registry import Shape, Student, get_student
+from distill.student_registry import Shape, Student, get_student, students
+from distill.task_types import QA, SEQUENCE, config_type
 from distill.teachers.load import load_bert_config, load_tokenizer, random_bert_config
 
 
@@ -49,6 +50,7 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
     weights = teacher_weights(cfg)
     objectives = [Objective(st.losses, f"stages.{i}.losses", weights) for i, st in enumerate(cfg.stages)]
     student = get_student(cfg.student.kind)
+    check_task_type(cfg, student)
     shape = student.plan(cfg.student, tc)
     s_layers, s_hidden = shape.layers, shape.width
     for i, (stage, obj) in enumerate(zip(cfg.stages, objectives, strict=True)):
@@ -69,6 +71,25 @@ def plan_run(cfg: ExperimentConfig) -> Plan:
                               f"{tc.hidden_size} need a projection, but train.projection is `none`")
     return Plan(tokenizer, objectives, (s_layers, *(c.num_hidden_layers for c in configs)), (s_hidden, tc.hidden_size),
                 student, shape)
+
+
+def check_task_type(cfg: ExperimentConfig, student: Student) -> None:
+    """Refuse, before anything runs, a student kind without a head for the task's type, and what the new task types
+    do not support yet."""
+    kind = config_type(cfg.task)
+    if kind not in student.task_types:
+        raise ConfigError(f"`student.kind: {student.name}` cannot serve a {kind} task (`task.type`): a {student.name} "
+                          f"student has a head for {', '.join(student.task_types)}; students for {kind}: "
+                          + ", ".join(n for n, s in students().items() if kind in s.task_types))
+    if kind == SEQUENCE:
+        return
+    for i, stage in enumerate(cfg.stages):
+        if stage.data == "augmented" and kind == QA:
+            raise ConfigError(f"stages.{i} ({stage.name}): `data: augmented` on an {kind} task: no augmentation "
+                              "keeps answer spans yet (use `data: train`)")
+    if cfg.train.teacher_record != "off":
+        raise ConfigError(f"`train.teacher_record: {cfg.train.teacher_record}` on a {kind} task: the stored record "
+                          "holds a row per example; use `off` (the teacher runs with the student)")
 
 
 def _same_inputs(cfg: ExperimentConfig, tokenizer, configs: list[BertConfig]) -> None:

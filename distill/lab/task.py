@@ -29,9 +29,10 @@ from distill.objective import ensemble_logits
 from distill.predictions import FILE as PREDICTIONS_FILE
 from distill.predictions import SplitPredictions, write_predictions
 from distill.stage import Session, StageInputs
+from distill.task_types import TOKENS
 from distill.tasks import EVAL_SPLITS, Example
 from distill.teachers.finetune import full_train_split, prepare_teacher
-from distill.teachers.gate import check_teacher, gate_line, majority_baseline
+from distill.teachers.gate import check_teacher, gate_line, gold_rows, majority_baseline
 from distill.teachers.logits import cached_logits
 from distill.teachers.record_cache import RECORDED, cached_record
 from distill.trainer import evaluate_splits
@@ -54,6 +55,8 @@ def gold_labels(examples: list[Example], regression: bool) -> np.ndarray | None:
     split has none), as a partly labelled split would be scored on the labelled part only, silently."""
     if any(ex.label is None for ex in examples):
         return None
+    if examples and isinstance(examples[0].label, tuple):  # token classification: every word's tag, in order
+        return np.array([tag for ex in examples for tag in ex.label], dtype=np.int64)
     return np.array([ex.label for ex in examples], dtype=np.float32 if regression else np.int64)
 
 
@@ -97,6 +100,7 @@ class TaskWorkflow:
                 datasets["augmented"] = encode_augmented(path, tokenizer, cfg.task.max_length, task.is_regression,
                                                          say)
             say(f"augmented training set: {len(datasets['augmented']):,} examples from {path}")
+        self.datasets = datasets  # read by the gate and the teachers' scores before the student is built
         say(f"task {task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()))
         for note in task.notes:
             say(f"task: {note}")
@@ -163,7 +167,8 @@ class TaskWorkflow:
 
     def _gate(self, t, dev_logits, say) -> None:
         task = self.task
-        gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], task.splits["dev"], t.gate, t.checkpoint)
+        gate = check_teacher(task, dev_logits.numpy(), task.splits["train"], task.splits["dev"], t.gate, t.checkpoint,
+                             self._kept("dev"))
         self.teacher_infos[t.name]["gate"] = gate
         say(gate_line(t.name, task.main_metric, gate))
 
@@ -173,8 +178,9 @@ class TaskWorkflow:
         for split in EVAL_SPLITS:
             golds = gold_labels(task.splits[split], task.is_regression) if split in datasets else None
             if golds is not None:
-                out[split] = task_metrics.compute(task.metrics, logits_of(datasets[split]).float().numpy(),
-                                                  golds, task.num_labels)
+                gold, example = gold_rows(task, task.splits[split], self._kept(split))
+                out[split] = task_metrics.compute_task(task, logits_of(datasets[split]).float().numpy(), gold,
+                                                       example)
         return out
 
     def before(self, session: Session, module, stages: list[StageInputs], out) -> None:
@@ -230,10 +236,20 @@ class TaskWorkflow:
         out = {}
         for split, logits in student.items():
             examples = self.task.splits[split]
+            labelled = gold_labels(examples, self.task.is_regression) is not None
+            tokens = self.task.type == TOKENS
             out[split] = SplitPredictions([ex.id for ex in examples], logits,
-                                          gold_labels(examples, self.task.is_regression),
-                                          self._logits_of(self.datasets[split]).float().numpy())
+                                          gold_rows(self.task, examples, self._kept(split))[0] if labelled else None,
+                                          self._logits_of(self.datasets[split]).float().numpy(),
+                                          self.datasets[split].row_offsets() if tokens else None)
         return out
+
+    def _kept(self, split: str) -> np.ndarray | None:
+        """Token classification: the words of each example of `split` that its encoding kept (truncation cuts the
+        last words of a long sentence, which are then neither predicted nor scored, as in Hugging Face's examples)."""
+        if self.task.type != TOKENS:
+            return None
+        return np.diff(self.datasets[split].row_offsets())
 
     def _predictions_meta(self) -> dict:
         task = self.task
@@ -243,8 +259,8 @@ class TaskWorkflow:
     def _majority_baselines(self, splits) -> dict[str, float]:
         """The majority class's main metric on each evaluated split with labels: the floor any model should beat."""
         train = self.task.splits["train"]
-        return {split: majority_baseline(self.task, train, self.task.splits[split]) for split in splits
-                if gold_labels(self.task.splits[split], self.task.is_regression) is not None}
+        return {split: majority_baseline(self.task, train, self.task.splits[split], self._kept(split))
+                for split in splits if gold_labels(self.task.splits[split], self.task.is_regression) is not None}
 
 
 def selected_evaluations(stages: list[StageInputs], history: list[dict], main: str) -> dict[str, dict]:

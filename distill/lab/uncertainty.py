@@ -159,10 +159,28 @@ def _correlations(name: str, score: np.ndarray, gold: np.ndarray, idx: np.ndarra
     return np.concatenate(out)
 
 
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where(b > 0, a / np.where(b > 0, b, 1), 0.0)
+
+
+# Token classification resamples sentences: its `logits` are each sentence's counts (`distill.metrics.tag_counts`),
+# and a metric is a ratio of their sums (micro F1 = 2 right / (predicted + gold), conlleval's, 0 on no entity).
+COUNTED = {
+    "token_accuracy": lambda s: _ratio(s[:, 0], s[:, 1]),
+    "entity_f1": lambda s: _ratio(2 * s[:, 0], s[:, 1] + s[:, 2]),
+    "entity_precision": lambda s: _ratio(s[:, 0], s[:, 1]),
+    "entity_recall": lambda s: _ratio(s[:, 0], s[:, 2]),
+}
+
+
 def metric_replicates(metric: str, logits: np.ndarray, gold: np.ndarray, num_labels: int,
                       idx: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """`metric` on each row selection of `idx` (replicates, n): one value per replicate. `weights` (from
-    `resample_weights(idx)`) saves recounting the draws when several runs share them."""
+    `resample_weights(idx)`) saves recounting the draws when several runs share them. For the token metrics
+    (`COUNTED`) `logits` holds each sentence's counts."""
+    if metric in COUNTED:
+        w = resample_weights(idx, len(logits)) if weights is None else weights
+        return COUNTED[metric](w.astype(np.float64) @ logits.astype(np.float64))
     if num_labels == 1:
         if metric not in ("pearson", "spearman"):
             raise ValueError(f"metric {metric!r} does not apply to a regression task")

@@ -33,6 +33,7 @@ from distill.lab.uncertainty import (
     t_interval,
     welch_difference,
 )
+from distill.metrics import tag_counts
 from distill.tasks import EVAL_SPLITS
 
 
@@ -204,9 +205,10 @@ def _split_metric(column: str) -> tuple[str, str]:
     return split, metric
 
 
-def _aligned(runs: list[RunEntry], split: str) -> tuple[np.ndarray, list[np.ndarray], int] | None:
+def _aligned(runs: list[RunEntry], split: str, metric: str) -> tuple[np.ndarray, list[np.ndarray], int] | None:
     """Gold labels and each run's logits over the examples every run evaluated, in the first run's order;
-    None when a run kept no predictions or the split has no gold labels."""
+    None when a run kept no predictions or the split has no gold labels. Token classification: each run's
+    per-sentence counts for `metric` in place of logits (the unit resampled is the sentence)."""
     preds = [r.predictions for r in runs]
     if any(p is None or split not in p[0] or p[0][split].labels is None for p in preds):
         return None
@@ -215,6 +217,8 @@ def _aligned(runs: list[RunEntry], split: str) -> tuple[np.ndarray, list[np.ndar
     order = [i for i in first.ids if i in common]
     if not order:
         return None
+    if first.offsets is not None:
+        return _aligned_counts(preds, split, metric, order)
     logits = []
     for p in preds:
         sp = p[0][split]
@@ -228,6 +232,18 @@ def _aligned(runs: list[RunEntry], split: str) -> tuple[np.ndarray, list[np.ndar
     return gold, logits, int(preds[0][1].get("num_labels") or first.student.shape[1])
 
 
+def _aligned_counts(preds: list, split: str, metric: str, order: list[str]) -> tuple[np.ndarray, list, int]:
+    """Token classification's `_aligned`: each run's per-sentence counts of `metric` over the sentences `order`
+    names (placeholder gold labels: the counts hold the gold side)."""
+    out = []
+    for splits, meta in preds:
+        sp = splits[split]
+        counts = tag_counts(metric, sp.student, sp.labels, sp.offsets, list(meta["labels"]))
+        where = {ex_id: k for k, ex_id in enumerate(sp.ids)}
+        out.append(counts[[where[i] for i in order]])
+    return np.zeros(len(order)), out, 3
+
+
 def _interval(row: VariantRow, column: str, resamples: int) -> Interval | None:
     values = row.values.get(column) or []
     if not values:
@@ -235,7 +251,7 @@ def _interval(row: VariantRow, column: str, resamples: int) -> Interval | None:
     if len(values) >= 2:
         return t_interval(values)
     split, metric = _split_metric(column)
-    got = _aligned(row.runs, split) if row.runs else None
+    got = _aligned(row.runs, split, metric) if row.runs else None
     if got is None:
         return Interval(values[0], None, None, None, 1, "none")
     gold, (logits,), k = got
@@ -262,14 +278,14 @@ def _difference(row: VariantRow, ref: VariantRow, column: str, resamples: int,
     welch_judged = min(len(mine), len(theirs)) >= MIN_JUDGED_SEEDS
     if len(pairs) >= MIN_JUDGED_SEEDS or (len(pairs) == 2 and not welch_judged):
         extra = None
-        got = _aligned([r for pair in pairs for r in pair], split) if generalise else None
+        got = _aligned([r for pair in pairs for r in pair], split, metric) if generalise else None
         if got is not None:
             gold, logits, k = got
             extra = example_variance(example_replicates(metric, logits[0::2], logits[1::2], gold, k, resamples))
         return paired_t([_value(a, column) - _value(b, column) for a, b in pairs], extra)
     if not welch_judged and (pairs or (len(mine) == 1 and len(theirs) == 1)):
         a, b = pairs[0] if pairs else (mine[0], theirs[0])
-        got = _aligned([a, b], split)
+        got = _aligned([a, b], split, metric)
         if got is not None:
             gold, (x, y), k = got
             d = example_bootstrap_difference(metric, x, y, gold, k, resamples)
@@ -342,6 +358,11 @@ def _teacher_intervals(rep: Report) -> None:
         split, metric = _split_metric(column)
         sp = splits.get(split)
         if sp is not None and sp.teacher is not None and sp.labels is not None:
+            if sp.offsets is not None:  # token classification: the teacher's per-sentence counts
+                counts = tag_counts(metric, sp.teacher, sp.labels, sp.offsets, list(meta["labels"]))
+                rep.teacher_intervals[column] = bootstrap_interval(metric, counts, np.zeros(len(counts)), 3,
+                                                                   rep.resamples)
+                continue
             rep.teacher_intervals[column] = bootstrap_interval(metric, sp.teacher, sp.labels,
                                                                int(meta.get("num_labels") or sp.teacher.shape[1]),
                                                                rep.resamples)
