@@ -11,6 +11,11 @@ are tokenised in chunks with the teacher's tokenizer (a progress bar shows the r
         labels.npy           int64 (-100: unlabelled) or float32 (regression; 0.0 when unlabelled)
         tags.bin             int16, same offsets (token classification): each word's tag at its first piece,
                              -100 at every other position, -1 at a word whose tag is unknown (an augmented word)
+
+Extractive QA: a row is a window over a context (`distill.qa_windows`), several per question; `labels.npy` holds
+each window's gold (start, end) token ([CLS], 0, when the window lacks the answer), `windows.npy` each window's
+question (its index in the split), and `spans.bin` / `spans.offsets.npy` every token's (start, end) character
+span in the context, (-1, -1) outside it, for turning scores into answer text.
         example_ids.txt      one id per line, in order
         meta.json            counts, dtype, pad id, and the identity the teacher-logit cache is keyed by
 
@@ -65,6 +70,10 @@ class EncodedDataset(Dataset):
         # Token classification: per-token tags beside the ids (the per-example `labels` then hold -100).
         self.tags = Ragged(self.folder / "tags.bin", self.ids.offsets, np.int16) if meta.get("tags") else None
         self._row_offsets: np.ndarray | None = None
+        # Extractive QA: each row's question, and each token's character span in its context (flat pairs).
+        self.qa = bool(meta.get("qa"))
+        self.windows = np.load(self.folder / "windows.npy") if self.qa else None
+        self.spans = Ragged(self.folder / "spans.bin", self.folder / "spans.offsets.npy", np.int32) if self.qa else None
         self.pad_id: int = meta["pad_id"]
         self.identity: str = meta["identity"]
         self.source = source  # streams the examples again (texts for a student's vocabulary); main process only
@@ -157,10 +166,62 @@ class EncodedDataset(Dataset):
 
 
 def encode_examples(examples: list[Example], tokenizer, max_length: int, regression: bool = False,
-                    log=print, what: str = "examples") -> EncodedDataset:
-    """Examples held in memory (a task split), encoded once and cached by their content."""
+                    log=print, what: str = "examples", windows: tuple[int, int] | None = None) -> EncodedDataset:
+    """Examples held in memory (a task split), encoded once and cached by their content. `windows`: extractive QA's
+    (doc_stride, max_query_length), its questions then encoded as windows over their contexts."""
+    if windows is not None:
+        return _encode_qa(examples, tokenizer, max_length, windows, log, what)
     return encode_stream(lambda: iter(examples), {"examples": fingerprint(examples), "n": len(examples)},
                          tokenizer, max_length, regression, log, what, total=len(examples))
+
+
+def _encode_qa(examples: list[Example], tokenizer, max_length: int, windows: tuple[int, int], log,
+               what: str) -> EncodedDataset:
+    ident = {"examples": fingerprint(examples), "n": len(examples), "windows": list(windows)}
+    folder = encoded_folder(ident, tokenizer, max_length, False)
+    if not (folder / "meta.json").exists():
+        build_qa(folder, examples, tokenizer, max_length, windows, log, what)
+    return EncodedDataset(folder, lambda: iter(examples))
+
+
+def build_qa(folder: Path, examples: list[Example], tokenizer, max_length: int, windows: tuple[int, int], log=print,
+             what: str = "examples") -> None:
+    """Write the QA questions `examples` to `folder` as windows (the layout in the module's docstring)."""
+    from distill.qa_windows import encode_windows
+
+    log(f"encoding {what} as windows of {max_length} tokens (overlap {windows[0]}) -> {folder}")
+    digest = hashlib.sha256()
+    with tokenizer_threads(), atomic_dir(folder) as tmp, \
+            open(tmp / "example_ids.txt", "w", encoding="utf-8") as names:
+        ids = RaggedWriter(tmp / "input_ids.bin", tmp / "offsets.npy", id_dtype(len(tokenizer)))
+        types = RaggedWriter(tmp / "token_type_ids.bin", tmp / "types.offsets.npy", np.uint8)
+        spans = RaggedWriter(tmp / "spans.bin", tmp / "spans.offsets.npy", np.int32)
+        labels, owner, tokens = [], [], 0
+        for lo, part in enumerate(tqdm(list(chunks(examples)), desc=f"encoding {what}", leave=False, delay=2.0)):
+            f = encode_windows(part, tokenizer, max_length, windows[0], windows[1])
+            ids.append(f.input_ids)
+            types.append(f.token_type_ids)
+            spans.append([[x for span in row for x in span] for row in f.context_spans])
+            labels.append(np.array([f.start_positions, f.end_positions], dtype=np.int64).T.reshape(-1, 2))
+            owner.append(np.asarray(f.example, dtype=np.int64) + lo * CHUNK)
+            tokens += sum(len(x) for x in f.input_ids)
+            names.write("".join(f"{part[k].id}\n" for k in f.example))
+            for ex in part:
+                digest.update(fingerprint_row(ex))
+        n = ids.close()
+        types.close()
+        spans.close()
+        (tmp / "types.offsets.npy").unlink()
+        np.save(tmp / "labels.npy", np.concatenate(labels) if labels else np.zeros((0, 2), np.int64))
+        np.save(tmp / "windows.npy", np.concatenate(owner) if owner else np.zeros(0, np.int64))
+        identity = (f"{digest.hexdigest()[:16]}:{tokenizer.name_or_path}:{len(tokenizer)}:{max_length}:"
+                    f"qa{windows[0]},{windows[1]}")
+        write_json(tmp / "meta.json", {"format": FORMAT, "examples": n, "tokens": tokens, "pair": True,
+                                       "dtype": id_dtype(len(tokenizer)).name,
+                                       "pad_id": tokenizer.pad_token_id or 0, "regression": False,
+                                       "max_length": max_length, "tokenizer": tokenizer.name_or_path,
+                                       "identity": identity, "qa": True, "questions": len(examples)})
+    log(f"encoded {what}: {len(examples):,} questions in {n:,} windows")
 
 
 def encode_stream(source: Source, source_identity: dict, tokenizer, max_length: int, regression: bool = False,

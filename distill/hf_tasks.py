@@ -122,6 +122,8 @@ def load_hf(cfg: TaskConfig) -> TaskData:
     notes: list[str] = []
     roles = _roles(cfg, list(data), notes)
     train = data[roles["train"]]
+    if cfg.type == "extractive_qa":
+        return _load_questions(cfg, data, roles, notes)
     _check_columns(cfg, roles["train"], train.column_names)
     if cfg.type == "token_classification":
         return _load_tagged(cfg, data, roles, notes)
@@ -184,6 +186,25 @@ def _load_tagged(cfg: TaskConfig, data, roles: dict[str, str], notes: list[str])
         sentences[role] = [hf_tagged_rows(row[words_col], row[tags_col], names,
                                           f"{cfg.path}[{name}]:{i}") for i, row in enumerate(part)]
     task = tagged_task(cfg.name, sentences, names, f"{cfg.path} column {tags_col!r}", notes)
+    task.source_splits = dict(roles)
+    return task
+
+
+def _load_questions(cfg: TaskConfig, data, roles: dict[str, str], notes: list[str]) -> TaskData:
+    """An extractive-QA dataset in the `squad` / `squad_v2` layout (id, context, question, answers with text and
+    answer_start lists); the column names are the layout's."""
+    from distill.qa_tasks import qa_task
+    from distill.squad_data import squad_rows
+
+    splits = {}
+    for role, name in roles.items():
+        part = data[name]
+        missing = sorted({"id", "context", "question", "answers"} - set(part.column_names))
+        if missing:
+            raise DataError(f"{cfg.path} split {name!r}: no column(s) {missing}; expected the squad layout (id, "
+                            f"context, question, answers); columns are {part.column_names}")
+        splits[role] = squad_rows(part, f"{cfg.path} split {name!r}")
+    task = qa_task(cfg.name, splits, cfg, notes)
     task.source_splits = dict(roles)
     return task
 

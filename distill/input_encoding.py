@@ -7,13 +7,14 @@ Truncation follows the run's own encoding: a pair is cut longest-first (the Hugg
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from distill.errors import DistillError
 from distill.io import read_json, write_json
 
 FILE = "encoding.json"
+QA_KEYS = ("doc_stride", "max_query_length", "n_best", "max_answer_length")
 TRUNCATION = "longest_first"
 # A student saved before `encoding.json` existed: what `distill predict` assumed then.
 LEGACY_MAX_LENGTH = 128
@@ -24,13 +25,19 @@ class InputEncoding:
     max_length: int  # tokens (word pieces, special tokens included), or words per sentence for the BiLSTM
     pair: bool  # trained on sentence pairs
     truncation: str = TRUNCATION
+    # Extractive QA: windows over long contexts overlapping by `doc_stride` tokens, questions cut to
+    # `max_query_length` tokens, and answers of at most `max_answer_length` tokens from the `n_best` candidates.
+    doc_stride: int | None = None
+    max_query_length: int | None = None
+    n_best: int | None = None
+    max_answer_length: int | None = None
 
     def tokenizer_kwargs(self) -> dict:
         """The arguments every caller of a Hugging Face tokenizer passes (padding and tensors are the caller's)."""
         return tokenizer_kwargs(self.max_length)
 
     def save(self, folder: str | Path) -> None:
-        write_json(Path(folder) / FILE, asdict(self))
+        write_json(Path(folder) / FILE, {k: v for k, v in asdict(self).items() if v is not None})
 
 
 def tokenizer_kwargs(max_length: int) -> dict:
@@ -44,7 +51,8 @@ def load_encoding(folder: str | Path, max_length: int | None = None) -> tuple[In
     if path.exists():
         raw = read_json(path)
         try:
-            enc = InputEncoding(int(raw["max_length"]), bool(raw["pair"]), str(raw.get("truncation", TRUNCATION)))
+            enc = InputEncoding(int(raw["max_length"]), bool(raw["pair"]), str(raw.get("truncation", TRUNCATION)),
+                                **{k: int(raw[k]) for k in QA_KEYS if raw.get(k) is not None})
         except (KeyError, TypeError, ValueError) as e:
             raise DistillError(f"{path}: expected {{max_length: int, pair: bool, truncation: str}}, got {raw!r} "
                                f"({type(e).__name__}: {e})") from None
@@ -54,5 +62,5 @@ def load_encoding(folder: str | Path, max_length: int | None = None) -> tuple[In
     if max_length is not None:
         if max_length < 1:
             raise DistillError(f"--max-length {max_length}: expected a positive number of tokens")
-        return InputEncoding(max_length, enc.pair, enc.truncation), "--max-length"
+        return replace(enc, max_length=max_length), "--max-length"
     return enc, source

@@ -86,7 +86,7 @@ def check_class_counts(task, allow_empty: bool = False) -> list[str]:
     """The training split's examples per declared class: raises for a class with none (unless `allow_empty`, the
     config key `task.allow_empty_classes`); returns a warning for classes with fewer than FEW_CLASS_EXAMPLES (and for
     the allowed empty ones)."""
-    if task.is_regression or "train" not in task.splits:
+    if task.is_regression or task.labels is None or "train" not in task.splits:  # scores, or QA's spans
         return []
     counts = [0] * task.num_labels
     if task.type == "token_classification":

@@ -242,6 +242,10 @@ def load_task(cfg: TaskConfig) -> TaskData:
         from distill.hf_tasks import load_hf
 
         task = load_hf(cfg)
+    elif cfg.source == "squad":
+        from distill.qa_tasks import load_squad_task
+
+        task = load_squad_task(cfg)
     elif cfg.source == "conll":
         from distill.token_tasks import load_conll_task
 
@@ -277,4 +281,6 @@ def fingerprint(examples: Iterable[Example]) -> str:
 
 def fingerprint_row(ex: Example) -> bytes:
     """What `fingerprint` digests of one example (also digested row by row while a stream is encoded)."""
-    return f"{ex.text_a}\x1f{ex.text_b}\x1f{ex.label}\x1e".encode()
+    # QA answers only when there are any, so that every other example keeps its fingerprint (and cached teachers).
+    answers = "" if ex.answers is None else f"\x1d{ex.answers!r}"
+    return f"{ex.text_a}\x1f{ex.text_b}\x1f{ex.label}{answers}\x1e".encode()

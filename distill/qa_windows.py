@@ -35,7 +35,8 @@ class QAFeatures:
     context_spans: list[list[tuple[int, int]]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        # The windows' spans: what post-processing reads (an encoded split gives it without the ids).
+        return len(self.context_spans)
 
 
 def encode_windows(examples: list[Example], tokenizer, max_length: int, doc_stride: int,

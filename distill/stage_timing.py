@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from distill.config import StageConfig, TrainConfig
-from distill.encoded import EncodedDataset, build
+from distill.encoded import EncodedDataset, build, build_qa
 from distill.losses import LossContext
 from distill.objective import Objective
 from distill.stage import StageInputs
@@ -109,16 +109,19 @@ def time_evaluation(acc, module: DistillModule, stage: StageInputs, cfg: TrainCo
 
 
 def sample(examples: list[Example], n: int, tokenizer, max_length: int, regression: bool, folder: Path,
-           name: str) -> EncodedDataset:
+           name: str, windows: tuple[int, int] | None = None) -> EncodedDataset:
     """The first-run sample a stage is timed on: `n` of `examples` (seeded, as `task.*_limit` subsamples), encoded
-    into `folder` (never the cache)."""
+    into `folder` (never the cache); extractive QA's questions as windows (`windows`: doc stride, query length)."""
     from distill.loaders import _subsample
 
     out = Path(folder) / name
+    chosen = _subsample(examples, n, 0)
     if not (out / "meta.json").exists():
-        build(out, _subsample(examples, n, 0), tokenizer, max_length, regression, log=lambda *_: None,
-              progress=False)
-    return EncodedDataset(out)
+        if windows is not None:
+            build_qa(out, chosen, tokenizer, max_length, windows, log=lambda *_: None)
+        else:
+            build(out, chosen, tokenizer, max_length, regression, log=lambda *_: None, progress=False)
+    return EncodedDataset(out, lambda: iter(chosen))
 
 
 def finetune_cost(acc, module: DistillModule, task, train: list[Example], epochs: float, stage: StageConfig,
@@ -127,10 +130,11 @@ def finetune_cost(acc, module: DistillModule, task, train: list[Example], epochs
     on `module` (the teacher, or a replica of its shape)."""
     loss = {"hard_mse": 1.0} if task.is_regression else {"hard_ce": 1.0}
     with tempfile.TemporaryDirectory(prefix="distill-timing-") as tmp:
+        windows = task.qa and task.qa.windows
         data = sample(train, stage.batch_size * BATCHES, tokenizer, max_length, task.is_regression, Path(tmp),
-                      "train")
+                      "train", windows)
         dev = sample(task.splits["dev"], cfg.eval_batch_size * 2, tokenizer, max_length, task.is_regression,
-                     Path(tmp), "dev")
+                     Path(tmp), "dev", windows)
         inputs = StageInputs(stage, Objective(loss), LossContext([], task.is_regression), data, dev, task, None, 0)
         train_t = time_training(acc, module, inputs, cfg)
         eval_t = time_evaluation(acc, module, inputs, cfg, objective=False)

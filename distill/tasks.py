@@ -59,6 +59,22 @@ EVAL_SPLITS = ("dev", "dev_mismatched", "test")
 GLUE_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
 
 
+@dataclass(frozen=True)
+class QASettings:
+    """Extractive QA's windows over long contexts and its answer post-processing (`task.*` keys of the same names)."""
+
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best: int = 20
+    max_answer_length: int = 30
+    # "2.0": questions may have no answer (SQuAD v2.0), answered "" when the null score wins by a threshold.
+    version: str = "1.1"
+
+    @property
+    def windows(self) -> tuple[int, int]:
+        return self.doc_stride, self.max_query_length
+
+
 @dataclass
 class TaskData:
     name: str
@@ -76,6 +92,8 @@ class TaskData:
     type: str = "sequence_classification"
     # Token classification: the tag scheme (BIO, BIOES) when the tags mark entities, None for plain tags (POS).
     scheme: str | None = None
+    # Extractive QA's settings (None for other types).
+    qa: QASettings | None = None
 
     @property
     def is_regression(self) -> bool:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
 from distill import metrics as task_metrics
-from distill.adaptor import Record, forward_record, set_attention
+from distill.adaptor import MASKED_POSITION, Record, forward_record, set_attention
 from distill.batching import LengthGroupedBatches, MlmMasking, PadCollator
 from distill.checkpoint import Checkpointer, Progress
 from distill.config import StageConfig, TrainConfig
@@ -31,8 +31,10 @@ from distill.errors import DistillError
 from distill.losses import LossContext, gold_rows
 from distill.needs import LOGITS_ONLY, Needs
 from distill.objective import Objective
+from distill.qa_eval import qa_outcome
 from distill.stage import Session, StageInputs
 from distill.student_registry import Student
+from distill.task_types import QA
 from distill.tasks import EVAL_SPLITS, TaskData
 
 
@@ -136,12 +138,17 @@ def project(rec: Record, projections: nn.ModuleDict) -> Record:
 def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: TaskData,
              teachers: dict[str, nn.Module] | None = None, objective: Objective | None = None,
              ctx: LossContext | None = None, cached: dict[str, torch.Tensor] | None = None,
-             keep: dict | None = None) -> dict[str, float]:
+             keep: dict | None = None, dataset: EncodedDataset | None = None,
+             threshold: float | None = None) -> dict[str, float]:
     """Task metrics on a split (none when `task` is None: corpus text) and, when an objective is given,
     its held-out terms (all of them when there is no task, else those that use the teacher). `keep`, a dict,
-    receives the gathered "logits" and each row's dataset "index" (rows come in the loader's order)."""
+    receives the gathered "logits" and each row's dataset "index" (rows come in the loader's order), or for
+    extractive QA the split's answers ("qa", a `QAOutcome`), which need the split's `dataset` (its windows) and
+    for SQuAD v2.0 take the null `threshold` chosen on dev (None: chosen on this split)."""
     module.eval()
     logits, golds, indices, sums, batches = [], [], [], {}, 0
+    qa = task is not None and task.type == QA
+    spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # QA: each window's start and end scores, unpadded
     use_objective = objective is not None and (objective.uses_teacher or task is None)
     for batch in loader:
         rec = module(batch, objective.needs if use_objective else LOGITS_ONLY)
@@ -151,7 +158,11 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             batches += 1
-        if task is not None:
+        if qa:
+            both, lengths, index = accelerator.gather_for_metrics(_span_scores(accelerator, rec.logits, batch))
+            for row, n, i in zip(both.cpu().numpy(), lengths.tolist(), index.tolist(), strict=True):
+                spans[i] = (row[0, :n], row[1, :n])
+        elif task is not None:
             lg, gold, index = gather_rows(accelerator, rec.logits.float(), gold_rows(rec, batch), batch["index"],
                                           rec.token_rows)
             logits.append(lg.cpu().numpy())
@@ -163,12 +174,30 @@ def evaluate(accelerator: Accelerator, module: DistillModule, loader, task: Task
         keys = sorted(sums)
         total = accelerator.reduce(torch.tensor([sums[k] for k in keys], device=accelerator.device), "mean")
         sums = dict(zip(keys, total.tolist(), strict=True))
-    out = {} if task is None else task_metrics.compute_task(task, np.concatenate(logits), np.concatenate(golds),
-                                                            np.concatenate(indices))
+    if qa:
+        out = {}
+        if dataset is not None:  # a timing pass over a few batches has no whole split to answer
+            outcome = qa_outcome(task, dataset, *zip(*(spans[i] for i in range(len(dataset))), strict=True),
+                                 threshold=threshold)
+            out = dict(outcome.scores)
+            if keep is not None:
+                keep["qa"] = outcome
+    else:
+        out = {} if task is None else task_metrics.compute_task(task, np.concatenate(logits), np.concatenate(golds),
+                                                                np.concatenate(indices))
     out.update({f"loss/{k}": v / max(batches, 1) for k, v in sums.items()})
-    if keep is not None and task is not None:
+    if keep is not None and task is not None and not qa:
         keep.update(logits=np.concatenate(logits), index=np.concatenate(indices))
     return out
+
+
+def _span_scores(accelerator: Accelerator, rows: torch.Tensor, batch: dict) -> tuple[torch.Tensor, ...]:
+    """A QA head's span rows (2 per window) as (window, start/end, position), with each window's length and index,
+    padded to one length across processes."""
+    both = rows.float().reshape(-1, 2, rows.shape[-1])
+    if accelerator.num_processes > 1:
+        both = accelerator.pad_across_processes(both, dim=2, pad_index=MASKED_POSITION)
+    return both, batch["attention_mask"].sum(1), batch["index"]
 
 
 def gather_rows(accelerator: Accelerator, rows: torch.Tensor, gold: torch.Tensor | None, index: torch.Tensor,
@@ -204,13 +233,19 @@ def evaluate_splits(accelerator: Accelerator, model: nn.Module, task: TaskData,
     the student the model is (None: a Hugging Face model)."""
     set_attention(model, LOGITS_ONLY)
     module = DistillModule(model, kind=kind).to(accelerator.device)
-    out = {}
+    out, threshold = {}, None
     for split in EVAL_SPLITS:
         if split in datasets:
             loader, _ = make_loader(datasets[split], cfg.eval_batch_size, 0, False, cfg)
-            keep = {} if predictions is not None else None
-            out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task, keep=keep)
-            if keep is not None:
+            keep = {} if predictions is not None or task.type == QA else None
+            # SQuAD v2.0's null threshold is chosen on dev and used as it is on the later splits.
+            out[split] = evaluate(accelerator, module, accelerator.prepare(loader), task, keep=keep,
+                                  dataset=datasets[split], threshold=threshold)
+            if task.type == QA:
+                threshold = keep["qa"].threshold if threshold is None else threshold
+                if predictions is not None:
+                    predictions[split] = keep["qa"]
+            elif keep is not None:
                 predictions[split] = in_dataset_order(keep["logits"], keep["index"], datasets[split].row_offsets())
     return out
 
@@ -269,7 +304,7 @@ def train_stage(session: Session, module: DistillModule, stage: StageInputs, pro
         if window.batches:  # the steps since the last multiple of log_every, before the evaluation's time counts
             _log(session.writer, window.flush(tag, scheduler.get_last_lr()[0], acc.num_processes), progress.step)
         ctx = replace(stage.ctx, fraction=progress.step / total)
-        result = evaluate(acc, model, dev_dl, stage.task, teachers, objective, ctx, dev_cached)
+        result = evaluate(acc, model, dev_dl, stage.task, teachers, objective, ctx, dev_cached, dataset=stage.dev)
         result.update({"stage": tag, "epoch": epoch + 1, "step": progress.step})
         progress.history.append(result)
         _log(session.writer, {f"{tag}/dev/{k}": v for k, v in result.items() if isinstance(v, float)}, progress.step)

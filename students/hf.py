@@ -153,7 +153,7 @@ class TransformerStudent(Student):
         return out
 
     def logits(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(**inputs).logits
+        return head_logits(model(**inputs))
 
     def graph(self, model: nn.Module) -> Graph:
         names = _inputs(model)
@@ -190,7 +190,14 @@ class _Logits(nn.Module):
         kw = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kw["token_type_ids"] = token_type_ids
-        return self.model(**kw).logits
+        return head_logits(self.model(**kw))
+
+
+def head_logits(out) -> torch.Tensor:
+    """A Hugging Face model output's scores: its logits, or a QA head's start and end scores stacked as (batch,
+    tokens, 2)."""
+    logits = out.get("logits")
+    return logits if logits is not None else torch.stack((out["start_logits"], out["end_logits"]), dim=-1)
 
 
 def _inputs(model: nn.Module) -> list[str]:

@@ -98,7 +98,8 @@ def prepare_teacher(cfg: ExperimentConfig, task: TaskData, tokenizer, datasets: 
     examples = task.splits["train"] if train is None else train
     with accelerator.main_process_first():
         train = datasets["train"] if train is None else encode_examples(
-            train, tokenizer, cfg.task.max_length, task.is_regression, log, "the teacher's training split")
+            train, tokenizer, cfg.task.max_length, task.is_regression, log, "the teacher's training split",
+            task.qa and task.qa.windows)
     set_seed(t.finetune.seed)
     if t.checkpoint == "random":
         model = random_bert(t.random, tokenizer, task.labels, t.finetune.seed, task_type=task.type)

@@ -11,7 +11,7 @@ import numpy as np
 from distill import metrics as task_metrics
 from distill.config import TeacherGateConfig
 from distill.errors import DistillError
-from distill.task_types import SEQUENCE, TOKENS
+from distill.task_types import QA, SEQUENCE, TOKENS
 from distill.tasks import Example, TaskData
 
 
@@ -38,6 +38,8 @@ def majority_baseline(task: TaskData, train: list[Example], dev: list[Example],
     is `O`, which finds no entity: an entity F1 of 0."""
     if task.is_regression:
         return 0.0
+    if task.type == QA:  # answering nothing: right on every question without an answer (SQuAD v2.0), in percent
+        return 100.0 * sum(ex.answers == () for ex in dev) / len(dev) if task.qa.version == "2.0" else 0.0
     majority = Counter(gold_rows(task, train)[0].tolist()).most_common(1)[0][0]
     gold, example = gold_rows(task, dev, counts)
     logits = np.zeros((len(gold), task.num_labels))

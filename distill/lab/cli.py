@@ -118,6 +118,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shown = texts[i] if texts_b is None else f"{texts[i]} ||| {texts_b[i]}"
         if args.json:
             print(json.dumps({"text": texts[i], **({"text_b": texts_b[i]} if texts_b else {}), **result}))
+        elif "answer" in result:
+            print(f"{result['answer']}\t{result['score']:.4f}\t{texts[i]}")
         elif "tags" in result:
             print(" ".join(f"{w}/{t}" for w, t in zip(result["words"], result["tags"], strict=True))
                   + "".join(f" {w}/<cut>" for w in result.get("cut", [])))

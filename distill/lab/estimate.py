@@ -92,7 +92,7 @@ class Replica:
             return sample(self._examples(data, n), n, self.plan.tokenizer, self.cfg.task.max_length,
                           self.task.is_regression, self.folder, name)
         return sample(self.task.splits[data], n, self.plan.tokenizer, self.cfg.task.max_length,
-                      self.task.is_regression, self.folder, name)
+                      self.task.is_regression, self.folder, name, self.task.qa and self.task.qa.windows)
 
     def _corpus(self, n: int, name: str):
         from distill.corpus import CorpusDataset, corpus_folder, pack_corpus

@@ -396,10 +396,19 @@ def _usage(student, cfg: dict, pair: bool) -> list[str]:
     kind = task_type_of(cfg)
     if kind.name == SEQUENCE or student.library != "transformers":
         return student.usage(FOLDER, pair)
-    call = ('nlp(question="Who flew?", context="The crew flew to Paris.")' if kind.name == QA else
-            'nlp("Alice flew to Paris")')
+    if kind.name == QA:  # transformers 5 removed the question-answering pipeline; 4.x has it
+        return ["```python", "import torch",
+                "from transformers import AutoModelForQuestionAnswering, AutoTokenizer", "",
+                f'model = AutoModelForQuestionAnswering.from_pretrained("{FOLDER}").eval()',
+                f'tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")',
+                'inputs = tokenizer("Who flew?", "The crew flew to Paris.", truncation="only_second", '
+                'return_tensors="pt")', "with torch.no_grad():", "    out = model(**inputs)",
+                "start, end = int(out.start_logits.argmax()), int(out.end_logits.argmax())",
+                'print(tokenizer.decode(inputs["input_ids"][0, start:end + 1]))', "```", "",
+                f'With transformers 4.x: `pipeline("question-answering", model="{FOLDER}")`; distillery\'s '
+                "`distill predict` searches long contexts window by window as the run did."]
     return ["```python", "from transformers import pipeline", "",
-            f'nlp = pipeline("{kind.pipeline_tag}", model="{FOLDER}")', f"print({call})", "```"]
+            f'nlp = pipeline("{kind.pipeline_tag}", model="{FOLDER}")', 'print(nlp("Alice flew to Paris"))', "```"]
 
 
 def _pair(run: Path) -> bool:

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill.batching import pad_ids
 from distill.errors import DistillError
 from distill.input_encoding import LEGACY_MAX_LENGTH, InputEncoding, load_encoding
 from distill.student_registry import Student, student_for_folder
-from distill.task_types import TOKENS, type_of_model
+from distill.task_types import QA, TOKENS, type_of_model
 
 
 class PredictError(DistillError):
@@ -73,6 +74,36 @@ class Predictor:
                             **({"cut": ws[len(at):]} if len(at) < len(ws) else {})})
         return out
 
+    @torch.inference_mode()
+    def answer(self, questions: list[str], contexts: list[str], batch_size: int = 64) -> list[dict]:
+        """Extractive QA: one dict per question, the answer text found in its context and its score (start + end
+        logit, the windows over a long context searched as the run did); "" when no span qualifies."""
+        from distill.qa_answers import best_spans
+        from distill.qa_windows import encode_windows
+        from distill.tasks import Example
+
+        enc = self.encoding
+        if enc.doc_stride is None:
+            raise PredictError("this QA student's encoding.json has no doc_stride: it was not saved by a QA run")
+        examples = [Example(f"q{i}", q, c, None) for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
+        try:
+            windows = encode_windows(examples, self.tokenizer, enc.max_length, enc.doc_stride, enc.max_query_length)
+        except DistillError as e:
+            raise PredictError(str(e)) from None
+        starts, ends = [], []
+        for i in range(0, len(windows.input_ids), batch_size):
+            ids, lengths = pad_ids(windows.input_ids[i:i + batch_size], self.tokenizer.pad_token_id or 0)
+            types, _ = pad_ids(windows.token_type_ids[i:i + batch_size])
+            mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+            given = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            inputs = {k: given[k].to(self.device) for k in self.student.graph(self.model).input_names}
+            scores = self.student.logits(self.model, inputs).float().cpu()
+            for row, n in zip(scores, lengths.tolist(), strict=True):
+                starts.append(row[:n, 0].numpy())
+                ends.append(row[:n, 1].numpy())
+        preds = best_spans(windows, starts, ends, examples, enc.n_best or 20, enc.max_answer_length or 30)
+        return [{"answer": p.text, "score": p.score, "null_score": p.null_score} for p in preds]
+
     def predict(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> list[dict]:
         """One dict per text: the label and every label's probability (or the score, for regression); for a token
         classifier, the tag of every word (`tag`)."""
@@ -80,6 +111,11 @@ class Predictor:
             if texts_b is not None:
                 raise PredictError("a token classifier tags single texts; got sentence pairs")
             return self.tag(texts, batch_size)
+        if self.task_type == QA:
+            if texts_b is None:
+                raise PredictError("a QA student reads a question and its context: give them tab-separated (--file) "
+                                   "or as --text and --text-b")
+            return self.answer(texts, texts_b, batch_size)
         logits = self.logits(texts, texts_b, batch_size)
         if self.labels is None:
             return [{"score": float(z[0])} for z in logits]

@@ -87,6 +87,9 @@ def check_task_type(cfg: ExperimentConfig, student: Student) -> None:
         if stage.data == "augmented" and kind == QA:
             raise ConfigError(f"stages.{i} ({stage.name}): `data: augmented` on an {kind} task: no augmentation "
                               "keeps answer spans yet (use `data: train`)")
+    if kind == QA and len(cfg.teachers) > 1:
+        raise ConfigError(f"`teachers:` names {len(cfg.teachers)} teachers on an {kind} task: several teachers' span "
+                          "scores are not averaged yet; use one teacher")
     if cfg.train.teacher_record != "off":
         raise ConfigError(f"`train.teacher_record: {cfg.train.teacher_record}` on a {kind} task: the stored record "
                           "holds a row per example; use `off` (the teacher runs with the student)")

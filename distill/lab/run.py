@@ -178,6 +178,10 @@ def input_encoding(cfg: ExperimentConfig, workflow) -> InputEncoding:
     """How the run encoded its inputs: the task's length and pairing, or the corpus's sequences."""
     if workflow.task is None:
         return InputEncoding(cfg.corpus.max_length, False)
+    qa = workflow.task.qa
+    if qa is not None:
+        return InputEncoding(cfg.task.max_length, True, doc_stride=qa.doc_stride, max_query_length=qa.max_query_length,
+                             n_best=qa.n_best, max_answer_length=qa.max_answer_length)
     return InputEncoding(cfg.task.max_length, workflow.task.is_pair)
 
 

@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 from distill import metrics as task_metrics
 from distill.config import ExperimentConfig
 from distill.encoded import EncodedDataset, encode_examples
+from distill.io import write_json
 from distill.lab.preflight import Plan
 from distill.lab.records import RunMetrics, StudentFacts, TaskFacts, TeacherFacts, TeacherTaskFacts
 from distill.lab.summary import summarise
@@ -29,10 +30,10 @@ from distill.objective import ensemble_logits
 from distill.predictions import FILE as PREDICTIONS_FILE
 from distill.predictions import SplitPredictions, write_predictions
 from distill.stage import Session, StageInputs
-from distill.task_types import TOKENS
+from distill.task_types import QA, TOKENS
 from distill.tasks import EVAL_SPLITS, Example
 from distill.teachers.finetune import full_train_split, prepare_teacher
-from distill.teachers.gate import check_teacher, gate_line, gold_rows, majority_baseline
+from distill.teachers.gate import TeacherGateError, check_teacher, gate_line, gold_rows, majority_baseline
 from distill.teachers.logits import cached_logits
 from distill.teachers.record_cache import RECORDED, cached_record
 from distill.trainer import evaluate_splits
@@ -67,6 +68,10 @@ def _texts(datasets: dict, splits) -> Iterator[str]:
             yield from datasets[split].texts()
 
 
+# Extractive QA: each evaluated split's answer text per question id, as the official SQuAD scripts read predictions.
+ANSWERS_FILE = "answers.json"
+
+
 class TaskWorkflow:
     def __init__(self, cfg: ExperimentConfig, plan: Plan):
         self.cfg, self.plan = cfg, plan
@@ -91,7 +96,8 @@ class TaskWorkflow:
         # Encoded once into the cache by the main process; the others then map the same files.
         with accelerator.main_process_first():
             datasets = {split: encode_examples(exs, tokenizer, cfg.task.max_length, task.is_regression, say,
-                                               f"the {split} split") for split, exs in task.splits.items()}
+                                               f"the {split} split", task.qa and task.qa.windows)
+                        for split, exs in task.splits.items()}
         if any(st.data == "augmented" for st in cfg.stages):
             from distill.augment.runner import build_in_processes, encode_augmented
 
@@ -123,6 +129,8 @@ class TaskWorkflow:
                                    task.is_regression)
 
         self._logits_of = logits_of
+        if task.type == QA:
+            return self._build_qa(accelerator, say, teachers, datasets)
         for t in cfg.teachers:
             if t.gate is not None:
                 self._gate(t, logits_of(datasets["dev"], t.name), say)
@@ -134,6 +142,31 @@ class TaskWorkflow:
             self.teacher_info["augmented_labels"] = {"by": "teacher" if len(teachers) == 1 else "teachers' ensemble",
                                                      "changed": changed}
             say(f"augmented copies labelled by the teacher: {changed} differ from their source's label")
+        return self._build_student(accelerator, say, teachers, datasets)
+
+    def _build_qa(self, accelerator, say, teachers, datasets):
+        """Extractive QA: the teacher's answers on every evaluation split (its gate, its predictions), and no
+        teacher-output cache (a window's scores are as long as the window: the teacher runs with the student)."""
+        cfg, task = self.cfg, self.task
+        t = cfg.teacher
+        self.teacher_qa = {}
+        scores = evaluate_splits(accelerator, teachers[t.name], task, datasets, cfg.train, self.teacher_qa)
+        self.teacher_info.update(scores)
+        if t.gate is not None:
+            main, dev = task.main_metric, scores["dev"][task.main_metric]
+            baseline = majority_baseline(task, task.splits["train"], task.splits["dev"])
+            self.teacher_info["gate"] = {"dev_" + main: dev, "majority_baseline": baseline, "margin": t.gate.margin}
+            if not dev >= baseline + t.gate.margin:
+                raise TeacherGateError(f"teacher {t.checkpoint!r} scores dev {main} {dev:.2f}, which does not beat "
+                                       f"answering nothing ({baseline:.2f}) by the margin {t.gate.margin} "
+                                       "(`teacher.gate.margin`). Is it fine-tuned on this task? Set "
+                                       "`teacher.finetune`, or turn the check off with `teacher.gate: null`.")
+            say(gate_line(t.name, main, self.teacher_info["gate"]))
+        return self._build_student(accelerator, say, teachers, datasets)
+
+    def _build_student(self, accelerator, say, teachers, datasets):
+        cfg, task = self.cfg, self.task
+        logits_of = self._logits_of
         set_seed(cfg.seed)
         student = self.plan.student.build(cfg.student, teachers[cfg.teacher.name], cfg.seed,
                                           _texts(datasets, ("train", "augmented")), task.is_pair,
@@ -146,6 +179,8 @@ class TaskWorkflow:
             say(own.note)
         for stage, objective in zip(cfg.stages, self.plan.objectives, strict=True):
             for name, needs in objective.teacher_needs().items():
+                if task.type == QA:
+                    continue
                 if not needs:  # read as logits only: from the cache
                     logits_of(datasets[stage.data], name)
                     logits_of(datasets["dev"], name)
@@ -199,6 +234,9 @@ class TaskWorkflow:
         predictions = self._predictions(logits)
         if session.accelerator.is_main_process:
             write_predictions(Path(out) / PREDICTIONS_FILE, predictions, self._predictions_meta())
+            if task.type == QA:  # the answers themselves, for error analysis and the official scripts
+                write_json(Path(out) / ANSWERS_FILE, {split: dict(zip(o.ids, o.answers, strict=True))
+                                                      for split, o in logits.items()})
         main = task.main_metric
         # The scores of what the student learned from: the teacher, or several teachers' ensemble (also what the
         # predictions file holds), so that the report's teacher row and its interval describe the same model.
@@ -234,6 +272,9 @@ class TaskWorkflow:
     def _predictions(self, student: dict[str, np.ndarray]) -> dict[str, SplitPredictions]:
         """Each evaluated split's student logits with its ids, gold labels and the teacher's (cached) logits."""
         out = {}
+        if self.task.type == QA:
+            return {split: SplitPredictions(o.ids, o.per_question, o.has_answer.astype(np.int64),
+                                            self.teacher_qa[split].per_question) for split, o in student.items()}
         for split, logits in student.items():
             examples = self.task.splits[split]
             labelled = gold_labels(examples, self.task.is_regression) is not None
@@ -254,11 +295,13 @@ class TaskWorkflow:
     def _predictions_meta(self) -> dict:
         task = self.task
         return {"task": task.name, "labels": task.labels, "main_metric": task.main_metric,
-                "metrics": list(task.metrics), "num_labels": task.num_labels}
+                "metrics": list(task.metrics), "num_labels": task.num_labels, "type": task.type}
 
     def _majority_baselines(self, splits) -> dict[str, float]:
         """The majority class's main metric on each evaluated split with labels: the floor any model should beat."""
         train = self.task.splits["train"]
+        if self.task.type == QA:
+            return {split: majority_baseline(self.task, train, self.task.splits[split]) for split in splits}
         return {split: majority_baseline(self.task, train, self.task.splits[split], self._kept(split))
                 for split in splits if gold_labels(self.task.splits[split], self.task.is_regression) is not None}
 

@@ -166,6 +166,9 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # Token classification resamples sentences: its `logits` are each sentence's counts (`distill.metrics.tag_counts`),
 # and a metric is a ratio of their sums (micro F1 = 2 right / (predicted + gold), conlleval's, 0 on no entity).
 COUNTED = {
+    # Extractive QA's counts per question: (100 x its score, 1, 1) (`distill.qa_eval.question_counts`).
+    **{name: (lambda s: _ratio(s[:, 0], s[:, 1])) for name in ("exact_match", "squad_f1", "has_ans_exact",
+                                                                "has_ans_f1", "no_ans_exact", "no_ans_f1")},
     "token_accuracy": lambda s: _ratio(s[:, 0], s[:, 1]),
     "entity_f1": lambda s: _ratio(2 * s[:, 0], s[:, 1] + s[:, 2]),
     "entity_precision": lambda s: _ratio(s[:, 0], s[:, 1]),

@@ -34,6 +34,8 @@ from distill.lab.uncertainty import (
     welch_difference,
 )
 from distill.metrics import tag_counts
+from distill.qa_eval import question_counts
+from distill.task_types import QA
 from distill.tasks import EVAL_SPLITS
 
 
@@ -217,7 +219,7 @@ def _aligned(runs: list[RunEntry], split: str, metric: str) -> tuple[np.ndarray,
     order = [i for i in first.ids if i in common]
     if not order:
         return None
-    if first.offsets is not None:
+    if first.offsets is not None or preds[0][1].get("type") == QA:
         return _aligned_counts(preds, split, metric, order)
     logits = []
     for p in preds:
@@ -233,15 +235,23 @@ def _aligned(runs: list[RunEntry], split: str, metric: str) -> tuple[np.ndarray,
 
 
 def _aligned_counts(preds: list, split: str, metric: str, order: list[str]) -> tuple[np.ndarray, list, int]:
-    """Token classification's `_aligned`: each run's per-sentence counts of `metric` over the sentences `order`
-    names (placeholder gold labels: the counts hold the gold side)."""
+    """Token classification's and extractive QA's `_aligned`: each run's per-sentence (per-question) counts of
+    `metric` over the examples `order` names (placeholder gold labels: the counts hold the gold side)."""
     out = []
     for splits, meta in preds:
         sp = splits[split]
-        counts = tag_counts(metric, sp.student, sp.labels, sp.offsets, list(meta["labels"]))
+        counts = _counts(metric, sp, meta, sp.student)
         where = {ex_id: k for k, ex_id in enumerate(sp.ids)}
         out.append(counts[[where[i] for i in order]])
     return np.zeros(len(order)), out, 3
+
+
+def _counts(metric: str, sp, meta: dict, scores: np.ndarray) -> np.ndarray:
+    """The per-example counts `metric` sums (`uncertainty.COUNTED`): per sentence from a tagger's word logits, per
+    question from its (exact match, F1) scores."""
+    if meta.get("type") == QA:
+        return question_counts(metric, scores, sp.labels.astype(bool))
+    return tag_counts(metric, scores, sp.labels, sp.offsets, list(meta["labels"]))
 
 
 def _interval(row: VariantRow, column: str, resamples: int) -> Interval | None:
@@ -358,8 +368,8 @@ def _teacher_intervals(rep: Report) -> None:
         split, metric = _split_metric(column)
         sp = splits.get(split)
         if sp is not None and sp.teacher is not None and sp.labels is not None:
-            if sp.offsets is not None:  # token classification: the teacher's per-sentence counts
-                counts = tag_counts(metric, sp.teacher, sp.labels, sp.offsets, list(meta["labels"]))
+            if sp.offsets is not None or meta.get("type") == QA:  # the teacher's per-sentence (question) counts
+                counts = _counts(metric, sp, meta, sp.teacher)
                 rep.teacher_intervals[column] = bootstrap_interval(metric, counts, np.zeros(len(counts)), 3,
                                                                    rep.resamples)
                 continue
