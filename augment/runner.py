@@ -95,13 +95,14 @@ def rows_for(examples: list[Example], variants: list[list[tuple[str, str | None]
         rows.append({"id": ex.id, "source_id": ex.id, "method": "original", "text_a": ex.text_a,
                      "text_b": ex.text_b, "label": ex.label})
         seen = {(ex.text_a, ex.text_b)}
-        for k, (a, b) in enumerate(vs):
+        # A variant may carry its own label (a tagged copy: its replaced words' tags unknown).
+        for k, (a, b, *label) in enumerate(vs):
             if (a, b) in seen or not a.strip() or (b is not None and not b.strip()):
                 dropped += 1
                 continue
             seen.add((a, b))
             rows.append({"id": f"{ex.id}-{method}{k}", "source_id": ex.id, "method": method, "text_a": a,
-                         "text_b": b, "label": ex.label})
+                         "text_b": b, "label": label[0] if label else ex.label})
     return rows, dropped
 
 
@@ -129,6 +130,8 @@ def build_augmented(cfg: ExperimentConfig, task: TaskData, num_shards: int = 1, 
             f"({done}/{len(chunks)} parts already done; shard {shard_index + 1}/{num_shards})")
         # Tang's fit is its tagging, work the estimate is about: fitted after it (fitting on nothing first is a no-op).
         augmenter = make_augmenter(cfg, [] if a.method == "tang" else examples, log)
+        if task.scheme is not None:  # entity words are never replaced
+            augmenter.protect = frozenset(i for i, tag in enumerate(task.labels) if tag != "O")
         for line in cost_lines(augmentation_cost(a, examples, augmenter, mine)):
             log(line)
         if a.method == "tang":
@@ -185,7 +188,10 @@ def iter_augmented(path: str | Path) -> Iterator[Example]:
         for line_no, line in enumerate(f, 1):
             try:
                 row = json.loads(line)
-                yield Example(row["id"], row["text_a"], row["text_b"], row["label"])
+                label = row["label"]
+                if isinstance(label, list):  # JSON gives a tagged sentence's tags back as a list
+                    label = tuple(label)
+                yield Example(row["id"], row["text_a"], row["text_b"], label)
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise DataError(f"{path}:{line_no}: not an augmented-set row ({e})") from None
 

@@ -8,6 +8,11 @@ both sides get candidates; by default (`pair_mode: one_side`, the reference's st
 sentence and N the second, the other kept as is; `both` rewrites both sides in each of N copies. The reference code
 pairs the second sentence's variants with the first's last variant (it rewrites its row in place); here they keep
 the original first sentence.
+
+Token classification (a tag per word): the words are the task's own (one per tag), a word whose tag marks an entity
+(`protect`: every tag but O of a BIO/BIOES scheme) is never replaced, and a replaced word's tag becomes unknown
+(-1): the teacher's soft targets still train it, a hard-label loss ignores it. Extractive QA is refused upstream
+(a replaced word could sit in the answer span).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ def copies_per_example(cfg: TinyBertAugmentConfig, copies: int, pair: bool) -> i
 
 class TinyBertAugmenter:
     method = "tinybert"
+    # Token classification: the tag indices whose words are never replaced (entity tags).
+    protect: frozenset[int] = frozenset()
 
     def __init__(self, cfg: TinyBertAugmentConfig, copies: int, masked_lm, tokenizer, valid_ids, neighbours):
         self.cfg = cfg
@@ -73,7 +80,7 @@ class TinyBertAugmenter:
     def sentences(self, examples: list[Example]) -> list[list[str]]:
         """The word lists `augment` asks candidates for: every first sentence, then every second one (empty for
         single sentences)."""
-        return ([split_words(ex.text_a) for ex in examples]
+        return ([ex.text_a.split(" ") if _tagged(ex) else split_words(ex.text_a) for ex in examples]
                 + [split_words(ex.text_b) if ex.text_b is not None else [] for ex in examples])
 
     def sample(self, words: list[str], cands: Candidates, rng: np.random.Generator) -> list[str]:
@@ -86,6 +93,15 @@ class TinyBertAugmenter:
     def rewrite(self, words: list[str], cands: Candidates, rng: np.random.Generator) -> str:
         return join_words(self.sample(words, cands, rng))
 
+    def rewrite_tagged(self, words: list[str], cands: Candidates, tags: tuple[int, ...], rng: np.random.Generator
+                       ) -> tuple[str, None, tuple[int, ...]]:
+        """A tagged sentence's copy: its entity words kept, every other eligible word replaced with probability
+        p_t; the words joined as the task gives them (single spaces) and the replaced words' tags unknown (-1)."""
+        kept = [[] if tag in self.protect else c for c, tag in zip(cands, tags, strict=True)]
+        new = self.sample(words, kept, rng)
+        return " ".join(new), None, tuple(-1 if w != old else tag for w, old, tag in zip(new, words, tags,
+                                                                                          strict=True))
+
     def augment(self, examples: list[Example], rngs: list[np.random.Generator]) -> list[list[tuple[str, str | None]]]:
         """(text_a, text_b) variants per example, before de-duplication (`copies_per_example` of them): `copies` of a
         single sentence; of a pair, `copies` rewriting the first sentence and then `copies` rewriting the second
@@ -96,6 +112,9 @@ class TinyBertAugmenter:
         out = []
         for k, ex in enumerate(examples):
             a, b, rng = (words[k], table[k]), (words[n + k], table[n + k]), rngs[k]
+            if _tagged(ex):
+                out.append([self.rewrite_tagged(words[k], table[k], ex.label, rng) for _ in range(self.copies)])
+                continue
             if ex.text_b is None:
                 variants = [(self.rewrite(*a, rng), None) for _ in range(self.copies)]
             elif self.cfg.pair_mode == "one_side":
@@ -105,6 +124,10 @@ class TinyBertAugmenter:
                 variants = [(self.rewrite(*a, rng), self.rewrite(*b, rng)) for _ in range(self.copies)]
             out.append(variants)
         return out
+
+
+def _tagged(ex: Example) -> bool:
+    return isinstance(ex.label, tuple)
 
 
 def build(cfg: TinyBertAugmentConfig, copies: int, device, log=print) -> TinyBertAugmenter:

@@ -210,3 +210,56 @@ def test_the_bilstm_tagger_reads_one_word_per_tag_and_its_padded_form_equals_the
     assert torch.allclose(packed[real], padded[real], atol=1e-6)
     # Word 0 of sentence 1 depends on word 1 (the backward direction) but not on the padding after it.
     assert torch.allclose(model(torch.tensor([[7, 8, 9]]), torch.tensor([2]))[0, :2], packed[1, :2], atol=1e-6)
+
+
+def test_tinybert_augmentation_of_tagged_sentences_keeps_entity_words_and_unknowns_replaced_tags():
+    from distill.augment.tinybert import TinyBertAugmenter
+    from distill.config import TinyBertAugmentConfig
+
+    aug = TinyBertAugmenter(TinyBertAugmentConfig(p_replace=0.4), 2000, None, None, None, None)
+    aug.protect = frozenset({1, 2})  # B-PER, I-PER
+    words = ["Ann", "Lee", "visited", "the", "museum"]
+    tags = (1, 2, 0, 0, 0)
+    cands = [["Bob"], ["Smith"], ["saw"], [], ["park", "zoo"]]  # "the" has no candidate (a stopword)
+    rng = np.random.default_rng(0)
+    copies = [aug.rewrite_tagged(words, cands, tags, rng) for _ in range(2000)]
+    assert all(text.split(" ")[:2] == ["Ann", "Lee"] and len(text.split(" ")) == 5 for text, _, _ in copies)
+    for text, b, label in copies:
+        new = text.split(" ")
+        assert b is None
+        assert label == tuple(-1 if w != old else t for w, old, t in zip(new, words, tags, strict=True))
+    # Each eligible word is replaced with probability p_t = 0.4: over 2000 copies the share lies within 4.5 standard
+    # errors (sqrt(0.4 * 0.6 / 2000) = 0.011) of 0.4.
+    for i in (2, 4):
+        share = np.mean([text.split(" ")[i] != words[i] for text, _, _ in copies])
+        assert abs(share - 0.4) < 0.05
+    assert all(text.split(" ")[3] == "the" for text, _, _ in copies)
+
+
+def test_augmented_rows_of_tagged_copies_keep_their_own_tags_through_the_jsonl_file(tmp_path):
+    import json
+
+    from distill.augment.runner import iter_augmented, rows_for
+
+    ex = Example("s1", "Ann visited the museum", None, (1, 0, 0, 0))
+    rows, dropped = rows_for([ex], [[("Ann saw the museum", None, (1, -1, 0, 0)),
+                                     ("Ann visited the museum", None, (1, 0, 0, 0))]], "tinybert")
+    assert dropped == 1 and [r["label"] for r in rows] == [(1, 0, 0, 0), (1, -1, 0, 0)]
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    back = list(iter_augmented(path))
+    assert [b.label for b in back] == [(1, 0, 0, 0), (1, -1, 0, 0)]  # tuples again, as the encoder needs
+
+
+def test_tangs_augmentation_is_refused_for_tagged_sentences(tmp_path):
+    from distill.config import ConfigError, load_config
+    from distill.lab.preflight import check_task_type
+    from distill.student_registry import get_student
+
+    from .helpers import smoke_with
+
+    body = ("task: {name: x, source: conll, path: /tmp}\naugment: {method: tang}\n"
+            "stages: [{name: prediction, data: augmented}]\n")
+    cfg = load_config(smoke_with(tmp_path, body))
+    with raises_with(ConfigError, "`augment.method: tang`", "token_classification", "`augment.method: tinybert`"):
+        check_task_type(cfg, get_student("tinybert"))

@@ -192,3 +192,43 @@ def test_check_plans_a_tagging_run_and_names_its_metric(tmp_path, capsys):
     assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
     assert_facts(out, "main metric token_accuracy", "4 tags, no entity scheme (token accuracy)")
+
+
+def test_a_tagging_run_distils_on_augmented_copies_whose_replaced_words_have_unknown_tags(tmp_path, tokenizer):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from distill.augment.runner import augmented_path, iter_augmented
+    from distill.lab.run import run_experiment
+    from distill.loaders import load_task
+
+    torch.manual_seed(0)
+    mlm = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=64))
+    mlm.save_pretrained(tmp_path / "mlm")
+    tokenizer.save_pretrained(tmp_path / "mlm")
+    rng = np.random.default_rng(0)
+    vocab = sorted({w for ws in WORDS.values() for w in ws})
+    (tmp_path / "glove.txt").write_text("".join(f"{w} " + " ".join(f"{x:.4f}" for x in rng.normal(size=8)) + "\n"
+                                                for w in vocab))
+    write_conll(tmp_path / "data", 40, 12)
+    body = task_body(tmp_path / "data") + (
+        f"augment: {{copies: 2, tinybert: {{masked_lm: {tmp_path / 'mlm'}, vectors: {tmp_path / 'glove.txt'}, "
+        "skip_stopwords: false, p_replace: 0.5}}\n"
+        "stages: [{name: intermediate, data: augmented}, {name: prediction, data: augmented}]\n")
+    cfg = load_config(smoke_with(tmp_path, body))
+    run_experiment(cfg, tmp_path / "run")
+    rows = list(iter_augmented(augmented_path(cfg, load_task(cfg.task))))
+    originals = {r.id: r for r in rows if "-tinybert" not in r.id}
+    copies = [r for r in rows if "-tinybert" in r.id]
+    assert copies and all(isinstance(r.label, tuple) for r in rows)
+    changed = 0
+    for r in copies:
+        source = originals[r.id.rsplit("-tinybert", 1)[0]]
+        old, new = source.text_a.split(" "), r.text_a.split(" ")
+        assert len(new) == len(old)
+        assert r.label == tuple(-1 if a != b else t for a, b, t in zip(new, old, source.label, strict=True))
+        changed += sum(a != b for a, b in zip(new, old, strict=True))
+    assert changed > 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["data"]["augmented"] == len(rows)

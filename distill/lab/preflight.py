@@ -87,6 +87,11 @@ def check_task_type(cfg: ExperimentConfig, student: Student) -> None:
         if stage.data == "augmented" and kind == QA:
             raise ConfigError(f"stages.{i} ({stage.name}): `data: augmented` on an {kind} task: no augmentation "
                               "keeps answer spans yet (use `data: train`)")
+        if stage.data == "augmented" and cfg.augment.method != "tinybert":
+            raise ConfigError(f"stages.{i} ({stage.name}): `augment.method: {cfg.augment.method}` on a {kind} task: "
+                              "its n-gram sampling cuts sentences and its masking and POS replacement change words "
+                              "without their tags; `augment.method: tinybert` keeps every word's place (entity "
+                              "words unchanged, a replaced word's tag unknown)")
     if kind == QA and len(cfg.teachers) > 1:
         raise ConfigError(f"`teachers:` names {len(cfg.teachers)} teachers on an {kind} task: several teachers' span "
                           "scores are not averaged yet; use one teacher")

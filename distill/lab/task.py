@@ -136,7 +136,10 @@ class TaskWorkflow:
                 self._gate(t, logits_of(datasets["dev"], t.name), say)
         if len(teachers) > 1:
             self.ensemble_info = self._ensemble_metrics(logits_of, datasets)
-        if "augmented" in datasets and cfg.augment.labels == "teacher":
+        if "augmented" in datasets and cfg.augment.labels == "teacher" and task.type == TOKENS:
+            say("augmented copies: a replaced word's tag is unknown (the teacher's soft targets train it, hard_ce "
+                "ignores it); every other word keeps its gold tag (`augment.labels` applies to sentence tasks)")
+        elif "augmented" in datasets and cfg.augment.labels == "teacher":
             changed = label_copies(datasets["augmented"], logits_of(datasets["augmented"]),
                                    {ex.id for ex in task.splits["train"]}, task.is_regression)
             self.teacher_info["augmented_labels"] = {"by": "teacher" if len(teachers) == 1 else "teachers' ensemble",
