@@ -228,3 +228,15 @@ def test_a_hugging_face_dataset_in_the_squad_layout_reads_as_questions(tmp_path)
     with raises_with(DataError, "['answers', 'context']", "squad layout"):
         load_task(load_config(smoke_with(tmp_path, body.replace(str(tmp_path / "ds"), str(tmp_path / "bad")),
                                          "bad.yaml")).task)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_bench_scores_a_trained_qa_student_as_its_run_did(runs, version):
+    from distill.lab.bench import student_accuracy
+    from distill.lab.predict import load_predictor
+
+    model = load_predictor(runs[version]).model
+    got = student_accuracy(runs[version], [("student", model)], None)["student"]
+    metrics = json.loads((runs[version] / "metrics.json").read_text())
+    assert got["squad_f1"] == pytest.approx(metrics["student"]["dev"]["squad_f1"])
+    assert got["exact_match"] == pytest.approx(metrics["student"]["dev"]["exact_match"])

@@ -232,3 +232,13 @@ def test_a_tagging_run_distils_on_augmented_copies_whose_replaced_words_have_unk
     assert changed > 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["data"]["augmented"] == len(rows)
+
+
+def test_bench_scores_a_trained_tagger_as_its_run_did(runs):
+    from distill.lab.bench import student_accuracy
+    from distill.lab.predict import load_predictor
+
+    model = load_predictor(runs["tinybert"]).model
+    got = student_accuracy(runs["tinybert"], [("student", model)], None)["student"]
+    metrics = json.loads((runs["tinybert"] / "metrics.json").read_text())
+    assert got["token_accuracy"] == pytest.approx(metrics["student"]["dev"]["token_accuracy"])

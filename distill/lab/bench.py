@@ -24,6 +24,7 @@ from torch import nn
 from distill.errors import DistillError
 from distill.model_stats import count_parameters
 from distill.student_registry import Student, get_student
+from distill.task_types import QA, SEQUENCE, TOKENS
 
 VOCAB = 30522
 
@@ -238,9 +239,44 @@ def student_accuracy(run: Path, models: list[tuple[str, nn.Module]], limit: int 
     out = {}
     for name, model in models:
         pred.model = model
-        logits = pred.logits([ex.text_a for ex in dev], [ex.text_b for ex in dev] if task.is_pair else None)
-        out[name] = _dev_metrics(task, dev, logits.numpy())
+        if task.type == TOKENS:
+            out[name] = _tagged_metrics(task, dev, pred.tag([ex.text_a for ex in dev]))
+        elif task.type == QA:
+            out[name] = _answer_metrics(task, dev, pred)
+        else:
+            logits = pred.logits([ex.text_a for ex in dev], [ex.text_b for ex in dev] if task.is_pair else None)
+            out[name] = _dev_metrics(task, dev, logits.numpy())
     return out
+
+
+def _tagged_metrics(task, dev, tagged: list[dict]) -> dict:
+    """A tagger's dev metrics from `Predictor.tag`'s output: the words it read (those cut are not scored, as in
+    a run's own evaluation)."""
+    from distill.tag_metrics import entity_scores, token_accuracy
+
+    pred = [t["tags"] for t in tagged]
+    gold = [[task.labels[i] for i in ex.label[:len(p)]] for ex, p in zip(dev, pred, strict=True)]
+    out = {"token_accuracy": token_accuracy(pred, gold)}
+    if task.scheme is not None:
+        out.update(entity_scores(pred, gold, task.scheme))
+    return {k: out[k] for k in task.metrics}
+
+
+def _answer_metrics(task, dev, pred) -> dict:
+    """A QA student's official dev scores from `Predictor.answer` (SQuAD v2.0: the null threshold chosen on these
+    questions, as a run's dev evaluation does)."""
+    from distill.qa_answers import Prediction, answer, choose_null_threshold
+    from distill.qa_eval import NAMES
+    from distill.squad_metric import squad_scores
+
+    found = pred.answer([ex.text_a for ex in dev], [ex.text_b for ex in dev])
+    golds = {ex.id: [t for t, _ in ex.answers or ()] for ex in dev}
+    spans = [Prediction(ex.id, f["answer"], f["score"], f["null_score"]) for ex, f in zip(dev, found, strict=True)]
+    v2 = task.qa.version == "2.0"
+    threshold = choose_null_threshold(spans, golds) if v2 else None
+    official = squad_scores({p.id: answer(p, threshold) for p in spans}, golds,
+                            {ex.id: bool(ex.answers) for ex in dev} if v2 else None)
+    return {NAMES[k]: v for k, v in official.items() if NAMES.get(k) in task.metrics}
 
 
 def onnx_scorer(run: Path, limit: int | None) -> Callable[[object], dict]:
@@ -249,6 +285,8 @@ def onnx_scorer(run: Path, limit: int | None) -> Callable[[object], dict]:
     from distill.lab.export import run_onnx
 
     task, dev, pred = _dev_split(run, limit)
+    if task.type != SEQUENCE:
+        return lambda sess: {}  # tags and answers are scored through PyTorch (`student_accuracy`); export checks parity
 
     def score(sess) -> dict:
         parts = []
