@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -188,10 +188,10 @@ def iter_augmented(path: str | Path) -> Iterator[Example]:
         for line_no, line in enumerate(f, 1):
             try:
                 row = json.loads(line)
-                label = row["label"]
-                if isinstance(label, list):  # JSON gives a tagged sentence's tags back as a list
-                    label = tuple(label)
-                yield Example(row["id"], row["text_a"], row["text_b"], label)
+                ex = Example(row["id"], row["text_a"], row["text_b"], row["label"])
+                if isinstance(ex.label, list):  # JSON gives a tagged sentence's tags back as a list
+                    ex = replace(ex, label=tuple(ex.label))
+                yield ex
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise DataError(f"{path}:{line_no}: not an augmented-set row ({e})") from None
 

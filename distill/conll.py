@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from distill.labels import DataError
-from distill.loaders import _decode
 from distill.tag_metrics import tag_scheme
 from distill.tasks import Example
+from distill.text_files import decode_file
 
 Sentence = tuple[str, list[str], list[str]]
 
@@ -39,7 +39,7 @@ def read_conll(path: str | Path, word_column: int = 0, tag_column: int = -1, *,
     path = Path(path)
     if word_column == tag_column:
         raise DataError(f"{path}: the word column and the tag column are both {word_column}; expected two columns")
-    text = _decode(path).removeprefix("\ufeff")  # a byte order mark would otherwise glue onto the first word
+    text = decode_file(path).removeprefix("\ufeff")  # a byte order mark would otherwise glue onto the first word
     need = max(_needed(word_column), _needed(tag_column))
     sentences: list[Sentence] = []
     start, words, tags = 0, [], []

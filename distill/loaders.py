@@ -18,24 +18,13 @@ from distill.config import TaskConfig
 from distill.labels import DataError, is_number, label_index, label_scheme, task_metrics_for, text_field
 from distill.resources import packaged_path
 from distill.tasks import GLUE, GLUE_ALIASES, Example, TaskData
+from distill.text_files import decode_file
 
 csv.field_size_limit(sys.maxsize)
 
 
-def _decode(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"data file not found: {path}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({raw[e.start:e.start + 4]!r})") from None
-
-
 def _rows(path: Path, delimiter: str) -> list[tuple[int, list[str]]]:
-    text = _decode(path)
+    text = decode_file(path)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(text.splitlines(), delimiter=delimiter, quoting=quoting)
     out = []
@@ -99,7 +88,7 @@ def _read_rows(path: Path, delimiter: str, text_cols: list[str | int], label_col
 
 def _read_json_lines(path: Path, text_cols: list[str | int], label_col: str | int | None) -> list[RawRow]:
     out = []
-    for line, raw in enumerate(_decode(path).splitlines(), 1):
+    for line, raw in enumerate(decode_file(path).splitlines(), 1):
         if not raw.strip():
             continue
         where = f"{path}:{line}"

@@ -96,7 +96,7 @@ def test_predictions_file_reproduces_the_runs_metrics(finished):
     assert saved["student"]["predictions"] == "predictions.safetensors"
     splits, meta = read_predictions(out / saved["student"]["predictions"])
     assert meta == {"task": "tweets", "labels": ["negative", "neutral", "positive"], "main_metric": "macro_f1",
-                    "metrics": ["macro_f1", "accuracy"], "num_labels": 3}
+                    "metrics": ["macro_f1", "accuracy"], "num_labels": 3, "type": "sequence_classification"}
     task = load_task(load_config(SMOKE).task)
     assert set(splits) == {"dev", "test"}
     for split, p in splits.items():

@@ -338,7 +338,14 @@ def _work(stage: StageConfig, size: Size) -> str:
 def task_lines(cfg: ExperimentConfig, task: TaskData) -> list[str]:
     where = f" from {cfg.task.path}" if cfg.task.path else ""
     splits = ", ".join(f"{name} {len(exs):,}" for name, exs in task.splits.items())
-    labels = "regression (one score)" if task.is_regression else "labels " + ", ".join(task.labels)
+    if task.type == "extractive_qa":
+        labels = (f"questions (SQuAD v{task.qa.version}), windows of {cfg.task.max_length} tokens overlapping by "
+                  f"{task.qa.doc_stride}")
+    elif task.type == "token_classification":
+        shown = ", ".join(task.labels[:12]) + (f", ... ({len(task.labels)} tags)" if len(task.labels) > 12 else "")
+        labels = f"tagged words; tags {shown}"
+    else:
+        labels = "regression (one score)" if task.is_regression else "labels " + ", ".join(task.labels)
     return [f"task:     {task.name} ({cfg.task.source}{where}): {splits} examples; {labels}; main metric "
             f"{task.main_metric}; max length {cfg.task.max_length}"
             + ("; sentence pairs" if task.is_pair else "")] + [f"          {note}" for note in task.notes]
@@ -405,6 +412,12 @@ def _gate(t, task: TaskData) -> str:
         return (f"the teacher's dev {main} must exceed {g.margin:g}, and its dev scores must not be constant "
                 "(`teacher.gate`)")
     base = majority_baseline(task, task.splits["train"], task.splits["dev"])
+    if task.type == "extractive_qa":
+        return (f"the teacher's dev {main} must reach answering nothing's {base:.2f} + {g.margin:g} "
+                "(`teacher.gate`)")
+    if task.type == "token_classification":
+        return (f"the teacher's dev {main} must reach the most frequent tag's {base:.4f} + {g.margin:g}, and no tag "
+                f"may take {g.max_class_share:.0%} or more of its dev words (`teacher.gate`)")
     return (f"the teacher's dev {main} must reach the majority class's {base:.4f} + {g.margin:g}, no class may "
             f"take {g.max_class_share:.0%} or more of its dev predictions, and every class it trained on "
             f"({g.min_class_examples}+ examples) must be recalled on dev at least once; a recall below chance "
