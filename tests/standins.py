@@ -1,7 +1,7 @@
 """Stand-ins for what the experiment configs name but this machine does not have (GLUE folders, hub checkpoints as
-config and tokenizer only, word vectors, corpus files, a spaCy pipeline, general-distillation students), and the
-`--set` overrides that point a config at them. Shared by `distill check` over every config and the README's
-commands."""
+config and tokenizer only, hub datasets as small `save_to_disk` folders in their layout, the Brown corpus, word
+vectors, corpus files, a spaCy pipeline, general-distillation students), and the `--set` overrides that point a
+config at them. Shared by `distill check` over every config and the README's commands."""
 
 from __future__ import annotations
 
@@ -37,6 +37,47 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "spec
 SENTENCES = ["a good movie", "the plot is thin and the acting is worse", "what a delight", "i would not go again",
              "two hours well spent", "the ending makes no sense", "is it raining in paris", "nobody came to the show"]
 
+# Hub datasets the recipes name (`task.source: hf`), by the layout of their stand-in: SQuAD v1.1 and v2.0 (id, title,
+# context, question, answers {text, answer_start}) and CoNLL-2003 (tokens, ner_tags: Sequence(ClassLabel)).
+HF_DATASETS = {"squad": "squad", "rajpurkar/squad": "squad", "squad_v2": "squad_v2", "rajpurkar/squad_v2": "squad_v2",
+               "conll2003": "conll2003", "eriktks/conll2003": "conll2003"}
+CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+# (words, tags): every tag in every split.
+CONLL_SENTENCES = [
+    (["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
+     ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]),
+    (["Peter", "Blackburn", "flew", "to", "New", "York", "for", "the", "World", "Cup", "."],
+     ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O", "O", "B-MISC", "I-MISC", "O"]),
+    (["The", "European", "Commission", "met", "in", "Brussels", "on", "Thursday", "."],
+     ["O", "B-ORG", "I-ORG", "O", "O", "B-LOC", "O", "O", "O"]),
+    (["Werner", "Zwingmann", "said", "nothing", "."], ["B-PER", "I-PER", "O", "O", "O"]),
+]
+# (context, [(question, answer or None)]): answers are substrings of their context; None is a v2.0 question without
+# one. The first context is long enough for several windows of 384 tokens.
+SQUAD_CONTEXTS = [
+    (" ".join(["The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a "
+               "region in France."] + [f"Sentence {i} of a long paragraph about the duchy and its dukes." for i in
+                                        range(60)] + ["Rollo agreed to swear fealty to King Charles III."]),
+     [("In what country is Normandy located?", "France"), ("Who swore fealty to King Charles III?", "Rollo"),
+      ("Who did Rollo fight at Hastings?", None)]),
+    ("Computational complexity theory is a branch of the theory of computation that classifies problems by their "
+     "inherent difficulty.",
+     [("What does computational complexity theory classify?", "problems"), ("Who founded the theory?", None)]),
+    ("A problem is regarded as inherently difficult if its solution requires significant resources, such as time "
+     "and storage.",
+     [("What are two resources a solution may require?", "time and storage"), ("What is a manual step?", None)]),
+]
+# NLTK's Brown format: each non-blank line a sentence of word/tag tokens (paragraphs open with a tab, blank lines
+# between them). Every file holds every tag, so that no split has a tag the others lack.
+BROWN_LINES = [
+    "\tThe/at Fulton/np-tl County/nn-tl Grand/jj-tl Jury/nn-tl said/vbd Friday/nr an/at investigation/nn of/in "
+    "recent/jj elections/nns produced/vbd ``/`` no/at evidence/nn ''/'' ./.",
+    "\tThe/at jury/nn further/rbr said/vbd it/pps did/dod not/* find/vb any/dti irregularities/nns ./.",
+    "",
+    "\tIt/pps urged/vbd that/cs the/at city/nn take/vb steps/nns to/to remedy/vb this/dt problem/nn ./.",
+]
+BROWN_FILES = ("ca01", "ca02", "cb01", "cc01", "cd01", "ce01", "cf01", "cg01", "ch01", "cj01")
+
 MODEL_KEYS = ("teacher.checkpoint", "teacher.tokenizer", "student.init", "augment.tinybert.masked_lm")
 VECTOR_KEYS = ("student.vectors", "augment.tinybert.vectors")
 NAMED = ("packaged:", "adapted:", "hf:", "spacy:")
@@ -68,6 +109,9 @@ class Standins:
             self._hub_model(name, shape)
         for key, spec in GLUE.items():
             self._glue(root / "glue" / GLUE_FOLDERS.get(key, key), spec)
+        self.datasets = {name: self._hf_dataset(name, root / "hf-datasets" / name)
+                         for name in sorted(set(HF_DATASETS.values()))}
+        self.brown = self._brown()
         self.counter = 0
 
     # ---- builders
@@ -114,6 +158,59 @@ class Standins:
         if spec.text_b is not None:
             row[spec.text_b] = b
         return row
+
+    @staticmethod
+    def _hf_dataset(name: str, folder: Path) -> Path:
+        """A `save_to_disk` DatasetDict in the hub dataset's layout and splits (train, validation; CoNLL also test)."""
+        import datasets as ds
+
+        if name == "conll2003":
+            features = ds.Features({"id": ds.Value("string"), "tokens": ds.Sequence(ds.Value("string")),
+                                    "ner_tags": ds.Sequence(ds.ClassLabel(names=CONLL_TAGS))})
+
+            def split(n: int) -> ds.Dataset:
+                rows = [CONLL_SENTENCES[i % len(CONLL_SENTENCES)] for i in range(n)]
+                return ds.Dataset.from_dict({"id": [str(i) for i in range(n)], "tokens": [w for w, _ in rows],
+                                             "ner_tags": [[CONLL_TAGS.index(t) for t in tags] for _, tags in rows]},
+                                            features=features)
+
+            ds.DatasetDict({"train": split(8), "validation": split(4), "test": split(4)}).save_to_disk(str(folder))
+            return folder
+        answers = ds.Sequence({"text": ds.Value("string"), "answer_start": ds.Value("int32")})
+        features = ds.Features({"id": ds.Value("string"), "title": ds.Value("string"), "context": ds.Value("string"),
+                                "question": ds.Value("string"), "answers": answers})
+        v2 = name == "squad_v2"
+        rows = {key: [] for key in features}
+        for c, (context, questions) in enumerate(SQUAD_CONTEXTS):
+            for q, (question, answer) in enumerate(questions):
+                if answer is None and not v2:
+                    continue
+                rows["id"].append(f"{name}-{c}-{q}")
+                rows["title"].append(f"Title {c}")
+                rows["context"].append(context)
+                rows["question"].append(question)
+                rows["answers"].append({"text": [answer] if answer else [],
+                                        "answer_start": [context.index(answer)] if answer else []})
+        data = ds.Dataset.from_dict(rows, features=features)
+        ds.DatasetDict({"train": data, "validation": data}).save_to_disk(str(folder))
+        return folder
+
+    @staticmethod
+    def _brown() -> Path:
+        """A small Brown corpus where `distill.brown` looks for the downloaded one (the session's isolated cache);
+        a corpus already there is used as it is."""
+        import os
+
+        from distill.brown import FILE_GLOB, cache_folder
+
+        if "DISTILLERY_CACHE" not in os.environ:  # never write into the user's own cache
+            raise RuntimeError("Standins: DISTILLERY_CACHE is not set (tests/conftest.py isolates the cache)")
+        folder = cache_folder()
+        if not any(folder.glob(FILE_GLOB)):
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in BROWN_FILES:
+                (folder / name).write_text("\n".join(BROWN_LINES) + "\n")
+        return folder
 
     def _fresh(self, name: str) -> Path:
         self.counter += 1
@@ -174,6 +271,11 @@ class Standins:
             out.append(f"task.path={self.root / 'glue' / GLUE_FOLDERS.get(key, key)}")
         elif cfg.task.source == "csv" and not Path(cfg.task.path).exists():
             pytest.fail(f"{config}: `task.path` = {cfg.task.path!r} (a CSV task) has no stand-in")
+        elif cfg.task.source == "hf" and not Path(cfg.task.path).expanduser().exists():
+            if cfg.task.path not in HF_DATASETS:
+                pytest.fail(f"{config}: `task.path` = {cfg.task.path!r} is a hub dataset without a stand-in; add its "
+                            "layout to HF_DATASETS in tests/standins.py")
+            out.append(f"task.path={self.datasets[HF_DATASETS[cfg.task.path]]}")
         for key in MODEL_KEYS:
             out += self._model(config, cfg, key, _get(cfg, key))
         for key in VECTOR_KEYS:
