@@ -19,6 +19,8 @@ Sentence = tuple[str, list[str], list[str]]
 # Fields are separated by runs of spaces or tabs only: other Unicode whitespace (a no-break space) stays inside a
 # word, and `sentences_to_examples` then refuses the word, since a model's input splits words on any whitespace.
 _FIELDS = re.compile(r"[ \t]+")
+# A CoNLL-U line whose ID is a range or a decimal: a multiword token or an empty node, not a word of the sentence.
+_CONLLU_EXTRA = re.compile(r"^\d+(-|\.)\d+$")
 
 
 def _needed(column: int) -> int:
@@ -61,6 +63,8 @@ def read_conll(path: str | Path, word_column: int = 0, tag_column: int = -1, *,
         if comments and not words and (line == "#" or raw.startswith("# ")):
             continue
         fields = _FIELDS.split(line)
+        if comments and _CONLLU_EXTRA.match(fields[0]):
+            continue  # CoNLL-U's multiword token ("1-2 del") or empty node ("8.1"): its words have their own lines
         where = f"{path}:{line_no}"
         if len(fields) < need:
             raise DataError(f"{where}: found {len(fields)} field(s) separated by spaces or tabs; expected at least "

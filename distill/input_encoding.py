@@ -31,6 +31,9 @@ class InputEncoding:
     max_query_length: int | None = None
     n_best: int | None = None
     max_answer_length: int | None = None
+    # SQuAD v2.0: the null threshold chosen on dev; a question is answered "" when its null score beats its best
+    # span's by more.
+    null_threshold: float | None = None
 
     def tokenizer_kwargs(self) -> dict:
         """The arguments every caller of a Hugging Face tokenizer passes (padding and tensors are the caller's)."""
@@ -52,7 +55,9 @@ def load_encoding(folder: str | Path, max_length: int | None = None) -> tuple[In
         raw = read_json(path)
         try:
             enc = InputEncoding(int(raw["max_length"]), bool(raw["pair"]), str(raw.get("truncation", TRUNCATION)),
-                                **{k: int(raw[k]) for k in QA_KEYS if raw.get(k) is not None})
+                                **{k: int(raw[k]) for k in QA_KEYS if raw.get(k) is not None},
+                                null_threshold=None if raw.get("null_threshold") is None else
+                                float(raw["null_threshold"]))
         except (KeyError, TypeError, ValueError) as e:
             raise DistillError(f"{path}: expected {{max_length: int, pair: bool, truncation: str}}, got {raw!r} "
                                f"({type(e).__name__}: {e})") from None

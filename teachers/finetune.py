@@ -62,6 +62,8 @@ def teacher_key(cfg: ExperimentConfig, task: TaskData, train: list[Example] | No
     }
     if task.type != SEQUENCE:  # keeps the keys of teachers cached before there were other task types
         ident["type"] = task.type
+    if task.qa is not None:  # the windows it is trained on (answer post-processing does not change its weights)
+        ident["windows"] = list(task.qa.windows)
     return content_key(ident)
 
 

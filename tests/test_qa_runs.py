@@ -174,7 +174,7 @@ def test_the_qa_export_matches_pytorch_and_the_cards_loading_code_runs(runs):
     from distill.lab.model_card import FOLDER, write_model_card
 
     report = export_student_onnx(runs["v1"], log=lambda *_: None)
-    assert report.fp32["max_abs_diff"] <= 1e-4
+    assert report.fp32["max_abs_diff"] <= 1e-4 and report.fp32["argmax_agreement"] is None  # start vs end: no classes
     card = write_model_card(runs["v1"]).read_text()
     assert "pipeline_tag: question-answering" in card
     code = card.split("```python\n", 1)[1].split("```", 1)[0].replace(FOLDER, str(runs["v1"] / "student"))
@@ -240,3 +240,54 @@ def test_bench_scores_a_trained_qa_student_as_its_run_did(runs, version):
     metrics = json.loads((runs[version] / "metrics.json").read_text())
     assert got["squad_f1"] == pytest.approx(metrics["student"]["dev"]["squad_f1"])
     assert got["exact_match"] == pytest.approx(metrics["student"]["dev"]["exact_match"])
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_predict_gives_the_answers_the_run_scored_with_its_dev_threshold(runs, version):
+    from distill.lab.predict import load_predictor
+    from distill.squad_data import read_squad_json
+
+    run = runs[version]
+    examples, _ = read_squad_json(run.parent / version / "dev.json")
+    pred = load_predictor(run)
+    assert (pred.encoding.null_threshold is not None) == (version == "v2")
+    found = pred.predict([ex.text_a for ex in examples], [ex.text_b for ex in examples])
+    scored = json.loads((run / "answers.json").read_text())["dev"]
+    assert [f["answer"] for f in found] == [scored[ex.id] for ex in examples]
+
+
+def test_a_teacher_fine_tuned_on_other_windows_is_another_cached_teacher(tmp_path):
+    from dataclasses import replace
+
+    from distill.loaders import load_task
+    from distill.teachers.finetune import teacher_key
+
+    write_squad(tmp_path, False, 4, 2)
+    cfg = load_config(smoke_with(tmp_path, task_body(tmp_path)))
+    keys = set()
+    for stride, query in ((12, 16), (8, 16), (12, 10)):
+        cfg.task = replace(cfg.task, doc_stride=stride, max_query_length=query)
+        keys.add(teacher_key(cfg, load_task(cfg.task)))
+    assert len(keys) == 3
+
+
+def test_check_plans_qa_stages_over_windows_not_questions(tmp_path, capsys, tokenizer):
+    import re
+
+    from distill.lab.cli import main
+    from distill.loaders import load_task
+    from distill.qa_windows import encode_windows
+
+    write_squad(tmp_path, False, 30, 4)
+    path = smoke_with(tmp_path, task_body(tmp_path))
+    task = load_task(load_config(path).task)
+    windows = encode_windows(task.splits["train"], tokenizer, 40, 12, 16)
+    assert len(windows) > len(task.splits["train"])  # the fixture's contexts need several windows
+    assert main(["check", str(path), "--no-estimate"]) == 0
+    out = capsys.readouterr().out
+    epochs = re.findall(r"^  \d+ epochs? x ([\d,]+) examples", out, re.M)
+    assert epochs and all(int(n.replace(",", "")) == len(windows) for n in epochs), out
+    tokens = re.findall(r"^  tokens per epoch: ([\d,]+)", out, re.M)
+    assert all(int(n.replace(",", "")) == sum(len(ids) for ids in windows.input_ids) for n in tokens)
+    # The teacher fine-tunes on the same windows: 4 epochs of ceil(windows / 16) batches.
+    assert f"batch 16 = {4 * -(-len(windows) // 16)} optimizer steps" in out

@@ -263,3 +263,12 @@ def test_tangs_augmentation_is_refused_for_tagged_sentences(tmp_path):
     cfg = load_config(smoke_with(tmp_path, body))
     with raises_with(ConfigError, "`augment.method: tang`", "token_classification", "`augment.method: tinybert`"):
         check_task_type(cfg, get_student("tinybert"))
+
+
+def test_conllu_multiword_tokens_and_empty_nodes_are_not_words(tmp_path):
+    from distill.conll import read_conll
+
+    path = tmp_path / "a.conllu"
+    path.write_text("# text = del mar\n1-2\tdel\t_\t_\n1\tde\tde\tADP\n2\tel\tel\tDET\n3\tmar\tmar\tNOUN\n"
+                    "3.1\tvi\tver\tVERB\n\n")
+    assert read_conll(path, word_column=1, tag_column=3) == [(f"{path}:3", ["de", "el", "mar"], ["ADP", "DET", "NOUN"])]

@@ -271,7 +271,7 @@ def _answer_metrics(task, dev, pred) -> dict:
 
     found = pred.answer([ex.text_a for ex in dev], [ex.text_b for ex in dev])
     golds = {ex.id: [t for t, _ in ex.answers or ()] for ex in dev}
-    spans = [Prediction(ex.id, f["answer"], f["score"], f["null_score"]) for ex, f in zip(dev, found, strict=True)]
+    spans = [Prediction(ex.id, f["span"], f["score"], f["null_score"]) for ex, f in zip(dev, found, strict=True)]
     v2 = task.qa.version == "2.0"
     threshold = choose_null_threshold(spans, golds) if v2 else None
     official = squad_scores({p.id: answer(p, threshold) for p in spans}, golds,

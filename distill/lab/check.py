@@ -155,6 +155,20 @@ def count_tokens(examples: Iterable[Example], tokenizer, max_length: int, what: 
     return count
 
 
+def window_size(questions: list[Example], tokenizer, max_length: int, windows: tuple[int, int]) -> Size:
+    """Extractive QA: the windows a run trains on (and their tokens), counted by encoding them."""
+    from distill.qa_windows import encode_windows
+
+    n = tokens = 0
+    with tqdm(total=len(questions), desc="check: counting the windows of the training set", unit=" questions",
+              leave=False, delay=1.0) as bar:
+        for chunk in chunks(questions):
+            f = encode_windows(chunk, tokenizer, max_length, *windows)
+            n, tokens = n + len(f), tokens + sum(len(ids) for ids in f.input_ids)
+            bar.update(len(chunk))
+    return Size(n, tokens, note=f"{len(questions):,} questions in {n:,} windows")
+
+
 def augmented_size(cfg: ExperimentConfig, task: TaskData, tokenizer, train: Size) -> Size:
     """The augmented set's real size once built; before, the upper bound (every copy distinct) and an estimate."""
     from distill.augment.runner import augmented_identity, augmented_path, iter_augmented
@@ -258,9 +272,12 @@ def data_sizes(cfg: ExperimentConfig, plan: Plan, workflow) -> dict[str, Size]:
     if "corpus" in needed:
         sizes["corpus"] = corpus_size(cfg.corpus, plan.tokenizer)
     if needed & {"train", "augmented"}:
-        train = workflow.task.splits["train"]
-        sizes["train"] = Size(len(train), count_tokens(train, plan.tokenizer, cfg.task.max_length,
-                                                       "the training set", len(train)))
+        train, qa = workflow.task.splits["train"], workflow.task.qa
+        if qa is not None:  # a stage's examples are the windows over the contexts, several per long context
+            sizes["train"] = window_size(train, plan.tokenizer, cfg.task.max_length, qa.windows)
+        else:
+            sizes["train"] = Size(len(train), count_tokens(train, plan.tokenizer, cfg.task.max_length,
+                                                           "the training set", len(train)))
     if "augmented" in needed:
         sizes["augmented"] = augmented_size(cfg, workflow.task, plan.tokenizer, sizes["train"])
     return sizes
@@ -351,7 +368,10 @@ def task_lines(cfg: ExperimentConfig, task: TaskData) -> list[str]:
             + ("; sentence pairs" if task.is_pair else "")] + [f"          {note}" for note in task.notes]
 
 
-def teacher_lines(cfg: ExperimentConfig, plan: Plan, task: TaskData | None) -> list[str]:
+def teacher_lines(cfg: ExperimentConfig, plan: Plan, task: TaskData | None, train_size: Size | None = None
+                  ) -> list[str]:
+    """The teachers and how each is made; `train_size`: the training split's size as the stages see it (QA's
+    windows), for the fine-tuning's steps."""
     lines, several = [], len(cfg.teachers) > 1
     weights = plan.objectives[0].teacher_weights
     for i, t in enumerate(cfg.teachers):
@@ -367,9 +387,13 @@ def teacher_lines(cfg: ExperimentConfig, plan: Plan, task: TaskData | None) -> l
 
             f, full = t.finetune, full_train_split(cfg, t)
             train = task.splits["train"] if full is None else full
+            examples = len(train)
+            if task.qa is not None:  # trained on windows, several per long context
+                examples = (train_size.examples if full is None and train_size is not None else
+                            window_size(train, plan.tokenizer, cfg.task.max_length, task.qa.windows).examples)
             data = "the task" if f.train == "task" else f"the task's full training split ({len(train):,} examples)"
             lines.append(f"{label} {shape}; fine-tuned on {data} first: {_count(f.epochs, 'epoch')}, lr {f.lr:g}, "
-                         f"batch {f.batch_size} = {_finetune_steps(f, len(train)):,} optimizer steps, seed {f.seed} "
+                         f"batch {f.batch_size} = {_finetune_steps(f, examples):,} optimizer steps, seed {f.seed} "
                          f"({_teacher_cache(cfg, task, train, t)})")
         if t.gate is not None and task is not None:
             lines.append("  gate:   " + _gate(t, task))
@@ -458,7 +482,7 @@ def plan_lines(cfg: ExperimentConfig, plan: Plan, workflow, estimate: bool = Fal
     lines = [f"run:      {cfg.name}, seed {cfg.seed}"]
     if task is not None:
         lines += task_lines(cfg, task)
-    lines += teacher_lines(cfg, plan, task) + student_lines(cfg, plan) + data_lines(cfg, sizes)
+    lines += teacher_lines(cfg, plan, task, sizes.get("train")) + student_lines(cfg, plan) + data_lines(cfg, sizes)
     for i, stage in enumerate(cfg.stages):
         lines += stage_lines(i, cfg, plan, sizes[stage.data])
     counted = [steps(sizes[st.data], st) for st in cfg.stages]

@@ -77,7 +77,10 @@ class Predictor:
     @torch.inference_mode()
     def answer(self, questions: list[str], contexts: list[str], batch_size: int = 64) -> list[dict]:
         """Extractive QA: one dict per question, the answer text found in its context and its score (start + end
-        logit, the windows over a long context searched as the run did); "" when no span qualifies."""
+        logit, the windows over a long context searched as the run did); "" when no span qualifies, or (SQuAD v2.0)
+        when the null score beats the best span's by more than the threshold chosen on dev (`span` keeps the best
+        span)."""
+        from distill.qa_answers import answer as qa_answer
         from distill.qa_answers import best_spans
         from distill.qa_windows import encode_windows
         from distill.tasks import Example
@@ -102,7 +105,8 @@ class Predictor:
                 starts.append(row[:n, 0].numpy())
                 ends.append(row[:n, 1].numpy())
         preds = best_spans(windows, starts, ends, examples, enc.n_best or 20, enc.max_answer_length or 30)
-        return [{"answer": p.text, "score": p.score, "null_score": p.null_score} for p in preds]
+        return [{"answer": qa_answer(p, enc.null_threshold), "span": p.text, "score": p.score,
+                 "null_score": p.null_score} for p in preds]
 
     def predict(self, texts: list[str], texts_b: list[str] | None = None, batch_size: int = 64) -> list[dict]:
         """One dict per text: the label and every label's probability (or the score, for regression); for a token

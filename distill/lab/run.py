@@ -181,7 +181,8 @@ def input_encoding(cfg: ExperimentConfig, workflow) -> InputEncoding:
     qa = workflow.task.qa
     if qa is not None:
         return InputEncoding(cfg.task.max_length, True, doc_stride=qa.doc_stride, max_query_length=qa.max_query_length,
-                             n_best=qa.n_best, max_answer_length=qa.max_answer_length)
+                             n_best=qa.n_best, max_answer_length=qa.max_answer_length,
+                             null_threshold=getattr(workflow, "null_threshold", None))
     return InputEncoding(cfg.task.max_length, workflow.task.is_pair)
 
 

@@ -231,6 +231,8 @@ class TaskWorkflow:
         logits: dict = {}
         results = evaluate_splits(session.accelerator, module.student, task, self.datasets, cfg.train, logits,
                                   module.kind)
+        if task.type == QA and "dev" in logits:  # SQuAD v2.0: served with the threshold it was scored with
+            self.null_threshold = logits["dev"].threshold
         # Inference speed on the run's own device and eval batch size: the report's "speed" column.
         speed = sum(len(self.datasets[s]) for s in results) / (time.perf_counter() - t0)
         # Every process computes the teacher's logits (they are gathered across processes); one writes.
