@@ -291,3 +291,24 @@ def test_check_plans_qa_stages_over_windows_not_questions(tmp_path, capsys, toke
     assert all(int(n.replace(",", "")) == sum(len(ids) for ids in windows.input_ids) for n in tokens)
     # The teacher fine-tunes on the same windows: 4 epochs of ceil(windows / 16) batches.
     assert f"batch 16 = {4 * -(-len(windows) // 16)} optimizer steps" in out
+
+
+def test_the_report_resamples_questions_and_centres_on_the_runs_scores(runs):
+    from distill.lab.report.statistics import _counts
+    from distill.lab.uncertainty import metric_replicates, metric_value
+    from distill.predictions import read_predictions
+
+    splits, meta = read_predictions(runs["v2"])
+    metrics = json.loads((runs["v2"] / "metrics.json").read_text())
+    sp = splits["dev"]
+    for metric in ("squad_f1", "exact_match", "has_ans_f1", "no_ans_exact"):
+        counts = _counts(metric, sp, meta, sp.student)
+        assert metric_value(metric, counts, np.zeros(len(counts)), 3) == pytest.approx(
+            metrics["student"]["dev"][metric])
+    # Resampling question 0 only: its own score, in percent; a HasAns metric over only unanswerable questions: 0.
+    counts = _counts("squad_f1", sp, meta, sp.student)
+    assert metric_replicates("squad_f1", counts, np.zeros(len(counts)), 3, np.zeros((1, 5), int))[0] == \
+        pytest.approx(100 * sp.student[0, 1])
+    none = np.flatnonzero(sp.labels == 0)[:3][None]
+    has = _counts("has_ans_f1", sp, meta, sp.student)
+    assert metric_replicates("has_ans_f1", has, np.zeros(len(has)), 3, none)[0] == 0.0
