@@ -13,6 +13,7 @@ from pathlib import Path
 
 from distill.labels import DataError
 from distill.tasks import Example
+from distill.text_files import decode_file
 
 
 def read_squad_json(path: str | Path) -> tuple[list[Example], str]:
@@ -37,9 +38,7 @@ def read_squad_json(path: str | Path) -> tuple[list[Example], str]:
                 qpath = f"{ppath}.qas[{qi}]"
                 qid = _field(qa, "id", str, path, qpath)
                 where = f"{path}: {qpath} (question {qid!r})"
-                if qid in seen:
-                    raise DataError(f"{where}: id already used at {seen[qid]}; expected unique question ids")
-                seen[qid] = qpath
+                _claim(seen, qid, qpath, where)
                 question = _field(qa, "question", str, path, qpath).strip()
                 if not question:
                     raise DataError(f"{path}: {qpath}.question (question {qid!r}): empty; expected the question's "
@@ -68,14 +67,12 @@ def squad_rows(rows: Iterable[Mapping[str, object]], where: str) -> list[Example
     "answer_start": [...]}) as Examples; an empty answer list is a question with no answer. `where` names the
     source (a dataset and split) in errors."""
     examples: list[Example] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     for i, row in enumerate(rows):
         rpath = f"row {i}"
         qid = _field(row, "id", str, where, rpath)
         at = f"{where}: {rpath} (question {qid!r})"
-        if qid in seen:
-            raise DataError(f"{at}: id already used at row {seen[qid]}; expected unique question ids")
-        seen[qid] = i
+        _claim(seen, qid, rpath, at)
         context = _field(row, "context", str, where, rpath)
         question = _field(row, "question", str, where, rpath).strip()
         if not context.strip() or not question:
@@ -127,19 +124,19 @@ def _answers(pairs: list[tuple[str, int, str]], context: str, impossible: bool |
 
 
 def _load(path: Path) -> object:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"SQuAD file not found: {path}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: bytes that are not UTF-8 at byte {e.start}; expected a UTF-8 JSON file") from None
+    text = decode_file(path).removeprefix("\ufeff")  # a byte order mark (utf-8-sig) is not JSON
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not JSON ({e.msg} at column {e.colno}); expected the SQuAD JSON "
                         "layout") from None
+
+
+def _claim(seen: dict[str, str], qid: str, place: str, at: str) -> None:
+    """Question ids are unique within a source: `seen` maps each to where it stands (a JSON path, a row)."""
+    if qid in seen:
+        raise DataError(f"{at}: id already used at {seen[qid]}; expected unique question ids")
+    seen[qid] = place
 
 
 def _field(obj: object, key: str, kind: type, source: str | Path, at: str):

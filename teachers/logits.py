@@ -52,26 +52,15 @@ def compute_logits(teacher: nn.Module, ds: EncodedDataset, accelerator: Accelera
             logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              token_type_ids=batch["token_type_ids"]).logits
         logits, rows = head_rows(logits, batch)
-        logits, _, index = gather_rows(accelerator, logits.float(), None, batch["index"], rows)
-        if rows is not None:  # word rows: where each example's words lie among the dataset's rows
-            starts = torch.from_numpy(ds.row_offsets())[index.cpu()]
-            index = starts + _within(index.cpu())
-        out[index.cpu()] = logits.cpu()  # a host copy: the marks time finished work
+        # Word rows travel with their places among the dataset's rows (the collator's `rows`).
+        logits, places, index = gather_rows(accelerator, logits.float(), batch.get("rows"), batch["index"], rows)
+        out[(index if places is None else places).cpu()] = logits.cpu()  # a host copy: the marks time finished work
         marks.append(time.perf_counter())
         tokens = float(batch["attention_mask"].sum()) * accelerator.num_processes
         left -= tokens
         if announce is not None and (len(marks) == 3 or left <= 0 < len(marks) < 3):
             announce(marks[-1] - marks[0] + (marks[-1] - marks[-2]) / tokens * max(left, 0.0))
     return out
-
-
-def _within(example: torch.Tensor) -> torch.Tensor:
-    """Each row's place among its example's rows (rows of an example are consecutive)."""
-    n = len(example)
-    first = torch.ones(n, dtype=torch.bool)
-    first[1:] = example[1:] != example[:-1]
-    starts = torch.arange(n)[first]
-    return torch.arange(n) - starts.repeat_interleave(torch.diff(torch.cat([starts, torch.tensor([n])])))
 
 
 def cached_logits(teacher: nn.Module, teacher_id: str, ds: EncodedDataset, accelerator: Accelerator,
